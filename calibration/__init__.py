@@ -1,0 +1,1 @@
+"""Calibration data, quantization recipes and accuracy comparison (issue 3)."""

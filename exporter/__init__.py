@@ -1,0 +1,1 @@
+"""Checkpoint -> bundle: ONNX export through optimum-onnx, validation against PyTorch."""

@@ -1,0 +1,32 @@
+"""edgeport's runtime: Hugging Face pipelines on exported bundles, without PyTorch.
+
+>>> from runtime import pipeline                                     # doctest: +SKIP
+>>> classify = pipeline("text-classification", model="bundle/")       # doctest: +SKIP
+>>> classify("edgeport runs without torch")                           # doctest: +SKIP
+[{'label': 'positive', 'score': 0.98}]
+
+Never imports torch, transformers, optimum, ``exporter`` or ``calibration``.
+"""
+
+from .errors import (
+    BundleError,
+    BundleNotFoundError,
+    ChecksumError,
+    EdgeportError,
+    EngineError,
+    ExportError,
+    GraphLoadError,
+    InputError,
+    ManifestError,
+    MissingDependencyError,
+    TaskError,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError", "EngineError",
+    "ExportError", "GraphLoadError", "InputError", "ManifestError", "MissingDependencyError",
+    "TaskError", "ValidationError", "__version__",
+]

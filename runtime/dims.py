@@ -1,0 +1,46 @@
+"""The closed vocabulary of dynamic dimension names, shared by export, profiles and validation.
+
+Every dynamic axis of every graph in a bundle carries one of these names in the manifest, so a
+TensorRT profile or a validation shape can be derived from the name alone.
+"""
+
+from __future__ import annotations
+
+DIM_NAMES = (
+    "batch",
+    "sequence",
+    "past_sequence",
+    "encoder_sequence",
+    "decoder_sequence",
+    "height",
+    "width",
+    "audio_samples",
+    "audio_frames",
+    "num_queries",
+)
+
+# optimum-onnx's axis names (and the names its graphs carry after export) -> ours.
+_OPTIMUM_AXES = {
+    "batch_size": "batch",
+    "sequence_length": "sequence",
+    "past_sequence_length": "past_sequence",
+    "past_sequence_length + 1": "sequence",
+    "past_sequence_length + sequence_length": "sequence",
+    "encoder_sequence_length": "encoder_sequence",
+    "encoder_sequence_length_out": "encoder_sequence",
+    "decoder_sequence_length": "decoder_sequence",
+    "height": "height",
+    "width": "width",
+    "num_queries": "num_queries",
+}
+
+
+def dim_name_from_optimum(axis: str) -> str | None:
+    """Our name for one of optimum's axis names, or None when it has no counterpart.
+
+    >>> dim_name_from_optimum("sequence_length")
+    'sequence'
+    """
+    if axis in DIM_NAMES:
+        return axis
+    return _OPTIMUM_AXES.get(axis)

@@ -1,0 +1,200 @@
+"""Engines: one small protocol for everything that runs a graph.
+
+An engine declares its inputs and outputs (name, dtype, dims) and maps a feed
+(``Mapping[str, np.ndarray]``) to a dict of output arrays. Tasks never talk to ONNX Runtime or
+TensorRT directly, so a fake engine can stand in for tests of task logic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import EngineError, GraphLoadError, InputError, did_you_mean
+
+Feed = Mapping[str, np.ndarray]
+
+# ONNX Runtime's type strings -> numpy dtypes.
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: its name, numpy dtype name and dims (a str is a dynamic dim)."""
+
+    name: str
+    dtype: str
+    dims: tuple[int | str | None, ...]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "dims": list(self.dims)}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> TensorSpec:
+        return cls(data["name"], data["dtype"], tuple(data["dims"]))
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What a task needs from a graph runner. A Protocol, not a base class, so that a test's
+    fake engine or a wrapped PyTorch module fits without inheriting anything."""
+
+    inputs: Sequence[TensorSpec]
+    outputs: Sequence[TensorSpec]
+
+    def run(self, feed: Feed) -> dict[str, np.ndarray]: ...
+
+
+def check_feed(specs: Sequence[TensorSpec], feed: Feed) -> dict[str, np.ndarray]:
+    """The feed restricted to the graph's inputs, cast to their dtypes; a clear error when an
+    input is missing or has the wrong rank. The one place where feeds are checked."""
+    checked = {}
+    for spec in specs:
+        if spec.name not in feed:
+            raise EngineError(
+                f"The graph needs an input named {spec.name!r}, but the feed has none. "
+                f"Note: the feed has {sorted(feed)}; the graph's inputs are "
+                f"{[s.name for s in specs]}."
+            )
+        array = np.asarray(feed[spec.name])
+        if array.ndim != len(spec.dims):
+            raise EngineError(
+                f"Input {spec.name!r} has {array.ndim} dims {array.shape}, the graph expects "
+                f"{len(spec.dims)} ({', '.join(map(str, spec.dims))})."
+            )
+        checked[spec.name] = array.astype(spec.dtype, copy=False)
+    return checked
+
+
+def _dims_from_ort(shape) -> tuple[int | str | None, ...]:
+    return tuple(d if isinstance(d, (int, str)) else None for d in shape)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+_DEVICE_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def providers_for_device(device: str) -> list[str]:
+    """The ONNX Runtime providers for a device name; a clear error when they are not installed.
+
+    >>> providers_for_device("cpu")
+    ['CPUExecutionProvider']
+    """
+    if device not in _DEVICE_PROVIDERS:
+        raise InputError(f"Unknown device {device!r}. {did_you_mean(device, _DEVICE_PROVIDERS)}")
+    wanted = _DEVICE_PROVIDERS[device]
+    have = available_providers()
+    if wanted[0] not in have:
+        raise EngineError(
+            f"Could not find execution provider {wanted[0]!r} for device {device!r}. "
+            f"Note: available providers are: {have}. For a GPU install onnxruntime-gpu "
+            "(`pip install onnxruntime-gpu`) in place of onnxruntime."
+        )
+    return [p for p in wanted if p in have]
+
+
+class OrtEngine:
+    """An ONNX Runtime session behind the Engine protocol.
+
+    >>> engine = OrtEngine("bundle/onnx/model.onnx")            # doctest: +SKIP
+    >>> [s.name for s in engine.inputs]                          # doctest: +SKIP
+    ['input_ids', 'attention_mask', 'token_type_ids']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        session_options=None,
+    ):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if session_options is None:
+            session_options = ort.SessionOptions()
+            session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if threads is not None:
+                session_options.intra_op_num_threads = int(threads)
+        providers = list(providers) if providers is not None else providers_for_device(device)
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=session_options, providers=providers
+            )
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GraphLoadError(
+                f"ONNX Runtime could not load the graph {path}: {first_line[:300]}. "
+                "Note: the file is corrupt or truncated; export the bundle again with "
+                "`edgeport export`."
+            ) from None
+        self.path = path
+        self.inputs = [
+            TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)).name, _dims_from_ort(i.shape))
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [
+            TensorSpec(o.name, np.dtype(_ORT_TYPES.get(o.type, np.float32)).name, _dims_from_ort(o.shape))
+            for o in self.session.get_outputs()
+        ]
+        self._output_names = [o.name for o in self.outputs]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        # InferenceSession.run is safe to call from several threads at once.
+        checked = check_feed(self.inputs, feed)
+        try:
+            values = self.session.run(self._output_names, checked)
+        except Exception as exc:
+            raise EngineError(
+                f"ONNX Runtime failed to run {self.path.name}: {str(exc).strip()[:500]}. "
+                f"Note: feed shapes were { {k: v.shape for k, v in checked.items()} }."
+            ) from None
+        return dict(zip(self._output_names, values))
+
+
+class FakeEngine:
+    """An engine that answers with a function of the feed: for tests of task logic.
+
+    >>> engine = FakeEngine([TensorSpec("x", "float32", ("batch",))],
+    ...                     [TensorSpec("y", "float32", ("batch",))],
+    ...                     lambda feed: {"y": feed["x"] * 2})
+    >>> engine.run({"x": np.ones(2)})["y"].tolist()
+    [2.0, 2.0]
+    """
+
+    def __init__(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], fn):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self._fn = fn
+
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        return dict(self._fn(check_feed(self.inputs, feed)))
