@@ -1,1 +1,8 @@
-"""Checkpoint -> bundle: ONNX export through optimum-onnx, validation against PyTorch."""
+"""Checkpoint -> bundle: ONNX export through optimum-onnx, validation against PyTorch.
+
+Importing this package does not import torch; ``bundle_from_checkpoint`` does.
+"""
+
+from .export import bundle_from_checkpoint, export
+
+__all__ = ["bundle_from_checkpoint", "export"]

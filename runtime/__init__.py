@@ -30,3 +30,8 @@ __all__ = [
     "ExportError", "GraphLoadError", "InputError", "ManifestError", "MissingDependencyError",
     "TaskError", "ValidationError", "__version__",
 ]
+
+from .bundle import Bundle  # noqa: E402
+from .pipeline import pipeline, pipeline_from_bundle  # noqa: E402
+
+__all__ += ["Bundle", "pipeline", "pipeline_from_bundle"]

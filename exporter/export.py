@@ -1,0 +1,240 @@
+"""Checkpoint -> bundle: trace with optimum-onnx, validate against PyTorch, write the bundle.
+
+>>> bundle_from_checkpoint("all-MiniLM-L6-v2/", "minilm-bundle")    # doctest: +SKIP
+PosixPath('minilm-bundle')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from runtime.bundle import file_sha256, manifest_for, staged_directory, write_json_atomic
+from runtime.dims import dim_name_from_optimum
+from runtime.errors import ExportError, MissingDependencyError
+from runtime.tasks import canonical_task
+
+from .architectures import TASK_MODEL_CLASSES, architecture_for, infer_task
+from .validate import validate_text_graph
+
+# sentence-transformers files the runtime reads for pooling; copied as they are.
+_SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
+                                "config_sentence_transformers.json")
+
+
+def _require_export_extra():
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"edgeport export needs the export extra ({exc.name} is not installed). Note: "
+            "install it with `pip install 'edgeport[export]'` (for a CPU-only torch, install "
+            "torch first from the CPU index)."
+        ) from None
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """A local checkpoint directory: the path itself, or a Hub snapshot for a hub id."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ExportError(
+                f"{path} has no config.json, so it is not a Transformers checkpoint. Note: "
+                "pass the directory that `save_pretrained` wrote."
+            )
+        return path
+    if path.exists() or str(checkpoint).count("/") > 1 or str(checkpoint).startswith("."):
+        raise ExportError(f"{checkpoint} is not a checkpoint directory.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(checkpoint)))
+    except Exception as exc:  # offline, unknown repo, gated repo: all end the same way
+        raise ExportError(
+            f"{checkpoint!r} is not a local directory, and downloading it from the Hub failed: "
+            f"{str(exc).splitlines()[0][:200]}. Note: pass a local checkpoint directory."
+        ) from None
+
+
+def _versions() -> dict:
+    names = ("edgeport", "torch", "transformers", "optimum-onnx", "onnx", "onnxruntime",
+             "tokenizers")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _graph_signature(onnx_path: Path) -> dict:
+    """Inputs and outputs of a graph with dtypes and dims in edgeport's dim vocabulary."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+
+    def spec(value):
+        dims = []
+        for d in value.type.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(d.dim_value)
+                continue
+            name = dim_name_from_optimum(d.dim_param)
+            if name is None:
+                raise ExportError(
+                    f"The traced graph has a dynamic dim {d.dim_param!r} on {value.name!r} that "
+                    "edgeport's dim vocabulary does not name. Note: add it to runtime/dims.py."
+                )
+            dims.append(name)
+        dtype = tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+        return {"name": value.name, "dtype": dtype, "dims": dims}
+
+    return {"inputs": [spec(v) for v in graph.input],
+            "outputs": [spec(v) for v in graph.output]}
+
+
+def _save_preprocessing(checkpoint: Path, staging: Path) -> None:
+    """tokenizer.json (converted from slow tokenizer files when needed) and its config."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True)
+    except Exception as exc:
+        raise ExportError(
+            f"Could not load the tokenizer of {checkpoint}: {str(exc).splitlines()[0][:300]}. "
+            "Note: a text checkpoint needs tokenizer.json, or slow tokenizer files "
+            "(vocab.txt, sentencepiece .model, ...) that transformers can convert."
+        ) from None
+    if not tokenizer.is_fast:
+        raise ExportError(
+            f"The tokenizer of {checkpoint} could not be converted to a fast tokenizer. Note: "
+            "install sentencepiece and protobuf (`pip install sentencepiece protobuf`), which "
+            "the conversion of sentencepiece vocabularies needs."
+        )
+    tokenizer.save_pretrained(str(staging))
+
+
+def _copy_sentence_transformers(checkpoint: Path, staging: Path) -> bool:
+    if not (checkpoint / "modules.json").is_file():
+        return False
+    from runtime.pooling import SentencePooling
+
+    for name in _SENTENCE_TRANSFORMERS_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copy2(checkpoint / name, staging / name)
+    for module in json.loads((checkpoint / "modules.json").read_text("utf-8")):
+        if module.get("path") and (checkpoint / module["path"] / "config.json").is_file():
+            (staging / module["path"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(checkpoint / module["path"] / "config.json",
+                         staging / module["path"] / "config.json")
+    SentencePooling.from_dir(staging)  # refuse modules the runtime cannot run, now
+    return True
+
+
+def bundle_from_checkpoint(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    task: str | None = None,
+    opset: int | None = None,
+    atol: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Export a checkpoint to a validated bundle at ``output`` and return its path.
+
+    The bundle appears at ``output`` only when everything succeeded: tracing, validation
+    against PyTorch at two batch sizes and two sequence lengths, and the manifest.
+    """
+    _require_export_extra()
+    import transformers
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    checkpoint = resolve_checkpoint(checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text("utf-8"))
+    model_type = config.get("model_type")
+    row = architecture_for(model_type)
+    is_sentence_transformers = (checkpoint / "modules.json").is_file()
+    task = canonical_task(task) if task else infer_task(
+        config, sentence_transformers=is_sentence_transformers)
+    if task not in row.tasks:
+        raise ExportError(
+            f"edgeport does not export {model_type!r} for {task!r}. Note: its tasks are: "
+            f"{', '.join(row.tasks)}."
+        )
+    if opset is not None and not 14 <= int(opset) <= 23:
+        raise ExportError(f"opset {opset} is out of range. Note: use an opset from 14 to 23.")
+
+    auto_class = getattr(transformers, TASK_MODEL_CLASSES[task])
+    try:
+        model = auto_class.from_pretrained(str(checkpoint)).eval()
+    except Exception as exc:
+        raise ExportError(
+            f"transformers could not load {checkpoint} as {auto_class.__name__}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
+
+    with staged_directory(output, overwrite=overwrite) as staging:
+        (staging / "onnx").mkdir()
+        (staging / "reports").mkdir()
+        with tempfile.TemporaryDirectory(dir=staging) as traced:
+            try:
+                onnx_export_from_model(model, traced, task=task, opset=opset,
+                                       do_validation=False, preprocessors=[])
+            except Exception as exc:
+                raise ExportError(
+                    f"optimum-onnx failed to trace {model_type} for {task}: "
+                    f"{str(exc).strip().splitlines()[0][:300]}"
+                ) from exc
+            graph_files = sorted(p for p in Path(traced).iterdir()
+                                 if p.name.startswith("model.onnx"))
+            for path in graph_files:
+                shutil.move(str(path), staging / "onnx" / path.name)
+        graph_path = staging / "onnx" / "model.onnx"
+
+        report = validate_text_graph(model, graph_path, atol=atol if atol else row.atol)
+        write_json_atomic(staging / "reports" / "validation.json", report)
+
+        model.config.save_pretrained(str(staging))
+        _save_preprocessing(checkpoint, staging)
+        sentence_transformers = _copy_sentence_transformers(checkpoint, staging)
+
+        data_files = [f"onnx/{p.name}" for p in graph_files if p.name != "model.onnx"]
+        checksums = {name: file_sha256(staging / name) for name in ["onnx/model.onnx", *data_files]}
+        import onnx
+
+        opset_used = next(o.version for o in onnx.load(str(graph_path), load_external_data=False)
+                          .opset_import if o.domain in ("", "ai.onnx"))
+        manifest = manifest_for(
+            task=task,
+            model_type=model_type,
+            family=row.family,
+            modality=row.modality,
+            graphs={"model": _graph_signature(graph_path)},
+            variants={"fp32": {
+                "files": {"model": "onnx/model.onnx"},
+                "data_files": {"model": data_files} if data_files else {},
+                "recipe": {"name": "export", "opset": opset_used},
+                "accuracy": None,
+            }},
+            checksums=checksums,
+            preprocessing={"tokenizer": "tokenizer.json",
+                           "sentence_transformers": sentence_transformers},
+            validation={"passed": report["passed"], "reference": "pytorch",
+                        "atol": report["atol"], "max_abs_diff": report["max_abs_diff"],
+                        "report": "reports/validation.json"},
+            source={"checkpoint": str(checkpoint), "architectures": config.get("architectures")},
+            exported_with=_versions(),
+        )
+        write_json_atomic(staging / "manifest.json", manifest)
+    return Path(output)
+
+
+export = bundle_from_checkpoint

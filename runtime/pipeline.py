@@ -1,0 +1,53 @@
+"""``pipeline()``: the runtime's front door, shaped like ``transformers.pipeline``."""
+
+from __future__ import annotations
+
+import os
+
+from .bundle import Bundle
+from .errors import InputError
+from .tasks import TASKS, Pipeline
+from .tokenizer import TextTokenizer
+
+
+def pipeline(
+    task: str | None = None,
+    model: str | os.PathLike | Bundle | None = None,
+    variant: str = "fp32",
+    device: str = "cpu",
+    *,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    session_options=None,
+    **kwargs,
+) -> Pipeline:
+    """A task pipeline on a bundle: swap ``from transformers import pipeline`` for
+    ``from runtime import pipeline`` and pass a bundle directory as ``model``.
+
+    ``task`` defaults to the bundle's own; other keyword arguments become defaults of every
+    call (``top_k``, ``aggregation_strategy``, ...), as in transformers.
+
+    >>> classify = pipeline("text-classification", model="bundle")   # doctest: +SKIP
+    >>> classify("I love this!")                                       # doctest: +SKIP
+    [{'label': 'POSITIVE', 'score': 0.9998}]
+    """
+    if model is None:
+        raise InputError(
+            "pipeline() needs model=BUNDLE, the directory `edgeport export` wrote. Note: the "
+            "runtime runs exported bundles; it does not load PyTorch checkpoints."
+        )
+    bundle = model if isinstance(model, Bundle) else Bundle.load(model)
+    return pipeline_from_bundle(bundle, task, variant=variant, device=device, threads=threads,
+                                providers=providers, session_options=session_options, **kwargs)
+
+
+def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: str = "fp32",
+                         device: str = "cpu", threads: int | None = None,
+                         providers: list[str] | None = None, session_options=None,
+                         **kwargs) -> Pipeline:
+    task = bundle.check_task(task)
+    engine = bundle.engine("model", variant, device=device, threads=threads,
+                           providers=providers, session_options=session_options)
+    tokenizer = TextTokenizer.from_dir(bundle.path)
+    return TASKS[task](config=bundle.config, engine=engine, tokenizer=tokenizer, bundle=bundle,
+                       **kwargs)
