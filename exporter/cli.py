@@ -1,0 +1,31 @@
+"""`edgeport export CHECKPOINT -o BUNDLE [--task TASK] [--opset N]`.
+
+Imports nothing heavy at module level: `edgeport --help` must work without the export extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint directory (save_pretrained), or a hub id")
+    parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    parser.add_argument("--task", help="task to export for (default: inferred from config.json)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: optimum's choice)")
+    parser.add_argument("--atol", type=float, help="validation tolerance (default: per architecture)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+
+
+def main(args) -> int:
+    from .export import bundle_from_checkpoint
+
+    path = bundle_from_checkpoint(args.checkpoint, args.output, task=args.task, opset=args.opset,
+                                  atol=args.atol, overwrite=args.overwrite)
+    from runtime.bundle import Bundle
+
+    bundle = Bundle.load(path)
+    worst = max(bundle.manifest["validation"]["max_abs_diff"].values())
+    print(f"Exported {bundle.model_type} for {bundle.task} to {path} "
+          f"(validated against PyTorch: max abs diff {worst:.1e}).")
+    return 0

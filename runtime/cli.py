@@ -1,0 +1,78 @@
+"""The ``edgeport`` command. Subcommands live with the package that owns them; this entry point
+finds them by module name at call time, so the runtime never imports ``exporter`` or
+``calibration``, and a subcommand whose extra is missing says which extra to install.
+
+    edgeport export CHECKPOINT -o BUNDLE [--task TASK] [--opset N]     (exporter)
+    edgeport run BUNDLE INPUT... [--json]                               (runtime)
+    edgeport inspect BUNDLE [--json]                                    (runtime)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import EdgeportError, MissingDependencyError
+
+# subcommand -> (module that defines add_arguments(parser) and main(args), one-line help)
+SUBCOMMANDS = {
+    "export": ("exporter.cli", "export a Transformers checkpoint to a validated bundle"),
+    "run": ("runtime.cli_run", "run a bundle's pipeline on inputs"),
+    "inspect": ("runtime.cli_inspect", "show a bundle's task, graphs, variants and validation"),
+}
+
+
+# subcommand -> the extra whose absence makes its module fail to import
+_EXTRAS = {"export": "export"}
+
+
+def _load(command: str):
+    module_name = SUBCOMMANDS[command][0]
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(command, "export")
+        raise MissingDependencyError(
+            f"`edgeport {command}` is not available: {exc}. Note: install its extra with "
+            f"`pip install 'edgeport[{extra}]'`."
+        ) from None
+
+
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's module is imported, at call time."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgeport",
+        description="Transformers checkpoints to devices: export, quantize, run.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeport {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            _load(name).add_arguments(subparser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        parser = _parser(command if command in SUBCOMMANDS else None)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(_load(args.command).main(args) or 0)
+    except EdgeportError as exc:
+        print(f"edgeport {command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"edgeport {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

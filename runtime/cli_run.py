@@ -1,0 +1,61 @@
+"""`edgeport run BUNDLE INPUT... [--json]`: a bundle's pipeline on inputs, from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="bundle directory (from `edgeport export`)")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="texts to run on; none reads one input per line from stdin")
+    parser.add_argument("--task", help="the task to run (default: the bundle's)")
+    parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--context", help="question-answering: the context the INPUT questions ask about")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pipeline argument, VALUE parsed as JSON when it can be "
+                             "(--set top_k=3 --set aggregation_strategy=simple)")
+    parser.add_argument("--json", action="store_true", help="print results as one JSON document")
+
+
+def _options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set takes KEY=VALUE, got {pair!r}. Note: e.g. --set top_k=3.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def main(args) -> int:
+    from .pipeline import pipeline
+
+    inputs = list(args.inputs) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not inputs:
+        raise InputError("No inputs: give texts as arguments, or one per line on stdin.")
+    pipe = pipeline(args.task, model=args.bundle, variant=args.variant, device=args.device)
+    options = _options(args.options)
+    if pipe.task == "question-answering":
+        if args.context is None:
+            raise InputError("question-answering needs --context TEXT; the INPUTs are questions.")
+        results = [pipe(question=q, context=args.context, **options) for q in inputs]
+    elif args.context is not None:
+        raise InputError(f"--context is for question-answering; this bundle runs {pipe.task}.")
+    else:
+        results = [pipe(text, **options) for text in inputs]
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
+    else:
+        for text, result in zip(inputs, results):
+            print(f"{text}\n  {json.dumps(result, ensure_ascii=False)}")
+    return 0
+

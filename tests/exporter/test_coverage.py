@@ -1,0 +1,32 @@
+"""Every architecture row and every task has a test case; a new row without one fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from checkpoints import TINY_CONFIGS
+
+from exporter.architectures import ARCHITECTURES, TASK_MODEL_CLASSES
+from runtime.tasks import TASKS
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def test_every_architecture_row_has_a_tiny_checkpoint():
+    missing = set(ARCHITECTURES) - set(TINY_CONFIGS)
+    assert not missing, f"architecture rows without a tiny checkpoint in tests/support: {missing}"
+
+
+def test_every_task_has_a_test_module_against_transformers():
+    for task in TASKS:
+        module = TESTS / "runtime" / f"test_{task.replace('-', '_')}.py"
+        assert module.is_file(), f"task {task!r} has no test module {module}"
+        text = module.read_text()
+        assert "reference_pipeline" in text and "TINY_CONFIGS" in text, (
+            f"{module.name} must compare with transformers on every architecture")
+
+
+def test_every_task_can_be_exported_and_built():
+    for row in ARCHITECTURES.values():
+        assert set(row.tasks) <= set(TASKS)
+    assert set(TASK_MODEL_CLASSES) == set(TASKS)

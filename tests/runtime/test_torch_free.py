@@ -1,0 +1,95 @@
+"""The runtime never imports torch or transformers: proven in a process where they cannot be."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Put in front of sys.meta_path: any import of these names fails as if they were not installed.
+BLOCKER = textwrap.dedent("""
+    import sys
+    BLOCKED = {blocked!r}
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"blocked for this test: {name}", name=name)
+            return None
+    sys.meta_path.insert(0, Blocker())
+""")
+
+
+def _run(code: str, *args: str, blocked=("torch", "transformers", "optimum", "exporter",
+                                         "calibration")) -> subprocess.CompletedProcess:
+    blocker = BLOCKER.replace("{blocked!r}", repr(tuple(blocked)))
+    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_runtime_pipeline_runs_where_torch_cannot_be_imported(tiny_bundle):
+    bundle = tiny_bundle("bert", "feature-extraction")
+    proc = _run("""
+        import json, sys
+        import runtime
+        from runtime import pipeline
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("the blocker does not work")
+        embed = pipeline("feature-extraction", model=sys.argv[1], pooling="mean", normalize=True)
+        vector = embed("torch is not here")
+        heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+        print(json.dumps({"dim": len(vector), "heavy": heavy}))
+    """, str(bundle))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"dim": 32, "heavy": []}
+
+
+def test_cli_run_and_inspect_where_torch_cannot_be_imported(tiny_bundle):
+    bundle = tiny_bundle("bert", "text-classification")
+    proc = _run("""
+        import sys
+        from runtime.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """, "run", str(bundle), "what a day", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["label"] in {"negative", "neutral", "positive"}
+    # the exporter is installed with the runtime, but its extra (torch, ...) may not be
+    proc = _run("import sys\nfrom runtime.cli import main\nsys.exit(main(sys.argv[1:]))",
+                "export", "ckpt", "-o", "out", blocked=("torch", "transformers", "optimum"))
+    assert proc.returncode == 1
+    assert "pip install 'edgeport[export]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_runtime_module_imports_a_forbidden_package():
+    """A static check beside the dynamic one: no import statement of a forbidden package."""
+    import ast
+
+    forbidden = {"torch", "transformers", "optimum", "exporter", "calibration"}
+    root = Path(__file__).resolve().parents[2] / "runtime"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in forbidden]
+    assert not offenders
+
+
+@pytest.mark.parametrize("module", ["runtime", "runtime.cli", "runtime.pipeline"])
+def test_importing_the_runtime_stays_light(module):
+    proc = _run(f"import {module}, sys; print(sorted(m for m in ('torch','transformers','onnx') "
+                "if m in sys.modules))")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,67 @@
+"""The edgeport command: export, inspect, run; errors are one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import main
+
+
+def test_export_inspect_run(tiny_checkpoint, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    assert main(["export", str(tiny_checkpoint("distilbert", "text-classification")),
+                 "-o", str(bundle)]) == 0
+    assert "validated against PyTorch" in capsys.readouterr().out
+
+    assert main(["inspect", str(bundle)]) == 0
+    text = capsys.readouterr().out
+    assert "text-classification" in text and "input_ids: int64[batch, sequence]" in text
+    assert "validation  passed against pytorch" in text
+    assert main(["inspect", str(bundle), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["variants"]["fp32"]["bytes"] == (bundle / "onnx" / "model.onnx").stat().st_size
+
+    assert main(["run", str(bundle), "good", "bad", "--json", "--set", "top_k=2"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [len(r) for r in results] == [2, 2]
+    assert {r["label"] for r in results[0]} <= {"negative", "neutral", "positive"}
+
+
+def test_run_reads_stdin_and_prints_readable_lines(tiny_bundle, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first line\n\nsecond line\n"))
+    assert main(["run", str(tiny_bundle("bert", "text-classification"))]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "first line" and out[2] == "second line"
+    assert json.loads(out[1])[0]["label"] in {"negative", "neutral", "positive"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "/no/such/bundle", "x"], "No bundle at /no/such/bundle"),
+    (["run", "{bundle}", "x", "--set", "top_k"], "--set takes KEY=VALUE"),
+    (["run", "{bundle}", "x", "--set", "topk=1"], "Did you mean 'top_k'"),
+    (["run", "{bundle}", "x", "--task", "fill-mask"], "serves 'text-classification'"),
+    (["run", "{bundle}", "x", "--context", "c"], "--context is for question-answering"),
+    (["export", "/no/such/dir", "-o", "{tmp}/b"], "is not a checkpoint directory"),
+])
+def test_errors_are_one_clear_line(argv, message, tiny_bundle, tmp_path, capsys):
+    bundle = tiny_bundle("bert", "text-classification")
+    argv = [a.format(bundle=bundle, tmp=tmp_path) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith(f"edgeport {argv[0]}: error:")
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "edgeport"
+    if not script.exists():
+        pytest.skip("edgeport is not installed in this environment's bin directory")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("edgeport ")
