@@ -6,10 +6,13 @@ PosixPath('minilm-bundle')
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -139,6 +142,24 @@ def _copy_sentence_transformers(checkpoint: Path, staging: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _quiet_tracing():
+    """Silence the tracer's generic warnings and optimum's note about accelerate: they fire on
+    every export and say nothing about this one. Validation is what tells whether the trace
+    generalizes, at several shapes."""
+    import torch
+
+    logger = logging.getLogger("optimum.exporters.onnx.base")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def bundle_from_checkpoint(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -186,8 +207,9 @@ def bundle_from_checkpoint(
         (staging / "reports").mkdir()
         with tempfile.TemporaryDirectory(dir=staging) as traced:
             try:
-                onnx_export_from_model(model, traced, task=task, opset=opset,
-                                       do_validation=False, preprocessors=[])
+                with _quiet_tracing():
+                    onnx_export_from_model(model, traced, task=task, opset=opset,
+                                           do_validation=False, preprocessors=[])
             except Exception as exc:
                 raise ExportError(
                     f"optimum-onnx failed to trace {model_type} for {task}: "

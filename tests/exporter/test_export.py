@@ -124,3 +124,45 @@ def test_onnx_outputs_match_pytorch_on_real_text(minilm_bundle):
     with torch.no_grad():
         expected = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+def test_hub_id_that_cannot_be_downloaded_is_a_clear_error(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    def offline(repo_id, **kwargs):
+        raise OSError(f"Cannot reach the Hub for {repo_id}: network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ExportError, match="downloading it from the Hub failed.*local checkpoint"):
+        bundle_from_checkpoint("someone/some-model", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_sentencepiece_vocabulary_is_converted_to_tokenizer_json(tiny_checkpoint, tmp_path):
+    """An ALBERT checkpoint with only its slow sentencepiece tokenizer (spiece.model)."""
+    import shutil
+
+    import sentencepiece
+    import transformers
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"edgeport exports model number {i} to onnx and runs it on "
+                                f"devices without torch, sentence {i * 7}." for i in range(300)))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp_path / "spiece"), vocab_size=120,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
+        minloglevel=2)
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint("albert", "fill-mask"), checkpoint)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (checkpoint / name).unlink(missing_ok=True)
+    slow = transformers.AlbertTokenizer(str(tmp_path / "spiece.model"))
+    slow.save_pretrained(checkpoint)
+    assert not (checkpoint / "tokenizer.json").exists()
+
+    bundle = bundle_from_checkpoint(checkpoint, tmp_path / "bundle")
+    from runtime.tokenizer import TextTokenizer
+
+    text = "edgeport runs devices"
+    expected = transformers.AlbertTokenizerFast.from_pretrained(checkpoint)(text)["input_ids"]
+    assert TextTokenizer.from_dir(bundle).encode_batch([text])[0].ids == expected
