@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="bundle directory to write")
     parser.add_argument("--task", help="task to export for (default: inferred from config.json)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: optimum's choice)")
-    parser.add_argument("--atol", type=float, help="validation tolerance (default: per architecture)")
+    parser.add_argument("--atol", type=float,
+                        help="validation tolerance (default: per architecture)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
 

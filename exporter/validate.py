@@ -73,8 +73,8 @@ def validate_text_graph(model, onnx_path: Path, *, atol: float) -> dict:
 
 
 def failure_table(report: dict) -> str:
-    lines = ["The ONNX graph disagrees with PyTorch beyond tolerance:",
-             f"  {'output':<24} {'batch':>5} {'sequence':>8} {'max abs diff':>13} {'tolerance':>10}"]
+    header = f"  {'output':<24} {'batch':>5} {'sequence':>8} {'max abs diff':>13} {'tolerance':>10}"
+    lines = ["The ONNX graph disagrees with PyTorch beyond tolerance:", header]
     for case in report["cases"]:
         for name, out in case["outputs"].items():
             mark = "" if out["passed"] else "  <- fails"

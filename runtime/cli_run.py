@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="the task to run (default: the bundle's)")
     parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--context", help="question-answering: the context the INPUT questions ask about")
+    parser.add_argument("--context",
+                        help="question-answering: the context the INPUT questions ask about")
     parser.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                         help="a pipeline argument, VALUE parsed as JSON when it can be "
                              "(--set top_k=3 --set aggregation_strategy=simple)")

@@ -80,8 +80,9 @@ def check_feed(specs: Sequence[TensorSpec], feed: Feed) -> dict[str, np.ndarray]
     return checked
 
 
-def _dims_from_ort(shape) -> tuple[int | str | None, ...]:
-    return tuple(d if isinstance(d, (int, str)) else None for d in shape)
+def _spec_from_ort(arg) -> TensorSpec:
+    dims = tuple(d if isinstance(d, (int, str)) else None for d in arg.shape)
+    return TensorSpec(arg.name, np.dtype(_ORT_TYPES.get(arg.type, np.float32)).name, dims)
 
 
 def available_providers() -> list[str]:
@@ -147,21 +148,16 @@ class OrtEngine:
                 str(path), sess_options=session_options, providers=providers
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            first_line = text.splitlines()[0] if text else type(exc).__name__
             raise GraphLoadError(
                 f"ONNX Runtime could not load the graph {path}: {first_line[:300]}. "
                 "Note: the file is corrupt or truncated; export the bundle again with "
                 "`edgeport export`."
             ) from None
         self.path = path
-        self.inputs = [
-            TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)).name, _dims_from_ort(i.shape))
-            for i in self.session.get_inputs()
-        ]
-        self.outputs = [
-            TensorSpec(o.name, np.dtype(_ORT_TYPES.get(o.type, np.float32)).name, _dims_from_ort(o.shape))
-            for o in self.session.get_outputs()
-        ]
+        self.inputs = [_spec_from_ort(i) for i in self.session.get_inputs()]
+        self.outputs = [_spec_from_ort(o) for o in self.session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
 
     @property

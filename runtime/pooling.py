@@ -40,7 +40,9 @@ class SentencePooling:
     def __post_init__(self):
         for mode in self.modes:
             if mode not in POOLING_MODES:
-                raise InputError(f"Unknown pooling mode {mode!r}. " + did_you_mean(mode, POOLING_MODES))
+                raise InputError(
+                    f"Unknown pooling mode {mode!r}. " + did_you_mean(mode, POOLING_MODES)
+                )
         if not self.modes:
             raise InputError(f"No pooling mode given. Note: known modes are {POOLING_MODES}.")
 
@@ -86,8 +88,10 @@ class SentencePooling:
             elif mode == "mean_sqrt_len":
                 parts.append((hidden * mask).sum(axis=1) / np.sqrt(counts))
             elif mode == "weightedmean":
-                weights = np.arange(1, hidden.shape[1] + 1, dtype=np.float32)[None, :, None] * mask
-                parts.append((hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None))
+                positions = np.arange(1, hidden.shape[1] + 1, dtype=np.float32)
+                weights = positions[None, :, None] * mask
+                total = np.clip(weights.sum(axis=1), 1e-9, None)
+                parts.append((hidden * weights).sum(axis=1) / total)
             else:  # lasttoken: the last position the mask keeps, on either padding side
                 last = hidden.shape[1] - 1 - np.argmax(attention_mask[:, ::-1], axis=1)
                 parts.append(hidden[np.arange(hidden.shape[0]), last])

@@ -124,19 +124,30 @@ class TextTokenizer:
         truncation: bool | str = False,
         max_length: int | None = None,
         stride: int = 0,
+        is_split_into_words: bool = False,
     ):
         """``tokenizers.Encoding`` objects, one per text (overflow in ``.overflowing``).
 
         ``truncation`` is False, True (= "longest_first"), "longest_first", "only_first" or
         "only_second", as in transformers; with truncation and no ``max_length`` the model's
-        maximum length is used.
+        maximum length is used. With ``is_split_into_words`` each text is a list of words, and
+        offsets count from the start of each word, as in transformers.
         """
         for text in list(texts) + list(pairs or []):
-            if not isinstance(text, str):
+            if is_split_into_words:
+                if not (isinstance(text, (list, tuple)) and all(isinstance(w, str) for w in text)):
+                    raise InputError(
+                        f"Expected a list of words (str), got {type(text).__name__}: "
+                        f"{text!r:.80}. Note: with is_split_into_words pass lists of strings."
+                    )
+            elif not isinstance(text, str):
                 raise InputError(
                     f"Expected text (str), got {type(text).__name__}: {text!r:.80}. "
                     "Note: pass a string or a list of strings."
                 )
+        if is_split_into_words:  # tokenizers reads a tuple as a (text, pair) pair
+            texts = [list(words) for words in texts]
+            pairs = None if pairs is None else [list(words) for words in pairs]
         tok = self.backend
         if truncation:
             strategy = "longest_first" if truncation is True else truncation
@@ -156,8 +167,10 @@ class TextTokenizer:
             )
         try:
             if pairs is None:
-                return tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-            return tok.encode_batch(list(zip(texts, pairs)), add_special_tokens=add_special_tokens)
+                return tok.encode_batch(list(texts), add_special_tokens=add_special_tokens,
+                                        is_pretokenized=is_split_into_words)
+            return tok.encode_batch(list(zip(texts, pairs)), add_special_tokens=add_special_tokens,
+                                    is_pretokenized=is_split_into_words)
         finally:
             if truncation:
                 tok.no_truncation()

@@ -72,7 +72,8 @@ def test_unknown_architecture_is_refused_with_the_known_ones(tiny_checkpoint, tm
 
 def test_bad_task_and_bad_checkpoint(tiny_checkpoint, tmp_path):
     with pytest.raises(TaskError, match="Did you mean 'fill-mask'"):
-        bundle_from_checkpoint(tiny_checkpoint("bert", "fill-mask"), tmp_path / "b", task="fil-mask")
+        bundle_from_checkpoint(tiny_checkpoint("bert", "fill-mask"), tmp_path / "b",
+                               task="fil-mask")
     with pytest.raises(ExportError, match="not a Transformers checkpoint"):
         bundle_from_checkpoint(tmp_path, tmp_path / "b")
     with pytest.raises(ExportError, match="opset"):

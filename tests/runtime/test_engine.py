@@ -30,7 +30,8 @@ def test_fake_and_ort_engines_fit_the_protocol(tiny_bundle):
     fake = FakeEngine(SPECS, [TensorSpec("y", "float32", ("batch",))],
                       lambda feed: {"y": feed["attention_mask"].sum(1).astype(np.float32)})
     assert isinstance(fake, Engine)
-    assert fake.run({"input_ids": np.ones((2, 3)), "attention_mask": np.ones((2, 3))})["y"].tolist() == [3, 3]
+    out = fake.run({"input_ids": np.ones((2, 3)), "attention_mask": np.ones((2, 3))})
+    assert out["y"].tolist() == [3, 3]
     ort_engine = OrtEngine(tiny_bundle("bert", "fill-mask") / "onnx" / "model.onnx", threads=1)
     assert isinstance(ort_engine, Engine)
     assert [s.name for s in ort_engine.inputs] == ["input_ids", "attention_mask", "token_type_ids"]

@@ -68,9 +68,12 @@ def build_tiny_checkpoint(model_type: str, task: str, directory: Path, *, seed: 
     torch.manual_seed(seed)
     model = getattr(transformers, TASK_AUTOMODEL[task]).from_config(config).eval()
     model.save_pretrained(directory)
-    # As the architecture's own tokenizer would: no token_type_ids for a model without them.
-    accepted = inspect.signature(model.forward).parameters
-    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in accepted]
+    # As the architecture's own tokenizer would: token_type_ids only for a model that has
+    # segment embeddings (RoBERTa's tokenizer makes none; DistilBERT's model takes none).
+    segments = ("token_type_ids" in inspect.signature(model.forward).parameters
+                and (getattr(config, "type_vocab_size", 0) or 0) > 1)
+    names = ["input_ids", "token_type_ids", "attention_mask"] if segments else [
+        "input_ids", "attention_mask"]
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), model_input_names=names)
     tokenizer.save_pretrained(directory)
     if slow_tokenizer_only:
