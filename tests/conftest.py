@@ -80,6 +80,7 @@ def runtime_pipeline(tiny_bundle):
 def minilm_bundle(tmp_path_factory):
     """The real all-MiniLM-L6-v2 exported to a bundle (once per session)."""
     from checkpoints import minilm_dir
+
     from exporter import bundle_from_checkpoint
 
     return bundle_from_checkpoint(minilm_dir(), tmp_path_factory.mktemp("minilm") / "bundle")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,6 +16,7 @@ def _name(requirement: str) -> str:
 
 
 def test_base_dependencies_are_the_runtimes_alone():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package itself supports 3.10
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = {_name(r) for r in project["dependencies"]}
     assert base == {"numpy", "onnxruntime", "tokenizers", "pillow"}
