@@ -30,6 +30,7 @@ demo: install
 	$(PY) examples/similarity.py $(DEMO_BUNDLE)
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 clean:

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..pooling import SentencePooling
 from .base import Pipeline
+from .text import check_batch_size, encode_texts, tokenizer_options
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -64,53 +65,46 @@ class FeatureExtractionPipeline(Pipeline):
         max_len = self.sentence_pooling.max_seq_length if self.sentence_pooling else None
         return SentencePooling(modes, bool(normalize), max_len)
 
-    def _tokenize_kwargs(self, args, pooling) -> dict:
-        kwargs = dict(args["tokenize_kwargs"] or {})
+    def _tokenizer_options(self, args, pooling) -> tuple[dict, int | None]:
+        given = dict(args["tokenize_kwargs"] or {})
         if args["truncation"] is not None:
-            if "truncation" in kwargs:
+            if "truncation" in given:
                 raise InputError(
                     "truncation is given twice, as an argument and in tokenize_kwargs. Note: "
                     "give it once."
                 )
-            kwargs["truncation"] = args["truncation"]
-        unknown = set(kwargs) - {"truncation", "max_length", "add_special_tokens"}
-        if unknown:
-            raise InputError(
-                f"tokenize_kwargs has keys this runtime does not take: {sorted(unknown)}. Note: "
-                "accepted keys are truncation, max_length, add_special_tokens."
-            )
-        if pooling is not None and pooling.max_seq_length and "truncation" not in kwargs:
+            given["truncation"] = args["truncation"]
+        if pooling is not None and pooling.max_seq_length and given.get("truncation") is None:
             # sentence-transformers always truncates at the model's max_seq_length.
-            kwargs.update(truncation=True, max_length=pooling.max_seq_length)
-        return kwargs
+            given.update(truncation=True,
+                         max_length=given.get("max_length") or pooling.max_seq_length)
+        return tokenizer_options(given, self.max_positions)
 
     def __call__(self, inputs, **kwargs):
         args = self.arguments(kwargs)
         texts, single = self.texts(inputs)
         pooling = self._pooling(args)
-        tokenize_kwargs = self._tokenize_kwargs(args, pooling)
-        batch_size = args["batch_size"]
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int, got {batch_size!r}.")
+        options = self._tokenizer_options(args, pooling)
+        batch_size = check_batch_size(args["batch_size"])
         results = []
         for start in range(0, len(texts), batch_size):
-            rows = self._embed(texts[start:start + batch_size], tokenize_kwargs, pooling)
-            for row in rows:
+            for row in self._embed(texts[start:start + batch_size], options, pooling):
                 results.append(row if args["return_tensors"] else row.tolist())
         return results[0] if single else results
 
-    def _embed(self, texts: Sequence[str], tokenize_kwargs, pooling) -> list[np.ndarray]:
-        encodings = self.tokenizer.encode_batch(texts, **tokenize_kwargs)
-        if not tokenize_kwargs.get("truncation"):
+    def _embed(self, texts: Sequence[str], options, pooling) -> list[np.ndarray]:
+        encode, pad_to = options
+        encodings = encode_texts(self.tokenizer, texts, **encode)
+        if not encode["truncation"]:
             self.tokenizer.check_length(encodings, self.max_positions)
-        feed = self.text_feed(encodings)
+        feed = self.text_feed(encodings, pad_to=pad_to)
         outputs = self.engine.run(feed)
         hidden = outputs[self.engine.outputs[0].name]  # transformers takes the first output
         if pooling is not None:
-            pooled = pooling(hidden, feed["attention_mask"] if "attention_mask" in feed
-                             else self.tokenizer.pad(encodings)["attention_mask"])
-            return list(pooled)
-        lengths = [len(e.ids) for e in encodings]
+            mask = self.tokenizer.pad(encodings, pad_to=pad_to)["attention_mask"]
+            return list(pooling(hidden, mask))
+        # each text's own tokens (and padding to max_length when asked), not the batch's
+        lengths = [max(len(e.ids), pad_to or 0) for e in encodings]
         if self.tokenizer.padding_side == "left":
             return [hidden[i:i + 1, hidden.shape[1] - n:] for i, n in enumerate(lengths)]
         return [hidden[i:i + 1, :n] for i, n in enumerate(lengths)]
@@ -129,8 +123,8 @@ class FeatureExtractionPipeline(Pipeline):
                 "pooling. Note: create the pipeline with pooling='mean' (or 'cls', 'max')."
             )
         texts, _ = self.texts(texts)
-        tokenize_kwargs = self._tokenize_kwargs(args, pooling)
+        options = self._tokenizer_options(args, pooling)
         rows = []
-        for start in range(0, len(texts), batch_size):
-            rows += self._embed(texts[start:start + batch_size], tokenize_kwargs, pooling)
+        for start in range(0, len(texts), check_batch_size(batch_size)):
+            rows += self._embed(texts[start:start + batch_size], options, pooling)
         return np.stack(rows) if rows else np.zeros((0, 0), np.float32)

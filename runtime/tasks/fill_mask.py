@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError, TaskError
 from .base import Pipeline, softmax
-from .text_classification import check_batch_size, encode_texts, logits_of, tokenizer_options
+from .text import check_batch_size, encode_texts, logits_of, tokenizer_options
 
 _DEFAULT_TOP_K = 5
 
