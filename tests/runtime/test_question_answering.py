@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from checkpoints import TINY_CONFIGS
+from compare import assert_same
 
 from runtime.errors import InputError
 
@@ -66,24 +67,6 @@ def qa(runtime_pipeline, reference_pipeline):
         return runtime_pipeline(model_type, TASK, **defaults), reference_pipeline(model_type, TASK)
 
     return make
-
-
-def assert_same(ours, theirs, where=""):
-    """Same structure, answers and character spans; scores within 1e-4; Python types."""
-    if isinstance(theirs, dict):
-        assert isinstance(ours, dict), f"{where}: expected a dict, got {ours!r}"
-        assert set(ours) == {"score", "start", "end", "answer"}, where
-        assert (ours["answer"], ours["start"], ours["end"]) == (
-            theirs["answer"], theirs["start"], theirs["end"]
-        ), f"{where}: {ours} != {theirs}"
-        assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4), where
-        assert type(ours["score"]) is float, where
-        assert type(ours["start"]) is int and type(ours["end"]) is int, where
-    else:
-        assert isinstance(ours, list), f"{where}: expected a list, got {ours!r}"
-        assert len(ours) == len(theirs), f"{where}: {ours} != {theirs}"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            assert_same(a, b, f"{where}[{i}]")
 
 
 @pytest.mark.parametrize("case", list(CASES))

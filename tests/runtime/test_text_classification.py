@@ -9,10 +9,16 @@ from contextlib import nullcontext
 
 import pytest
 from checkpoints import TINY_CONFIGS
+from compare import assert_same
 
 from runtime.errors import InputError
 
 TASK = "text-classification"
+
+
+def assert_same_small(actual, expected, where="result"):
+    """Scores within 1e-4, and within 0.1% when small."""
+    assert_same(actual, expected, where, rtol=1e-3)
 
 TEXTS = [
     "I love this movie!",
@@ -50,38 +56,6 @@ CASES = (
 )
 
 
-def assert_same(actual, expected, where="result"):
-    """Same structure, types, labels and tokens; floats within 1e-4 (and 0.1% when small)."""
-    if isinstance(expected, float):
-        assert isinstance(actual, float), f"{where}: {actual!r} is not a float"
-        diff = abs(actual - expected)
-        assert diff <= 1e-4 and diff <= 1e-3 * abs(expected) + 1e-7, \
-            f"{where}: {actual} != {expected}"
-    elif isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{where}: {actual!r} is not a dict"
-        assert list(actual) == list(expected), f"{where}: keys {list(actual)} != {list(expected)}"
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{where}[{key!r}]")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list), f"{where}: {actual!r} is not a list"
-        assert len(actual) == len(expected), f"{where}: {len(actual)} items != {len(expected)}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same(a, e, f"{where}[{i}]")
-    else:
-        assert type(actual) is type(expected) and actual == expected, \
-            f"{where}: {actual!r} != {expected!r}"
-
-
-def test_assert_same_catches_differences():
-    good = [{"label": "positive", "score": 0.5}]
-    assert_same([{"label": "positive", "score": 0.50001}], good)
-    for bad in ([{"label": "negative", "score": 0.5}], [{"label": "positive", "score": 0.5002}],
-                {"label": "positive", "score": 0.5}, [[{"label": "positive", "score": 0.5}]],
-                [{"score": 0.5, "label": "positive"}], []):
-        with pytest.raises(AssertionError):
-            assert_same(bad, good)
-
-
 @pytest.mark.parametrize("model_type", list(TINY_CONFIGS))
 def test_matches_transformers(model_type, runtime_pipeline, reference_pipeline):
     runtime = runtime_pipeline(model_type, TASK)
@@ -90,7 +64,7 @@ def test_matches_transformers(model_type, runtime_pipeline, reference_pipeline):
         # transformers warns that return_all_scores is deprecated.
         with pytest.warns(UserWarning) if "return_all_scores" in kwargs else nullcontext():
             expected = reference(inputs, **kwargs)
-        assert_same(runtime(inputs, **kwargs), expected, f"{inputs!r:.40} {kwargs}")
+        assert_same_small(runtime(inputs, **kwargs), expected, f"{inputs!r:.40} {kwargs}")
 
 
 def test_pipeline_defaults_match_transformers(runtime_pipeline, reference_pipeline):
@@ -106,10 +80,10 @@ def test_pipeline_defaults_match_transformers(runtime_pipeline, reference_pipeli
                                         **defaults)
         for kwargs in calls:
             for inputs in (TEXTS[0], TEXTS[:2], PAIRS[0]):
-                assert_same(runtime(inputs, **kwargs), expected_pipe(inputs, **kwargs),
+                assert_same_small(runtime(inputs, **kwargs), expected_pipe(inputs, **kwargs),
                             f"{defaults} {kwargs} {inputs!r:.30}")
     # The runtime accepts the long text once pipeline(truncation=True) asked for it.
-    assert_same(runtime(LONG), expected_pipe(LONG))
+    assert_same_small(runtime(LONG), expected_pipe(LONG))
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +122,11 @@ def test_default_function_from_config(name, config, function, config_variant):
     runtime, reference = config_variant(name, **config)
     for inputs, kwargs in [(TEXTS[0], {}), (TEXTS, {"top_k": None}), (TEXTS[1], {"top_k": 2}),
                            (TEXTS[3], {"function_to_apply": "softmax", "top_k": None})]:
-        assert_same(runtime(inputs, **kwargs), reference(inputs, **kwargs), f"{name} {kwargs}")
+        assert_same_small(runtime(inputs, **kwargs), reference(inputs, **kwargs),
+                          f"{name} {kwargs}")
     # The default really is `function`: the same as asking for it.
-    assert_same(runtime(TEXTS, top_k=None), runtime(TEXTS, top_k=None, function_to_apply=function))
+    assert_same_small(runtime(TEXTS, top_k=None),
+                      runtime(TEXTS, top_k=None, function_to_apply=function))
 
 
 @pytest.mark.parametrize("inputs, kwargs, match", [

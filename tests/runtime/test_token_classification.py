@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 from checkpoints import TINY_CONFIGS, build_tiny_checkpoint
+from compare import assert_same
 
 from runtime.errors import InputError
 from runtime.tasks import token_classification
@@ -29,40 +30,6 @@ _PARAGRAPH = ("Part {}: Angela Merkel met Emmanuel Macron in Strasbourg; the Bun
 # About 660 tokens: cut at 512 without a stride, read whole in overlapping windows with one.
 LONG = "".join(_PARAGRAPH.format(i) for i in range(12))
 WORDS = [text.split() for text in TEXTS]
-
-
-def assert_same(actual, expected, where="result"):
-    """Same structure, key order, types and values; scores within 1e-4."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{where}: {actual!r} is not a dict"
-        assert list(actual) == list(expected), f"{where}: keys {list(actual)} != {list(expected)}"
-        for key, value in expected.items():
-            if key == "score":
-                assert type(actual[key]) is float, f"{where}: score {actual[key]!r} not a float"
-                assert abs(actual[key] - float(value)) <= 1e-4, \
-                    f"{where}: score {actual[key]} != {value}"
-            else:
-                assert type(actual[key]) is type(value) and actual[key] == value, \
-                    f"{where}[{key!r}]: {actual[key]!r} != {value!r}"
-    elif isinstance(expected, list):
-        assert isinstance(actual, list), f"{where}: {actual!r} is not a list"
-        assert len(actual) == len(expected), \
-            f"{where}: {len(actual)} items != {len(expected)}\n{actual}\n{expected}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same(a, e, f"{where}[{i}]")
-    else:
-        raise AssertionError(f"{where}: unexpected {expected!r}")
-
-
-def test_assert_same_catches_differences():
-    good = [{"entity_group": "PER", "score": 0.5, "word": "ann", "start": 0, "end": 3}]
-    assert_same([dict(good[0], score=0.50005)], good)
-    for bad in ([dict(good[0], score=0.5002)], [dict(good[0], word="anne")],
-                [dict(good[0], end=4)], [dict(good[0], entity_group="LOC")],
-                [dict(good[0], score=1)], [dict(good[0], start=0.0)], good[0], [good], [],
-                [{k: good[0][k] for k in reversed(good[0])}]):
-        with pytest.raises(AssertionError):
-            assert_same(bad, good)
 
 
 @pytest.fixture(scope="module")
