@@ -10,12 +10,12 @@ import operator
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from numbers import Integral
 
 import numpy as np
 
 from ..errors import EngineError, InputError, did_you_mean
 from .base import Pipeline, softmax
+from .text import check_batch_size
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 _UPPER_STRATEGIES = tuple(strategy.upper() for strategy in STRATEGIES)
@@ -151,15 +151,10 @@ class TokenClassificationPipeline(Pipeline):
                 "of an is_split_into_words input back into a text; the default is ' '."
             )
         batch_size = args["batch_size"]
-        if batch_size is not None and (isinstance(batch_size, (bool, np.bool_))
-                                       or not isinstance(batch_size, Integral) or batch_size < 1):
-            raise InputError(
-                f"batch_size must be a positive int, got {batch_size!r:.80}. Note: it is how "
-                "many windows of text run through the model at once; leave it out to let the "
-                "runtime choose."
-            )
+        if batch_size is not None:  # None: as many windows per run as fit in _TOKENS_PER_RUN
+            batch_size = check_batch_size(batch_size)
         return (strategy, ignore, self._check_stride(args["stride"], strategy), bool(split),
-                delimiter, None if batch_size is None else int(batch_size))
+                delimiter, batch_size)
 
     def _check_stride(self, stride, strategy: str) -> int | None:
         if stride is None:
