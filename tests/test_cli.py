@@ -65,3 +65,17 @@ def test_console_script_is_installed():
         pytest.skip("edgeport is not installed in this environment's bin directory")
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("edgeport ")
+
+
+def test_run_question_answering_and_ner(tiny_bundle, capsys):
+    qa = str(tiny_bundle("bert", "question-answering"))
+    assert main(["run", qa, "Where is it?", "--context", "It is in Paris.", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert set(answer) == {"score", "start", "end", "answer"}
+    assert main(["run", qa, "Where is it?"]) == 1
+    assert "needs --context" in capsys.readouterr().err
+    ner = str(tiny_bundle("bert", "token-classification"))
+    assert main(["run", ner, "Ann lives in Paris", "--json",
+                 "--set", "aggregation_strategy=simple", "--set", "ignore_labels=[]"]) == 0
+    entities = json.loads(capsys.readouterr().out)
+    assert entities and all("entity_group" in e for e in entities)
