@@ -3,6 +3,6 @@
 Importing this package does not import torch; ``bundle_from_checkpoint`` does.
 """
 
-from .export import bundle_from_checkpoint, export
+from .build import bundle_from_checkpoint, export
 
 __all__ = ["bundle_from_checkpoint", "export"]

@@ -6,6 +6,7 @@ Imports nothing heavy at module level: `edgeport --help` must work without the e
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,10 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from .export import bundle_from_checkpoint
+    from .build import bundle_from_checkpoint
 
-    path = bundle_from_checkpoint(args.checkpoint, args.output, task=args.task, opset=args.opset,
-                                  atol=args.atol, overwrite=args.overwrite)
+    path = bundle_from_checkpoint(
+        args.checkpoint, args.output, task=args.task, opset=args.opset, atol=args.atol,
+        overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     from runtime.bundle import Bundle
 
     bundle = Bundle.load(path)

@@ -167,3 +167,23 @@ def test_sentencepiece_vocabulary_is_converted_to_tokenizer_json(tiny_checkpoint
     text = "edgeport runs devices"
     expected = transformers.AlbertTokenizerFast.from_pretrained(checkpoint)(text)["input_ids"]
     assert TextTokenizer.from_dir(bundle).encode_batch([text])[0].ids == expected
+
+
+def test_interrupted_export_leaves_nothing_behind(tiny_checkpoint, tmp_path, monkeypatch):
+    import exporter.build
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter.build, "validate_text_graph", interrupted)
+    target = tmp_path / "out" / "bundle"
+    with pytest.raises(KeyboardInterrupt):
+        bundle_from_checkpoint(tiny_checkpoint("bert", "fill-mask"), target)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_progress_lines_name_each_step(tiny_checkpoint, tmp_path):
+    lines = []
+    bundle_from_checkpoint(tiny_checkpoint("bert", "fill-mask"), tmp_path / "b",
+                           progress=lines.append)
+    assert [line.split()[0] for line in lines] == ["loading", "tracing", "validating"]

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -168,16 +169,20 @@ def bundle_from_checkpoint(
     opset: int | None = None,
     atol: float | None = None,
     overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Export a checkpoint to a validated bundle at ``output`` and return its path.
 
     The bundle appears at ``output`` only when everything succeeded: tracing, validation
     against PyTorch at two batch sizes and two sequence lengths, and the manifest.
+    ``progress`` is called with a line for each step (the CLI prints them).
     """
+    say = progress or (lambda line: None)
     _require_export_extra()
     import transformers
     from optimum.exporters.onnx import onnx_export_from_model
 
+    source = str(checkpoint)
     checkpoint = resolve_checkpoint(checkpoint)
     config = json.loads((checkpoint / "config.json").read_text("utf-8"))
     model_type = config.get("model_type")
@@ -194,6 +199,7 @@ def bundle_from_checkpoint(
         raise ExportError(f"opset {opset} is out of range. Note: use an opset from 14 to 23.")
 
     auto_class = getattr(transformers, TASK_MODEL_CLASSES[task])
+    say(f"loading {model_type} for {task} from {source}")
     try:
         model = auto_class.from_pretrained(str(checkpoint)).eval()
     except Exception as exc:
@@ -206,6 +212,7 @@ def bundle_from_checkpoint(
         (staging / "onnx").mkdir()
         (staging / "reports").mkdir()
         with tempfile.TemporaryDirectory(dir=staging) as traced:
+            say(f"tracing to ONNX with optimum-onnx (opset {opset or 'default'})")
             try:
                 with _quiet_tracing():
                     onnx_export_from_model(model, traced, task=task, opset=opset,
@@ -221,6 +228,7 @@ def bundle_from_checkpoint(
                 shutil.move(str(path), staging / "onnx" / path.name)
         graph_path = staging / "onnx" / "model.onnx"
 
+        say("validating against PyTorch at batch 1 and 3, sequence 9 and 23")
         report = validate_text_graph(model, graph_path, atol=atol if atol else row.atol)
         write_json_atomic(staging / "reports" / "validation.json", report)
 
@@ -252,7 +260,7 @@ def bundle_from_checkpoint(
             validation={"passed": report["passed"], "reference": "pytorch",
                         "atol": report["atol"], "max_abs_diff": report["max_abs_diff"],
                         "report": "reports/validation.json"},
-            source={"checkpoint": str(checkpoint), "architectures": config.get("architectures")},
+            source={"checkpoint": source, "architectures": config.get("architectures")},
             exported_with=_versions(),
         )
         write_json_atomic(staging / "manifest.json", manifest)
