@@ -17,7 +17,13 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from runtime.bundle import file_sha256, manifest_for, staged_directory, write_json_atomic
+from runtime.bundle import (
+    check_target,
+    file_sha256,
+    manifest_for,
+    staged_directory,
+    write_json_atomic,
+)
 from runtime.dims import dim_name_from_optimum
 from runtime.errors import ExportError, MissingDependencyError
 from runtime.tasks import canonical_task
@@ -183,6 +189,7 @@ def bundle_from_checkpoint(
     from optimum.exporters.onnx import onnx_export_from_model
 
     source = str(checkpoint)
+    check_target(output, overwrite=overwrite)  # before the slow part; again when writing
     checkpoint = resolve_checkpoint(checkpoint)
     config = json.loads((checkpoint / "config.json").read_text("utf-8"))
     model_type = config.get("model_type")

@@ -80,6 +80,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def check_target(target: str | os.PathLike, *, overwrite: bool) -> None:
+    """An InputError when ``target`` may not be written: it exists and ``overwrite`` is off, or
+    it is a file. Call it before slow work, too, to fail fast."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise InputError(
+            f"{target} already exists. Note: choose another output path, or pass "
+            "overwrite=True (`--overwrite` on the command line) to replace it."
+        )
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target} exists and is not a directory; refusing to replace it.")
+
+
 @contextlib.contextmanager
 def staged_directory(target: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty sibling temp directory; on success it replaces ``target`` atomically, on
@@ -89,13 +102,7 @@ def staged_directory(target: str | os.PathLike, *, overwrite: bool = False) -> I
     ...     (staging / "manifest.json").write_text("{}")
     """
     target = Path(target).absolute()
-    if target.exists() and not overwrite:
-        raise InputError(
-            f"{target} already exists. Note: choose another output path, or pass "
-            "overwrite=True (`--overwrite` on the command line) to replace it."
-        )
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target} exists and is not a directory; refusing to replace it.")
+    check_target(target, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
