@@ -56,7 +56,8 @@ class Pipeline:
 
     # --- inputs -----------------------------------------------------------------------------
     @staticmethod
-    def texts(inputs) -> tuple[list[str], bool]:
+    def texts(inputs, note: str = "Note: pass a string or a list of strings."
+              ) -> tuple[list[str], bool]:
         """(list of texts, whether a single text was given); a clear error for anything else."""
         if isinstance(inputs, str):
             return [inputs], True
@@ -66,12 +67,12 @@ class Pipeline:
                 if not isinstance(item, str):
                     raise InputError(
                         f"Expected a string or a list of strings, got a list holding "
-                        f"{type(item).__name__}: {item!r:.80}."
+                        f"{type(item).__name__}: {item!r:.80}. {note}"
                     )
             return items, False
         raise InputError(
             f"Expected a string or a list of strings, got {type(inputs).__name__}: "
-            f"{inputs!r:.80}."
+            f"{inputs!r:.80}. {note}"
         )
 
     # --- feeds ------------------------------------------------------------------------------

@@ -92,13 +92,9 @@ class TokenClassificationPipeline(Pipeline):
             single = False
         else:
             word_lists = None
-            try:
-                sentences, single = self.texts(inputs)
-            except InputError as error:
-                raise InputError(
-                    f"{error} Note: pass a string or a list of strings; for a text already split "
-                    "into words pass its list of words with is_split_into_words=True."
-                ) from None
+            sentences, single = self.texts(
+                inputs, note="Note: pass a string or a list of strings; for a text already "
+                "split into words pass its list of words with is_split_into_words=True.")
             spans = [None] * len(sentences)
         if not sentences:
             raise InputError(
