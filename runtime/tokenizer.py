@@ -192,9 +192,10 @@ class TextTokenizer:
             types[row, cols] = enc.type_ids
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
-    def check_length(self, encodings, max_positions: int | None) -> None:
+    def check_length(self, encodings, max_positions: int | None, *,
+                     fix: str = "pass truncation=True to cut it to the model's length") -> None:
         """A clear error when a row is longer than the model can take (transformers would fail
-        deep inside the model with an index error)."""
+        deep inside the model with an index error); ``fix`` says how, for this task."""
         limit = max_positions or self.model_max_length
         if limit is None:
             return
@@ -202,7 +203,7 @@ class TextTokenizer:
         if longest > limit:
             raise InputError(
                 f"The input is {longest} tokens long, but the model takes at most {limit}. "
-                "Note: pass truncation=True to cut it to the model's length, or shorten the text."
+                f"Note: {fix}, or shorten the text."
             )
 
     # --- decoding ---------------------------------------------------------------------------

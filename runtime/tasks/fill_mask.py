@@ -63,7 +63,10 @@ class FillMaskPipeline(Pipeline):
                     f"{mask} where the token to predict goes, e.g. 'Paris is the {mask} of "
                     "France.'"
                 )
-        self._check_length(encodings)
+        self.tokenizer.check_length(
+            encodings, self.max_positions,
+            fix="pass tokenizer_kwargs={'truncation': True} to cut it to the model's length "
+                "(keep the mask token near the start)")
 
         results = []
         for start in range(0, len(encodings), batch_size):
@@ -140,17 +143,6 @@ class FillMaskPipeline(Pipeline):
         return np.array(ids, dtype=np.int64)
 
     # --- model ------------------------------------------------------------------------------
-    def _check_length(self, encodings) -> None:
-        # tokenizer.check_length would advise truncation=True; here it goes in tokenizer_kwargs.
-        limit = self.max_positions
-        longest = max((len(e.ids) for e in encodings), default=0)
-        if limit is not None and longest > limit:
-            raise InputError(
-                f"The input is {longest} tokens long, but the model takes at most {limit}. "
-                "Note: pass tokenizer_kwargs={'truncation': True} to cut it to the model's "
-                "length (keep the mask token near the start), or shorten the text."
-            )
-
     def _predictions(self, encoding, logits: np.ndarray, top_k: int, target_ids):
         """transformers' postprocess for one text; ``logits`` is [padded length, vocab]."""
         ids = np.asarray(encoding.ids, dtype=np.int64)
