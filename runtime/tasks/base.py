@@ -32,6 +32,11 @@ class Pipeline:
         bundle=None,
         **defaults,
     ):
+        if tokenizer is None:  # every task so far reads text
+            raise InputError(
+                f"The {self.task} pipeline needs a tokenizer, and none was given. Note: load it "
+                "from a bundle exported with its tokenizer (tokenizer.json)."
+            )
         self.config = dict(config)
         self.engine = engine
         self.tokenizer = tokenizer

@@ -32,7 +32,7 @@ class FillMaskPipeline(Pipeline):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.tokenizer is None or self.tokenizer.mask_token_id is None:
+        if self.tokenizer.mask_token_id is None:
             raise TaskError(
                 "This bundle's tokenizer defines no mask token. Note: fill-mask needs a model "
                 "trained with masked language modeling and its tokenizer's mask_token."

@@ -53,14 +53,6 @@ class QuestionAnsweringPipeline(Pipeline):
         "align_to_words": True,
     }
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        if self.tokenizer is None:
-            raise InputError(
-                "The question-answering pipeline needs a tokenizer, and none was given. "
-                "Note: load it from a bundle exported with its tokenizer (tokenizer.json)."
-            )
-
     def __call__(self, *args, **kwargs):
         question = kwargs.pop("question", None)
         context = kwargs.pop("context", None)

@@ -65,11 +65,6 @@ class TokenClassificationPipeline(Pipeline):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.tokenizer is None:
-            raise InputError(
-                "The token-classification pipeline needs a tokenizer, and none was given. "
-                "Note: load it from a bundle exported with its tokenizer (tokenizer.json)."
-            )
         self._settings(self.defaults)  # a bad pipeline(...) argument fails here, not at a call
 
     def arguments(self, given: Mapping, base: Mapping | None = None) -> dict:

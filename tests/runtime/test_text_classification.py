@@ -9,16 +9,11 @@ from contextlib import nullcontext
 
 import pytest
 from checkpoints import TINY_CONFIGS
-from compare import assert_same
+from compare import assert_same_small
 
 from runtime.errors import InputError
 
 TASK = "text-classification"
-
-
-def assert_same_small(actual, expected, where="result"):
-    """Scores within 1e-4, and within 0.1% when small."""
-    assert_same(actual, expected, where, rtol=1e-3)
 
 TEXTS = [
     "I love this movie!",
