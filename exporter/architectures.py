@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.errors import ExportError, did_you_mean
+from runtime.tasks import TASK_MODEL_CLASSES  # noqa: F401  (re-exported for the exporter)
 
 TEXT_ENCODER_TASKS = (
     "text-classification",
@@ -42,14 +43,6 @@ ARCHITECTURES: dict[str, Architecture] = {
     )
 }
 
-# The transformers auto class that loads a checkpoint for each task.
-TASK_MODEL_CLASSES = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-    "fill-mask": "AutoModelForMaskedLM",
-    "feature-extraction": "AutoModel",
-}
 
 # Suffix of the class named in config.json's "architectures" -> the task it was trained for.
 _HEAD_TASKS = (

@@ -21,6 +21,16 @@ TASKS: dict[str, type[Pipeline]] = {
     "feature-extraction": FeatureExtractionPipeline,
 }
 
+# The transformers auto class that loads a checkpoint for each task: names only, used by the
+# exporter and by compare's optional PyTorch reference (the runtime itself never loads them).
+TASK_MODEL_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "fill-mask": "AutoModelForMaskedLM",
+    "feature-extraction": "AutoModel",
+}
+
 # transformers' aliases for the same tasks.
 TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
