@@ -5,6 +5,8 @@ finds them by module name at call time, so the runtime never imports ``exporter`
     edgeport export CHECKPOINT -o BUNDLE [--task TASK] [--opset N]     (exporter)
     edgeport run BUNDLE INPUT... [--json]                               (runtime)
     edgeport inspect BUNDLE [--json]                                    (runtime)
+    edgeport quantize BUNDLE --recipe RECIPE [--calibration PATH]      (calibration)
+    edgeport compare BUNDLE [--data PATH] [--variants ...]              (calibration)
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ SUBCOMMANDS = {
     "export": ("exporter.cli", "export a Transformers checkpoint to a validated bundle"),
     "run": ("runtime.cli_run", "run a bundle's pipeline on inputs"),
     "inspect": ("runtime.cli_inspect", "show a bundle's task, graphs, variants and validation"),
+    "quantize": ("calibration.cli", "write a quantized (or optimized) variant of a bundle"),
+    "compare": ("calibration.cli_compare", "compare variants against a reference on data"),
 }
 
 
 # subcommand -> the extra whose absence makes its module fail to import
-_EXTRAS = {"export": "export"}
+_EXTRAS = {"export": "export", "quantize": "quantize", "compare": "quantize"}
 
 
 def _load(command: str):

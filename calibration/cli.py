@@ -1,0 +1,63 @@
+"""`edgeport quantize BUNDLE --recipe RECIPE [--calibration PATH] [options]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from runtime.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .recipes import RECIPES
+
+    parser.add_argument("bundle", help="bundle directory")
+    parser.add_argument("--recipe", required=True, metavar="RECIPE",
+                        help=f"one of: {', '.join(RECIPES) or '(none yet)'}")
+    parser.add_argument("--calibration", metavar="PATH",
+                        help="calibration data (static recipes): text lines, JSON lines, .npz, "
+                             "or a folder of samples")
+    parser.add_argument("--samples", type=int, default=100, help="calibration samples (100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample shuffle (0)")
+    parser.add_argument("--name", help="variant name (default: from the recipe, e.g. int8)")
+    parser.add_argument("--from", dest="source", default="fp32",
+                        help="variant to start from (default fp32; e.g. an optimize variant)")
+    parser.add_argument("--option", dest="options", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a recipe option, VALUE parsed as JSON when it can be "
+                             "(--option per_channel=false --option method=entropy)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a variant of that name")
+
+
+def parse_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--option takes KEY=VALUE, got {pair!r}. Note: e.g. "
+                             "--option per_channel=false.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def main(args) -> int:
+    from runtime.bundle import Bundle
+
+    from .quantize import variant_from_bundle
+
+    name = variant_from_bundle(
+        args.bundle, args.recipe, name=args.name, source=args.source,
+        calibration=args.calibration, samples=args.samples, seed=args.seed,
+        overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True),
+        **parse_options(args.options),
+    )
+    bundle = Bundle.load(args.bundle)
+    files = ", ".join(bundle.variants[name]["files"].values())
+    size = bundle.summary()["variants"][name]["bytes"] / 1e6
+    print(f"Wrote variant {name!r} ({args.recipe}, {size:.1f} MB): {files}. Run it with "
+          f"pipeline(..., variant={name!r}) or `edgeport run {args.bundle} --variant {name}`.")
+    return 0
