@@ -1,0 +1,58 @@
+"""`edgeport compare BUNDLE [--data PATH] [--variants A B ...] [--reference fp32|pytorch]`:
+run variants against a reference on data, print a summary table, write the reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="bundle directory")
+    parser.add_argument("--data", metavar="PATH",
+                        help="samples: text lines, JSON lines (question/context for "
+                             "question-answering), an .npz, or a folder (default: built-in "
+                             "samples)")
+    parser.add_argument("--variants", nargs="+", metavar="VARIANT",
+                        help="variants to compare (default: all but the reference)")
+    parser.add_argument("--reference", default="fp32", metavar="fp32|pytorch",
+                        help="what the variants are measured against: the fp32 graph (default) "
+                             "or the PyTorch checkpoint the bundle was exported from (needs "
+                             "the export extra)")
+    parser.add_argument("--samples", type=int, default=100, help="samples to run (100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample shuffle (0)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="timed runs per sample and engine; the fastest counts (1)")
+    parser.add_argument("--no-layers", action="store_true",
+                        help="skip the per-layer error analysis")
+    parser.add_argument("--json", action="store_true",
+                        help="print the whole report as JSON instead of the summary table")
+
+
+def main(args) -> int:
+    from runtime.bundle import Bundle
+
+    from .compare import compare_variants, record_summaries
+    from .report import summary_table, write_reports
+
+    bundle = Bundle.load(args.bundle)
+    report = compare_variants(
+        bundle, args.data, variants=args.variants, reference=args.reference,
+        samples=args.samples, seed=args.seed, runs=args.runs, layers=not args.no_layers,
+        progress=True,  # tqdm writes to stderr; stdout stays the table or the JSON
+    )
+    paths = write_reports(bundle, report)
+    record_summaries(bundle, report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        data = report["data"]
+        print(f"{report['task']} on {data['samples']} samples ({data['source']}), reference "
+              f"{report['reference']['name']}:\n")
+        print(summary_table(report))
+        print()
+        for kind in ("md", "html", "json"):
+            print(f"report: {paths[kind]}")
+    print("accuracy summaries recorded in manifest.json", file=sys.stderr)
+    return 0
