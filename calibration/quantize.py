@@ -46,6 +46,8 @@ def variant_from_bundle(
             f"The {recipe} recipe takes no option {sorted(unknown)[0]!r}. "
             + did_you_mean(sorted(unknown)[0], spec.options or ["(none)"])
         )
+    if spec.wants_model_type and options.get("model_type") is None:
+        options["model_type"] = bundle.model_type  # the recipe reads only graph files
     name = name or DEFAULT_NAMES[recipe]
     check_variant_name(bundle, name, overwrite=overwrite)
     graphs = source_graphs(bundle, source)

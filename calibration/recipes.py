@@ -3,15 +3,31 @@
 A recipe is a function ``(source: Path, target: Path, *, feeds, **options) -> dict`` that writes
 ``target`` (never touching ``source``) and returns the options it used, which the manifest
 records. ``feeds`` is a list of calibration feeds (only static recipes read it).
+
+All the quantizing is ONNX Runtime's (``onnxruntime.quantization``, ``onnxruntime.transformers``);
+a recipe picks its settings, checks the user's options and the source graph, and checks that
+ONNX Runtime's CPU provider loads what it wrote.
+
+    dynamic-int8  int8 weights (per channel by default), activations quantized at run time
+    static-int8   QDQ int8 from calibration data: what TensorRT builds int8 engines from
+    fp16          float16 weights and math, numerically fragile ops and graph I/O kept fp32
+    int4          weight-only 4-bit MatMulNBits (blockwise), for large MatMuls
+    optimize      ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, Gelu, ...)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import difflib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import InputError
+from runtime.errors import InputError, MissingDependencyError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -21,10 +37,604 @@ class Recipe:
     needs_calibration: bool = False
     options: dict = field(default_factory=dict)  # option -> default, the accepted options
     summary: str = ""
+    # variant_from_bundle passes the bundle's model_type as the model_type option (unless the
+    # user gave one): the optimize recipe picks ONNX Runtime's fusions by architecture.
+    wants_model_type: bool = False
 
 
-def _not_yet(source: Path, target: Path, **options) -> dict:
-    raise InputError("This recipe is not implemented yet.")
+# --- small checks shared by the recipes ---------------------------------------------------------
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError(
+            "Quantizing needs the onnx package. Note: pip install 'edgeport[quantize]'."
+        ) from None
+    return onnx
 
 
-RECIPES: dict[str, Recipe] = {}
+def _flag(recipe: str, option: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(
+            f"The {recipe} recipe's {option} option takes true or false, got {value!r}. Note: "
+            f"pass {option}=True or {option}=False (--option {option}=false)."
+        )
+    return value
+
+
+def _choice(recipe: str, option: str, value, choices: Iterable):
+    choices = list(choices)
+    if isinstance(value, bool) or value not in choices:
+        raise InputError(
+            f"Unknown {option} {value!r} for the {recipe} recipe. "
+            + did_you_mean(str(value), [str(c) for c in choices])
+        )
+    return value
+
+
+def _op_types(model) -> set[str]:
+    return {node.op_type for node in model.graph.node}
+
+
+def _names_option(recipe: str, option: str, value, known: Iterable[str], what: str) -> list[str]:
+    """A list of names from ``known`` (node names, op types); a clear error for anything else."""
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) for v in value):
+        raise InputError(
+            f"The {recipe} recipe's {option} option takes a list of {what}s, got {value!r}. "
+            f'Note: e.g. {option}=["..."] (--option \'{option}=["..."]\').'
+        )
+    known = sorted(set(known))
+    for name in value:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise InputError(
+                f"The {recipe} recipe's {option} names {name!r}, which is no {what} of the graph. "
+                f"{hint}Note: the graph's {what}s include: {', '.join(known[:6])}"
+                f"{', ...' if len(known) > 6 else ''}."
+            )
+    return list(value)
+
+
+# Ops that hold quantized weights or quantize at run time: a graph with any of them (or with
+# float16 weights) was made by a recipe already.
+_QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul", "QGemm", "QAttention",
+    "QEmbedLayerNormalization", "MatMulNBits", "ConvInteger", "QLinearConv", "QOrderedMatMul",
+    "GatherBlockQuantized", "MatMulBnb4",
+})
+
+
+def _load_source(recipe: str, source: Path):
+    """The source graph (with its external weights), refused when it is quantized already."""
+    onnx = _onnx()
+    source = Path(source)
+    if not source.is_file():
+        raise InputError(f"The {recipe} recipe has no source graph: {source} does not exist.")
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:
+        raise InputError(
+            f"The {recipe} recipe cannot read {source}: {str(exc).strip()[:200]}. Note: the file "
+            "is not an ONNX graph, or is damaged; export the bundle again."
+        ) from None
+    done = sorted(_op_types(model) & _QUANTIZED_OPS)
+    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    if done or fp16:
+        why = f"it has {done[0]} nodes" if done else "its weights are float16"
+        raise InputError(
+            f"{source.name} is already quantized ({why}); the {recipe} recipe on top of it would "
+            "quantize twice. Note: start from the fp32 graph (or from an optimize variant)."
+        )
+    return model
+
+
+def _weight_matmuls(model) -> list[str]:
+    """Names of the MatMul/Gemm nodes whose second input is a constant weight of rank 2+."""
+    weights = {t.name: len(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
+            and weights.get(n.input[1], 0) >= 2]
+
+
+def _need_matmuls(recipe: str, model, source: Path) -> list[str]:
+    found = _weight_matmuls(model)
+    if not found:
+        raise InputError(
+            f"{source.name} has no MatMul with a constant weight, so the {recipe} recipe has "
+            "nothing to quantize. Note: quantize a transformer graph (its linear layers are "
+            "MatMuls), or use the fp16 recipe."
+        )
+    return found
+
+
+def _has_external_data(model) -> bool:
+    onnx = _onnx()
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def _large(model) -> bool:
+    """Whether the graph must keep its weights outside the protobuf (2 GB limit)."""
+    return _has_external_data(model) or model.ByteSize() > 1_800_000_000
+
+
+def _save(model, target: Path, *, external: bool) -> None:
+    """Write ``target``; weights of a large graph go to ``target`` + ``_data`` beside it (the
+    name write_variant moves along with the graph)."""
+    onnx = _onnx()
+    target = Path(target)
+    if external:
+        onnx.save_model(model, str(target), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=target.name + "_data",
+                        size_threshold=1024)
+    else:
+        onnx.save_model(model, str(target))
+
+
+@contextlib.contextmanager
+def _scratch(target: Path) -> Iterator[Path]:
+    """A temp directory beside ``target`` for a quantizer that writes files of its own."""
+    directory = Path(tempfile.mkdtemp(prefix=".recipe-", dir=Path(target).parent))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _place(written: Path, target: Path) -> None:
+    """Move a graph ONNX Runtime's quantizer wrote into ``target``; its external weights (which
+    the quantizer names ``<file>.data``) are re-saved under the bundle's ``<file>_data``."""
+    if not any(p.name != written.name for p in written.parent.iterdir()):
+        os.replace(written, target)
+        return
+    onnx = _onnx()
+    _save(onnx.load(str(written)), target, external=True)
+
+
+def _check_loads(recipe: str, target: Path, hint: str) -> None:
+    """The recipe's promise: ONNX Runtime's CPU provider loads the graph it wrote."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(target), sess_options=options,
+                             providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0][:300] if text else type(exc).__name__
+        raise InputError(
+            f"ONNX Runtime (CPU) cannot load the graph the {recipe} recipe made: {first}. "
+            f"Note: {hint}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """ONNX Runtime's quantization modules call logging.basicConfig(level=INFO) on import and
+    log every node: keep the root logger as the caller set it, and their chatter at WARNING."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("onnxruntime.quantization", "onnxruntime.transformers")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, old in levels.items():
+            logging.getLogger(name).setLevel(old)
+
+
+# --- dynamic-int8 ---------------------------------------------------------------------------------
+
+_WEIGHT_TYPES = ("int8", "uint8")
+
+
+def dynamic_int8(source: Path, target: Path, *, feeds=None, per_channel: bool = True,
+                 reduce_range: bool = False, weight_type: str = "int8",
+                 nodes_to_exclude: list[str] | None = None) -> dict:
+    """``quantize_dynamic``: int8 weights, activations quantized per tensor at run time.
+
+    Per-channel weights are the default: on all-MiniLM-L6-v2 per-tensor weights cost four to
+    six times the cosine error at the same speed (tests/calibration/test_recipes.py measures
+    both). No ``quant_pre_process``: its symbolic shape inference fails on optimum's exports,
+    and with only its other steps (ONNX shape inference, ORT's basic optimizations) MiniLM's
+    int8 embeddings came out the same (min cosine 0.9667 to PyTorch either way).
+    """
+    recipe = "dynamic-int8"
+    per_channel = _flag(recipe, "per_channel", per_channel)
+    reduce_range = _flag(recipe, "reduce_range", reduce_range)
+    weight_type = _choice(recipe, "weight_type", weight_type, _WEIGHT_TYPES)
+    onnx = _onnx()
+    model = _load_source(recipe, source)
+    _need_matmuls(recipe, model, Path(source))
+    exclude = _names_option(recipe, "nodes_to_exclude", nodes_to_exclude,
+                            [n.name for n in model.graph.node if n.name], "node name")
+    external = _large(model)
+    del model
+    with _quiet_logging():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with _scratch(target) as scratch:
+            written = scratch / Path(target).name
+            quantize_dynamic(
+                str(source), str(written), per_channel=per_channel, reduce_range=reduce_range,
+                weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+                nodes_to_exclude=exclude, use_external_data_format=external,
+                # Shape inference leaves the outputs of fused (com.microsoft) ops untyped; this
+                # types them float so the quantizer can work on an optimize variant.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+            _place(written, Path(target))
+    _check_loads(recipe, Path(target), "exclude the failing node with nodes_to_exclude.")
+    return {"per_channel": per_channel, "reduce_range": reduce_range,
+            "weight_type": weight_type, "nodes_to_exclude": exclude}
+
+
+# --- static-int8 ----------------------------------------------------------------------------------
+
+_METHODS = ("minmax", "entropy", "percentile")
+
+
+class _FeedReader:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of feeds (batch 1 each)."""
+
+    def __init__(self, feeds: list[Mapping], inputs: Mapping[str, object]):
+        import numpy as np
+
+        self._feeds = [{name: np.asarray(feed[name]).astype(dtype, copy=False)
+                        for name, dtype in inputs.items()} for feed in feeds]
+        self._next = iter(self._feeds)
+
+    def get_next(self):
+        return next(self._next, None)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next = iter(self._feeds[start_index:end_index])
+
+    def rewind(self) -> None:
+        self._next = iter(self._feeds)
+
+    def __iter__(self):
+        return iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+
+def _graph_inputs(model) -> dict[str, object]:
+    """The graph's real inputs (not initializers) -> numpy dtype."""
+    from onnx import helper
+
+    initializers = {t.name for t in model.graph.initializer}
+    return {i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            for i in model.graph.input if i.name not in initializers}
+
+
+def _check_feeds(recipe: str, feeds, inputs: Mapping[str, object]) -> list[Mapping]:
+    if feeds is None:
+        raise InputError(
+            f"The {recipe} recipe needs calibration data. Note: pass calibration=PATH "
+            "(--calibration PATH): a text file of lines, JSON lines, an .npz, or a folder of "
+            "samples."
+        )
+    feeds = list(feeds)
+    if not feeds:
+        raise InputError(f"The {recipe} recipe got no calibration samples. Note: give at least "
+                         "one (a few hundred varied ones calibrate best).")
+    for number, feed in enumerate(feeds):
+        missing = [name for name in inputs if name not in feed]
+        if missing:
+            raise InputError(
+                f"Calibration sample {number} has no {missing[0]!r}, an input of the graph. "
+                f"Note: the graph's inputs are {list(inputs)}; the sample has {sorted(feed)}."
+            )
+    return feeds
+
+
+def static_int8(source: Path, target: Path, *, feeds=None, method: str = "minmax",
+                per_channel: bool = True, nodes_to_exclude: list[str] | None = None) -> dict:
+    """``quantize_static`` in QDQ form, calibrated on ``feeds``.
+
+    Types: int8 activations and int8 weights, both symmetric (zero point 0), weights per
+    channel on the output axis, Gemm biases left float. That is the int8 form TensorRT builds
+    (it rejects non-zero zero points, uint8 and int32 DequantizeLinear). ONNX Runtime's CPU
+    provider runs it, but slowly: on x86 it fuses only the MatMuls whose output is quantized
+    again (QLinearMatMul) and dequantizes the other weights at every run (all-MiniLM-L6-v2:
+    about 8x slower than fp32; uint8 activations would fuse, but TensorRT refuses them). On
+    ONNX Runtime use dynamic-int8. Only the inputs of MatMul/Gemm are quantized, where NVIDIA
+    places Q/DQ in transformers: Q/DQ around LayerNorm, Add or Softmax buys nothing in
+    TensorRT and costs accuracy.
+
+    Accuracy: fixed per-tensor ranges suffer from outlier rows. On all-MiniLM-L6-v2 the FFN
+    output MatMuls (their GELU input reaches ~24 on [CLS], ~1 elsewhere) cost the most: with
+    them in nodes_to_exclude the mean cosine to fp32 rises from 0.83 to 0.98.
+    """
+    recipe = "static-int8"
+    method = _choice(recipe, "method", method, _METHODS)
+    per_channel = _flag(recipe, "per_channel", per_channel)
+    onnx = _onnx()
+    model = _load_source(recipe, source)
+    _need_matmuls(recipe, model, Path(source))
+    exclude = _names_option(recipe, "nodes_to_exclude", nodes_to_exclude,
+                            [n.name for n in model.graph.node if n.name], "node name")
+    inputs = _graph_inputs(model)
+    feeds = _check_feeds(recipe, feeds, inputs)
+    external = _large(model)
+    del model
+    with _quiet_logging():
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        reader = type("FeedReader", (_FeedReader, CalibrationDataReader), {})(feeds, inputs)
+        calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                     "percentile": CalibrationMethod.Percentile}[method]
+        with _scratch(target) as scratch:
+            written = scratch / Path(target).name
+            quantize_static(
+                str(source), str(written), reader, quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul", "Gemm"], per_channel=per_channel,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude, use_external_data_format=external,
+                calibrate_method=calibrate, calibration_providers=["CPUExecutionProvider"],
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                    # Gemm biases stay float: int32 DequantizeLinear is not a TensorRT layer.
+                    "QuantizeBias": False,
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                    # One sample per collection pass: the histogram calibrators (entropy,
+                    # percentile) stack a pass's outputs into one array, which fails for
+                    # samples of different sequence lengths.
+                    "CalibStridedMinMax": 1,
+                },
+            )
+            _place(written, Path(target))
+    _check_loads(recipe, Path(target), "exclude the failing node with nodes_to_exclude.")
+    return {"method": method, "per_channel": per_channel, "nodes_to_exclude": exclude,
+            "format": "QDQ", "activation_type": "int8", "weight_type": "int8",
+            "symmetric": True, "op_types": ["MatMul", "Gemm"]}
+
+
+# --- fp16 -----------------------------------------------------------------------------------------
+
+# Kept in fp32: normalizations and Softmax (their sums overflow or lose the small terms in
+# fp16), Pow (x**2 of a decomposed LayerNorm overflows). The graph inputs and outputs stay fp32
+# too (keep_io_types).
+FP16_KEEP_FP32 = ("LayerNormalization", "SimplifiedLayerNormalization",
+                  "SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
+                  "EmbedLayerNormalization", "Softmax", "Pow")
+
+
+_ACTIVATION_OPS = frozenset({"MatMul", "Gemm", "Conv", "LayerNormalization", "Softmax"})
+
+
+def _index_arithmetic(model) -> list[str]:
+    """Names of the float nodes that compute integer indices: the backward float cone of each
+    float -> integer Cast that depends on no activation (MPNet's and DeBERTa's relative
+    position buckets: Div, Log, ... of positions, then Cast to int64). In fp16 their rounding
+    moves positions into neighbouring buckets: MPNet's outputs then differ by 5% of their
+    range. Kept fp32, they cost nothing (they run on positions, not on hidden states)."""
+    onnx = _onnx()
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is a help here, not a requirement
+        return []
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    producer = {out: node for node in model.graph.node for out in node.output}
+    integers = {onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
+                onnx.TensorProto.INT64, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
+                onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
+    graph_inputs = {i.name for i in model.graph.input}
+    blocked: set[str] = set()
+    for node in model.graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type != "Cast" or to not in integers or types.get(node.input[0]) not in floats:
+            continue
+        cone, stack, pure = set(), [node.input[0]], True
+        while stack and pure:
+            name = stack.pop()
+            source = producer.get(name)
+            if source is None:
+                pure = name not in graph_inputs or types.get(name) not in floats
+                continue
+            if types.get(name) not in floats or source.name in cone:
+                continue
+            if source.op_type in _ACTIVATION_OPS or not source.name or len(cone) > 64:
+                pure = False
+                continue
+            cone.add(source.name)
+            stack.extend(i for i in source.input if i)
+        if pure:
+            blocked |= cone
+    return sorted(blocked)
+
+
+def _drop_duplicate_nodes(model) -> None:
+    """ONNX Runtime's float16 converter inserts one Cast per (fp16 tensor, fp32 consumer) and
+    names it after the tensor, so a tensor feeding two kept-fp32 nodes (ALBERT's shared
+    LayerNorm weights) gets two identical Casts: an invalid graph. Keep the first of each."""
+    seen, kept = set(), []
+    for node in model.graph.node:
+        key = node.SerializeToString(deterministic=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(node)
+    if len(kept) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+
+
+def fp16(source: Path, target: Path, *, feeds=None, op_block_list: list[str] | None = None) -> dict:
+    """``convert_float_to_float16``: fp16 weights and math except the ops of FP16_KEEP_FP32
+    (and ``op_block_list``) and integer index arithmetic, with fp32 inputs and outputs, so
+    callers feed and read fp32."""
+    recipe = "fp16"
+    model = _load_source(recipe, source)
+    extra = _names_option(recipe, "op_block_list", op_block_list, _op_types(model), "op type")
+    external = _large(model)
+    index_nodes = [] if external else _index_arithmetic(model)
+    with _quiet_logging():
+        from onnxruntime.transformers.float16 import (
+            DEFAULT_OP_BLOCK_LIST,
+            convert_float_to_float16,
+        )
+
+        block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_FP32) | set(extra))
+        converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
+                                             node_block_list=index_nodes,
+                                             disable_shape_infer=external)
+    _drop_duplicate_nodes(converted)
+    _save(converted, Path(target), external=external)
+    _check_loads(recipe, Path(target),
+                 "keep the op that fails in fp32 with op_block_list=['OpType'].")
+    return {"op_block_list": extra, "kept_fp32": sorted(set(FP16_KEEP_FP32) | set(extra)),
+            "index_nodes_kept_fp32": len(index_nodes), "keep_io_types": True}
+
+
+# --- int4 -----------------------------------------------------------------------------------------
+
+def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
+         symmetric: bool = False, nodes_to_exclude: list[str] | None = None) -> dict:
+    """Weight-only 4-bit: each MatMul with a constant weight becomes MatMulNBits, its weight
+    quantized in blocks of ``block_size`` along the input axis (a scale per block, and a zero
+    point unless ``symmetric``). Activations stay fp32. Asymmetric is the default: it keeps
+    more of the weights at the same speed (all-MiniLM-L6-v2 sentence embeddings: min cosine
+    0.90 to PyTorch, 0.87 symmetric). 4 bits are for large MatMuls (LLMs): small encoders lose
+    more than int8 and, on CPU, run slower than fp32 (benchmarks/quantization.py)."""
+    recipe = "int4"
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 16 or (
+            block_size & (block_size - 1)):
+        raise InputError(
+            f"The int4 recipe's block_size must be a power of two of at least 16, got "
+            f"{block_size!r}. Note: 32 (the default) or 64 are usual; 128 makes a smaller file."
+        )
+    symmetric = _flag(recipe, "symmetric", symmetric)
+    model = _load_source(recipe, source)
+    _need_matmuls(recipe, model, Path(source))
+    candidates = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name]
+    exclude = _names_option(recipe, "nodes_to_exclude", nodes_to_exclude, candidates,
+                            "MatMul node name")
+    external = _large(model)
+    with _quiet_logging():
+        from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+        config = nbits.DefaultWeightOnlyQuantConfig(block_size=block_size,
+                                                    is_symmetric=symmetric, bits=4)
+        quantizer = nbits.MatMulNBitsQuantizer(model, block_size=block_size,
+                                               is_symmetric=symmetric, bits=4,
+                                               nodes_to_exclude=exclude, algo_config=config)
+        quantizer.process()
+    converted = quantizer.model.model
+    if "MatMulNBits" not in _op_types(converted):
+        raise InputError(
+            f"The int4 recipe quantized no MatMul of {Path(source).name}: every weight MatMul was "
+            "excluded or unsupported. Note: exclude fewer nodes."
+        )
+    _save(converted, Path(target), external=external)
+    _check_loads(recipe, Path(target), "exclude the failing MatMul with nodes_to_exclude.")
+    return {"block_size": block_size, "symmetric": symmetric, "nodes_to_exclude": exclude,
+            "bits": 4}
+
+
+# --- optimize -------------------------------------------------------------------------------------
+
+# Hugging Face model_type -> ONNX Runtime's optimizer model type. The encoders all take the
+# BERT fusions (ONNX Runtime's docs use "bert" for RoBERTa, DistilBERT, ... too).
+OPTIMIZER_MODEL_TYPES = {
+    "bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
+    "albert": "bert", "deberta-v2": "bert", "mpnet": "bert", "camembert": "bert",
+    "electra": "bert", "vit": "vit", "deit": "vit", "swin": "swin", "clip": "clip",
+    "gpt2": "gpt2", "gpt_neox": "gpt_neox", "phi": "phi", "qwen3": "qwen3", "bart": "bart",
+    "t5": "t5", "mt5": "t5",
+}
+_OPT_LEVELS = (0, 1, 2, 99)
+
+
+def optimize(source: Path, target: Path, *, feeds=None, model_type: str | None = None,
+             opt_level: int = 1, num_heads: int = 0, hidden_size: int = 0) -> dict:
+    """ONNX Runtime's transformer optimizer: fuses attention, LayerNorm + residual, Gelu and
+    the embeddings into ONNX Runtime's own (com.microsoft) ops. ``model_type`` is the bundle's
+    architecture (variant_from_bundle fills it in) or one of ONNX Runtime's optimizer types;
+    ``num_heads`` / ``hidden_size`` 0 are read from the graph. ``opt_level`` 1 runs ONNX
+    Runtime's portable graph optimizations first; 0 only the fusions; 2 and 99 add the CPU
+    provider's own rewrites (99: hardware-specific layouts, for this machine only).
+
+    The result runs on ONNX Runtime (CPU and CUDA); TensorRT does not parse the fused ops, so
+    build TensorRT engines from fp32, fp16 or static-int8 variants.
+    """
+    recipe = "optimize"
+    from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
+
+    if model_type is None:
+        raise InputError(
+            "The optimize recipe needs the model's architecture. Note: run it through "
+            "variant_from_bundle (edgeport quantize), which passes the bundle's model_type, or "
+            f"pass model_type=, one of: {', '.join(sorted(OPTIMIZER_MODEL_TYPES))}."
+        )
+    known = sorted(set(OPTIMIZER_MODEL_TYPES) | set(MODEL_TYPES))
+    optimizer_type = OPTIMIZER_MODEL_TYPES.get(model_type, model_type)
+    if optimizer_type not in MODEL_TYPES:
+        raise InputError(
+            f"ONNX Runtime's optimizer has no fusions for model_type {model_type!r}. "
+            + did_you_mean(str(model_type), known)
+        )
+    opt_level = _choice(recipe, "opt_level", opt_level, _OPT_LEVELS)
+    for option, value in (("num_heads", num_heads), ("hidden_size", hidden_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(
+                f"The optimize recipe's {option} must be a whole number >= 0, got {value!r}. "
+                "Note: 0 (the default) reads it from the graph."
+            )
+    model = _load_source(recipe, source)
+    external = _large(model)
+    del model
+    with _quiet_logging():
+        optimized = optimize_model(str(source), model_type=optimizer_type, num_heads=num_heads,
+                                   hidden_size=hidden_size, opt_level=opt_level,
+                                   provider="cpu")
+    fused = {op: count for op, count in optimized.get_fused_operator_statistics().items()
+             if count}
+    _save(optimized.model, Path(target), external=external)
+    _check_loads(recipe, Path(target), "try opt_level=0, or leave this graph unoptimized.")
+    return {"model_type": model_type, "optimizer_model_type": optimizer_type,
+            "opt_level": opt_level, "num_heads": num_heads, "hidden_size": hidden_size,
+            "fused": fused}
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("dynamic-int8", dynamic_int8,
+               options={"per_channel": True, "reduce_range": False, "weight_type": "int8",
+                        "nodes_to_exclude": None},
+               summary="int8 weights (per channel), activations quantized at run time"),
+        Recipe("static-int8", static_int8, needs_calibration=True,
+               options={"method": "minmax", "per_channel": True, "nodes_to_exclude": None},
+               summary="QDQ int8 calibrated on data (symmetric int8: TensorRT's form)"),
+        Recipe("fp16", fp16, options={"op_block_list": None},
+               summary="float16, with LayerNorm, Softmax, Pow and graph I/O kept fp32"),
+        Recipe("int4", int4,
+               options={"block_size": 32, "symmetric": False, "nodes_to_exclude": None},
+               summary="weight-only 4-bit MatMulNBits (blockwise)"),
+        Recipe("optimize", optimize, wants_model_type=True,
+               options={"model_type": None, "opt_level": 1, "num_heads": 0, "hidden_size": 0},
+               summary="ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, Gelu)"),
+    )
+}

@@ -21,7 +21,8 @@ def test_base_dependencies_are_the_runtimes_alone():
     base = {_name(r) for r in project["dependencies"]}
     assert base == {"numpy", "onnxruntime", "tokenizers", "pillow"}
     export = {_name(r) for r in project["optional-dependencies"]["export"]}
-    assert {_name(r) for r in project["optional-dependencies"]["quantize"]} == {"onnx", "tqdm"}
+    assert {_name(r) for r in project["optional-dependencies"]["quantize"]} == {
+        "onnx", "onnx-ir", "tqdm"}
     assert {"torch", "transformers", "optimum-onnx", "onnx"} <= export
     assert project["scripts"]["edgeport"] == "runtime.cli:main"
 
