@@ -79,6 +79,7 @@ def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: 
     files are renamed into place first, then the manifest is replaced atomically: a reader sees
     the old manifest or the new one, never half of either. Returns the reloaded bundle.
     """
+    bundle = Bundle.load(bundle.path)  # the manifest on disk now, not a stale copy
     check_variant_name(bundle, name, overwrite=overwrite)
     manifest = dict(bundle.manifest)
     checksums = dict(manifest["checksums"])
@@ -114,7 +115,7 @@ def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: 
 
 def record_accuracy(bundle: Bundle, name: str, accuracy: Mapping) -> Bundle:
     """Store a variant's accuracy summary (from compare) in the manifest."""
-    manifest = dict(bundle.manifest)
+    manifest = dict(Bundle.load(bundle.path).manifest)  # not a stale copy
     variants = dict(manifest["variants"])
     variants[name] = {**variants[name], "accuracy": dict(accuracy)}
     manifest["variants"] = variants

@@ -60,3 +60,10 @@ def test_a_quantized_variant_is_no_source(bundle):
         source_graphs(bundle, "int8")
     with pytest.raises(InputError, match="no variant 'int9'.*Did you mean 'int8'"):
         source_graphs(bundle, "int9")
+
+
+def test_writes_from_a_stale_bundle_object_keep_other_variants(bundle):
+    stale = bundle
+    _copy_variant(bundle, "first")
+    _copy_variant(stale, "second")  # the object predates "first"; the manifest on disk does not
+    assert sorted(Bundle.load(bundle.path).variants) == ["first", "fp32", "second"]
