@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a recipe option, VALUE parsed as JSON when it can be "
                              "(--option per_channel=false --option method=entropy)")
     parser.add_argument("--overwrite", action="store_true", help="replace a variant of that name")
+    parser.add_argument("--max-drop", metavar="METRIC=VALUE",
+                        help="accuracy-aware: leave the most sensitive nodes in fp32 until the "
+                             "task metric drops at most VALUE below fp32 (top1=0.01, f1=0.02, "
+                             "cosine=0.01)")
+    parser.add_argument("--data", metavar="PATH",
+                        help="with --max-drop: the data the metric is measured on (default: "
+                             "the calibration data, else built-in samples)")
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -49,12 +56,29 @@ def main(args) -> int:
 
     from .quantize import variant_from_bundle
 
-    name = variant_from_bundle(
-        args.bundle, args.recipe, name=args.name, source=args.source,
-        calibration=args.calibration, samples=args.samples, seed=args.seed,
-        overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True),
-        **parse_options(args.options),
-    )
+    def say(line):
+        print(line, file=sys.stderr, flush=True)
+
+    common = dict(name=args.name, samples=args.samples, seed=args.seed,
+                  overwrite=args.overwrite, progress=say, **parse_options(args.options))
+    if args.calibration is not None:
+        common["calibration"] = args.calibration
+    if args.max_drop is not None:
+        from .budget import variant_within_budget
+
+        if args.source != "fp32":
+            common["source"] = args.source
+        record = variant_within_budget(args.bundle, args.recipe, args.max_drop, data=args.data,
+                                       **common)
+        name = record["variant"]
+        print(f"{record['metric']} drop {record['drop']:.4f} within {record['max_drop']} with "
+              f"{len(record['excluded'])} node(s) left in fp32 after {len(record['rounds'])} "
+              "round(s).")
+    else:
+        if args.data is not None:
+            raise InputError("--data goes with --max-drop. Note: for calibration data use "
+                             "--calibration PATH.")
+        name = variant_from_bundle(args.bundle, args.recipe, source=args.source, **common)
     bundle = Bundle.load(args.bundle)
     files = ", ".join(bundle.variants[name]["files"].values())
     size = bundle.summary()["variants"][name]["bytes"] / 1e6

@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from sentences import SENTENCES, sentence_transformers_reference
 
 from calibration.quantize import variant_from_bundle
 from calibration.recipes import RECIPES
@@ -41,73 +42,6 @@ from runtime import Bundle, InputError, pipeline
 TASKS = ["text-classification", "token-classification", "question-answering", "fill-mask",
          "feature-extraction"]
 
-# Sentences of varied length, topic, punctuation and script: the MiniLM accuracy set, and (the
-# first ones) the texts the tiny models are compared on.
-SENTENCES = [
-    "A man is eating food.",
-    "The girl is carrying a baby.",
-    "Stock markets fell sharply after the central bank raised interest rates by 50 basis points.",
-    "Wait... what?!",
-    "Der Hund läuft schnell über die Wiese.",
-    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
-    "Meet me at 10:30 a.m. at Gate B-17, Terminal 2.",
-    "Machine learning models can inherit biases present in their training data, which raises "
-    "questions about fairness, accountability and transparency when they are deployed in "
-    "hiring, lending or criminal justice.",
-    "東京は日本の首都です。",
-    "Prices start at $19.99 (plus tax) — limited time only!!!",
-    "OK.",
-    "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "A man is eating a piece of bread.",
-    "A man is riding a horse.",
-    "A woman is playing violin.",
-    "Two men pushed carts through the woods.",
-    "A man is riding a white horse on an enclosed ground.",
-    "A monkey is playing drums.",
-    "Someone in a gorilla costume is playing a set of drums.",
-    "The new movie is awesome!",
-    "The cat sits outside.",
-    "Do you like pizza?",
-    "I can't believe it's already November; where did the year go?",
-    "The patient presented with acute chest pain radiating to the left arm.",
-    "Hi",
-    "The Treaty of Westphalia (1648) ended the Thirty Years' War.",
-    "She sells sea shells by the sea shore.",
-    "Error 404: the page you requested could not be found.",
-    "My grandmother's recipe calls for two cups of flour, a pinch of salt, and three eggs.",
-    "Quantum entanglement does not allow faster-than-light communication.",
-    "The committee will reconvene next Tuesday to discuss the budget proposal in detail.",
-    "Can you recommend a good book about the history of mathematics?",
-    "Heavy rain is expected across the northern regions throughout the weekend.",
-    "The striker scored twice in the final ten minutes to secure the championship.",
-    "Please remove the battery before cleaning the device with a damp cloth.",
-    "To be, or not to be, that is the question.",
-    "The mitochondria is the powerhouse of the cell.",
-    'He whispered, "Don\'t tell anyone," and walked away.',
-    "Dogs are loyal; cats are independent; parrots are loud.",
-    "The algorithm runs in O(n log n) time and uses O(n) extra memory.",
-    "Volcanic ash grounded hundreds of flights across Europe in 2010.",
-    "I think the restaurant was overrated, honestly, and the service was slow.",
-    "Turn left at the second traffic light, then continue straight for two kilometres.",
-    "The quick brown fox jumps over the lazy dog.",
-    "In the beginning God created the heaven and the earth. And the earth was without form, and "
-    "void; and darkness was upon the face of the deep.",
-    "The expedition reached the summit at dawn after a twelve-hour climb through snow, wind and "
-    "thin air, and the team spent only fifteen minutes at the top before starting the long "
-    "descent back to base camp.",
-    "Un homme mange de la nourriture.",
-    "¿Dónde está la biblioteca más cercana?",
-    "Москва — столица России.",
-    "Il pleut depuis trois jours et la rivière déborde.",
-    "Emoji are tokens too 🤖🚀",
-    "#hashtag @mention https://example.com/path?query=1",
-    "lol idk what ur talking abt tbh",
-    "ALL CAPS SENTENCES FEEL LIKE SHOUTING.",
-    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10",
-    "Water boils at 100 degrees Celsius at sea level.",
-    "Investors remain cautious ahead of the quarterly earnings reports.",
-    "Never gonna give you up, never gonna let you down.",
-]
 TEXTS = SENTENCES[:12]
 CALIBRATION = [f"Calibration sentence {i} is about {topic}{'!' * (i % 3)}" + " and more" * (i % 5)
                for i, topic in enumerate(["rain", "trains", "music", "code", "tea", "stars"] * 4)]
@@ -409,22 +343,6 @@ def test_optimize_padding_batch_matches_fp32(tiny_bundle, tmp_path):
 
 # --- the real all-MiniLM-L6-v2 against PyTorch --------------------------------------------------
 
-def _pytorch_embeddings(texts) -> np.ndarray:
-    """Mean pooling + L2 normalization of AutoModel outputs, as sentence-transformers does."""
-    import torch
-    import transformers
-    from checkpoints import minilm_dir
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-    with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"][..., None].float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
-
-
 @pytest.fixture(scope="module")
 def minilm_cosines(minilm_bundle, tmp_path_factory):
     """Per-sentence cosine to PyTorch of the fp32 bundle and of its int8 (per channel, the
@@ -437,7 +355,7 @@ def minilm_cosines(minilm_bundle, tmp_path_factory):
                                                per_channel=False),
         "q4": variant_from_bundle(path, "int4"),
     }
-    reference = _pytorch_embeddings(SENTENCES)
+    reference = sentence_transformers_reference(SENTENCES)
     cosines = {}
     for key, variant in variants.items():
         embeddings = np.array(pipeline("feature-extraction", model=path, variant=variant)(
@@ -462,16 +380,15 @@ def test_minilm_dynamic_int8_per_channel_against_pytorch(minilm_cosines):
     assert sizes["int8"] < sizes["fp32"] / 3.5  # int8 weights, embeddings included
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dynamic int8 quantizes each MatMul input per tensor, and the [CLS] row's outlier "
-    "activations (about 28 against 2-7 in the other rows) set that range, so very short "
-    "sentences, whose mean pool has few other rows, lose most: 'OK.' 0.967, 'Hi' 0.980; "
-    "5 of 58 sentences are under 0.99, all of 22 tokens or fewer. Per-row activation scales "
-    "would fix it (MatMulNBits 8-bit with accuracy_level 4 gives min 0.998, but runs slower "
-    "than fp32 here), or excluding sensitive nodes (nodes_to_exclude)."))
-def test_minilm_dynamic_int8_min_cosine_reaches_099(minilm_cosines):
+def test_minilm_plain_dynamic_int8_misses_099_on_short_sentences(minilm_cosines):
+    """Measured, not hidden: dynamic int8 quantizes each MatMul input per tensor, and the [CLS]
+    row's outlier activations (about 28 against 2-7 in the other rows) set that range, so very
+    short sentences, whose mean pool has few other rows, lose most ('OK.' 0.967). The
+    accuracy-aware variant (tests/calibration/test_budget.py) reaches 0.99."""
     cosines, _ = minilm_cosines
-    assert cosines["int8"].min() >= 0.99, _worst(cosines["int8"])
+    short = [i for i, s in enumerate(SENTENCES) if len(s.split()) <= 3]
+    assert cosines["int8"].min() < 0.99
+    assert cosines["int8"][short].min() == cosines["int8"].min()
 
 
 def test_minilm_int4_keeps_the_meaning(minilm_cosines):

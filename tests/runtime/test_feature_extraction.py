@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from checkpoints import TINY_CONFIGS, minilm_dir
+from checkpoints import TINY_CONFIGS
+from sentences import sentence_transformers_reference
 
 from runtime import InputError, pipeline
 
@@ -68,24 +69,9 @@ def test_pooling_on_a_plain_model(runtime_pipeline, reference_pipeline):
         ours.embed(["x"])
 
 
-def _sentence_transformers_reference(texts):
-    """Mean pooling + L2 normalization in PyTorch, as sentence-transformers does it."""
-    import torch
-    import transformers
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
-    model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-    with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"][..., None].float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
-
-
 def test_real_minilm_sentence_embeddings_match_pytorch(minilm_bundle):
     embed = pipeline("feature-extraction", model=minilm_bundle)
-    reference = _sentence_transformers_reference(SENTENCES)
+    reference = sentence_transformers_reference(SENTENCES)
     batched = embed.embed(SENTENCES, batch_size=4)
     assert batched.shape == (len(SENTENCES), 384)
     cosines = (batched * reference).sum(1) / np.linalg.norm(batched, axis=1)

@@ -1,0 +1,162 @@
+"""Accuracy-aware quantization: quantize, measure the task metric against fp32, and keep
+excluding the nodes where the most error enters until the drop is within budget.
+
+>>> variant_within_budget("bundle", "dynamic-int8", "cosine=0.01")     # doctest: +SKIP
+{'variant': 'int8', 'metric': 'embedding_cosine_min', 'drop': 0.004, 'excluded': [...]}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from runtime.bundle import Bundle
+from runtime.errors import InputError
+
+from .recipes import RECIPES
+
+# Short names users type -> the task metric compare reports (1.0 = same as fp32).
+METRIC_ALIASES = {
+    "top1": "top1_agreement",
+    "f1": ("entity_f1", "span_f1"),
+    "entity_f1": "entity_f1",
+    "span_f1": "span_f1",
+    "cosine": "embedding_cosine_min",
+    "top1_agreement": "top1_agreement",
+    "embedding_cosine_min": "embedding_cosine_min",
+}
+# Nodes the recipes can leave in fp32 (what nodes_to_exclude accepts).
+QUANTIZED_OPS = ("MatMul", "Gemm", "Gather")  # Gather: int8 embedding tables
+
+
+def parse_max_drop(text: str) -> tuple[str, float]:
+    """``"top1=0.01"`` -> ``("top1", 0.01)``; a clear error for anything else."""
+    key, sep, value = str(text).partition("=")
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = -1.0
+    if not sep or not key or not 0.0 <= budget < 1.0:
+        raise InputError(
+            f"--max-drop takes METRIC=VALUE with VALUE in [0, 1), got {text!r}. Note: e.g. "
+            "top1=0.01 (classification), f1=0.02 (entities, answers), cosine=0.01 (embeddings)."
+        )
+    return key, budget
+
+
+def _metric_for(key: str, task_metric: str, task: str) -> str:
+    wanted = METRIC_ALIASES.get(key, key)
+    names = wanted if isinstance(wanted, tuple) else (wanted,)
+    if task_metric not in names:
+        raise InputError(
+            f"--max-drop names {key!r}, but {task} bundles are measured by {task_metric!r}. "
+            f"Note: pass --max-drop {task_metric}=VALUE."
+        )
+    return task_metric
+
+
+def _graph_facts(path) -> tuple[set[str], dict[str, list[str]]]:
+    """The node names the recipes quantize, and for every node the nodes feeding it."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node.name for node in graph.node for out in node.output}
+    feeders = {node.name: [producer[i] for i in node.input if i in producer] for node in graph.node}
+    # Only such an op with a weight (an initializer input) is quantized by the recipes;
+    # the attention MatMuls of two activations stay fp32 anyway.
+    weights = {init.name for init in graph.initializer}
+    quantized = {n.name for n in graph.node if n.op_type in QUANTIZED_OPS and n.name
+                 and any(i in weights for i in n.input)}
+    return quantized, feeders
+
+
+def _culprit(name: str, candidates: set[str], feeders: Mapping[str, list[str]]) -> str | None:
+    """The quantized node behind a node where error grew: itself, or the nearest quantized
+    node feeding it (a quantizer may rename a MatMul's output, so the growth shows on the Add
+    of its bias)."""
+    frontier, seen = [name], set()
+    for _ in range(3):
+        for node in frontier:
+            if node in candidates:
+                return node
+        seen.update(frontier)
+        frontier = [f for node in frontier for f in feeders.get(node, []) if f not in seen]
+    return None
+
+
+def variant_within_budget(
+    bundle: Bundle | str | os.PathLike,
+    recipe: str,
+    max_drop: str,
+    *,
+    data: str | os.PathLike | None = None,
+    name: str | None = None,
+    samples: int = 100,
+    seed: int = 0,
+    max_rounds: int = 8,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+    **recipe_options,
+) -> dict:
+    """Make a ``recipe`` variant whose task metric drops at most ``max_drop`` below fp32 on
+    ``data`` (built-in samples when None), excluding the most sensitive nodes round by round
+    (1, 2, 4, ... more each round). Records the excluded nodes and the rounds in the manifest;
+    returns that record. An InputError when the budget cannot be met."""
+    from .compare import compare_variants
+    from .quantize import variant_from_bundle
+    from .variants import DEFAULT_NAMES, record_accuracy
+
+    say = progress or (lambda line: None)
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    key, budget = parse_max_drop(max_drop)
+    if recipe not in RECIPES or "nodes_to_exclude" not in RECIPES[recipe].options:
+        raise InputError(
+            f"--max-drop needs a recipe that can leave nodes unquantized; {recipe!r} cannot. "
+            "Note: use dynamic-int8, static-int8 or int4."
+        )
+    if recipe_options.get("source", "fp32") != "fp32":
+        raise InputError("--max-drop starts from the fp32 graph; leave --from out.")
+    name = name or DEFAULT_NAMES[recipe]
+    if data is None:  # measure on the calibration data when there is some
+        data = recipe_options.get("calibration")
+    candidates, feeders = _graph_facts(bundle.graph_path("model", "fp32"))
+    excluded = list(recipe_options.pop("nodes_to_exclude", None) or [])
+    rounds, step = [], 1
+    for round_number in range(1, max_rounds + 1):
+        say(f"round {round_number}: {recipe} with {len(excluded)} node(s) left in fp32")
+        variant_from_bundle(bundle, recipe, name=name, overwrite=overwrite or round_number > 1,
+                            samples=samples, seed=seed, nodes_to_exclude=excluded,
+                            **recipe_options)
+        bundle = Bundle.load(bundle.path)
+        report = compare_variants(bundle, data, variants=[name], samples=samples, seed=seed,
+                                  top=max(20, 4 * step))
+        measured = report["variants"][name]
+        metric = _metric_for(key, measured["task"]["metric"], bundle.task)
+        drop = 1.0 - float(measured["task"]["value"])
+        rounds.append({"excluded": len(excluded), "value": measured["task"]["value"],
+                       "drop": drop, "speedup": measured["speedup"]})
+        say(f"  {metric} {measured['task']['value']:.4f} (drop {drop:.4f}, budget {budget})")
+        if drop <= budget:
+            record = {"variant": name, "metric": metric, "max_drop": budget, "drop": drop,
+                      "excluded": excluded, "rounds": rounds}
+            manifest_variant = dict(bundle.variants[name])
+            accuracy = {"metric": metric, "value": measured["task"]["value"],
+                        "reference": "fp32", "speedup": measured["speedup"],
+                        "accuracy_aware": {k: record[k] for k in ("max_drop", "excluded",
+                                                                    "rounds")}}
+            record_accuracy(bundle, name, {**(manifest_variant.get("accuracy") or {}),
+                                           **accuracy})
+            return record
+        ranked = [_culprit(row["name"], candidates, feeders)
+                  for row in (measured.get("layers") or {}).get("top", [])]
+        new = list(dict.fromkeys(n for n in ranked if n and n not in excluded))[:step]
+        if not new:
+            break
+        excluded += new
+        step *= 2
+    raise InputError(
+        f"Could not bring the {recipe} variant within {key}={budget}: after {len(rounds)} "
+        f"round(s) and {len(excluded)} node(s) left in fp32 the drop is {rounds[-1]['drop']:.4f}. "
+        "Note: allow a larger drop, use more representative --data, or another recipe; the "
+        f"last attempt is kept as variant {name!r}."
+    )
