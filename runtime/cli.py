@@ -43,8 +43,8 @@ def _load(command: str):
         ) from None
 
 
-def _parser(command: str | None) -> argparse.ArgumentParser:
-    """The parser; only the chosen subcommand's module is imported, at call time."""
+def _parser() -> argparse.ArgumentParser:
+    """The top-level parser: the list of subcommands, --help and --version."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -54,22 +54,31 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgeport {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
-        subparser = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
-            _load(name).add_arguments(subparser)
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def _command_parser(command: str, module) -> argparse.ArgumentParser:
+    """One subcommand's own parser; only its module is imported, at call time."""
+    help_text = SUBCOMMANDS[command][1]
+    parser = argparse.ArgumentParser(prog=f"edgeport {command}", description=help_text)
+    module.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     try:
-        parser = _parser(command if command in SUBCOMMANDS else None)
-        args = parser.parse_args(argv)
-        if args.command is None:
+        if command is None:  # --help, --version, nothing, or a mistyped command
+            parser = _parser()
+            parser.parse_args(argv)  # exits for --help, --version and an unknown command
             parser.print_help()
             return 2
-        return int(_load(args.command).main(args) or 0)
+        module = _load(command)
+        # intermixed: options may come between inputs (edgeport run B --variant int8 "text")
+        args = _command_parser(command, module).parse_intermixed_args(argv[1:])
+        return int(module.main(args) or 0)
     except EdgeportError as exc:
         print(f"edgeport {command}: error: {exc}", file=sys.stderr)
         return 1

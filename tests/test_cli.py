@@ -79,3 +79,30 @@ def test_run_question_answering_and_ner(tiny_bundle, capsys):
                  "--set", "aggregation_strategy=simple", "--set", "ignore_labels=[]"]) == 0
     entities = json.loads(capsys.readouterr().out)
     assert entities and all("entity_group" in e for e in entities)
+
+
+def test_quantize_and_compare(tiny_bundle, tmp_path, capsys):
+    import shutil
+
+    bundle = shutil.copytree(tiny_bundle("bert", "text-classification"), tmp_path / "b")
+    assert main(["quantize", str(bundle), "--recipe", "dynamic-int8"]) == 0
+    assert "Wrote variant 'int8'" in capsys.readouterr().out
+    assert main(["quantize", str(bundle), "--recipe", "dynamic-int8", "--name", "q",
+                 "--option", "per_channel=false", "--max-drop", "top1=0.5"]) == 0
+    assert "top1_agreement drop" in capsys.readouterr().out
+    assert main(["run", str(bundle), "--variant", "int8", "fine", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"]
+    for argv, message in [
+        (["quantize", str(bundle), "--recipe", "dynamic-int8"], "already has a variant 'int8'"),
+        (["quantize", str(bundle), "--recipe", "dynamic-int9"], "Did you mean 'dynamic-int8'"),
+        (["quantize", str(bundle), "--recipe", "static-int8"], "needs calibration data"),
+        (["quantize", str(bundle), "--recipe", "dynamic-int8", "--name", "x", "--from", "int8"],
+         "already quantized"),
+        (["quantize", str(bundle), "--recipe", "dynamic-int8", "--option", "colour=red"],
+         "takes no option 'colour'"),
+    ]:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert main(["compare", str(bundle), "--variants", "int8", "--no-layers"]) == 0
+    assert (bundle / "reports" / "accuracy.html").is_file()
