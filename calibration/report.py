@@ -198,6 +198,8 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
     >>> _nice_ticks(0.0, 1.0)
     [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    >>> _nice_ticks(5.79, 8.59)
+    [5.0, 6.0, 7.0, 8.0, 9.0]
     """
     if high <= low:
         high = low + 1.0
@@ -205,10 +207,10 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
+    ticks, value = [round(start, 10)], start
+    while value < high - step * 1e-9:  # up to the first tick at or past high: it is covered
         value += step
+        ticks.append(round(value, 10))
     return ticks
 
 
