@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from runtime.cli_run import key_values
 from runtime.errors import InputError
 
 
@@ -37,20 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the calibration data, else built-in samples)")
 
 
-def parse_options(pairs: list[str]) -> dict:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--option takes KEY=VALUE, got {pair!r}. Note: e.g. "
-                             "--option per_channel=false.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def main(args) -> int:
     from runtime.bundle import Bundle
 
@@ -59,8 +45,9 @@ def main(args) -> int:
     def say(line):
         print(line, file=sys.stderr, flush=True)
 
+    options = key_values(args.options, "--option", "per_channel=false")
     common = dict(name=args.name, samples=args.samples, seed=args.seed,
-                  overwrite=args.overwrite, progress=say, **parse_options(args.options))
+                  overwrite=args.overwrite, progress=say, **options)
     if args.calibration is not None:
         common["calibration"] = args.calibration
     if args.max_drop is not None:

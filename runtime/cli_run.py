@@ -24,12 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print results as one JSON document")
 
 
-def _options(pairs: list[str]) -> dict:
+def key_values(pairs: list[str], flag: str = "--set", example: str = "top_k=3") -> dict:
+    """KEY=VALUE command-line pairs -> a dict, each VALUE parsed as JSON when it can be.
+
+    >>> key_values(["top_k=3", "aggregation_strategy=simple"])
+    {'top_k': 3, 'aggregation_strategy': 'simple'}
+    """
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InputError(f"--set takes KEY=VALUE, got {pair!r}. Note: e.g. --set top_k=3.")
+            raise InputError(f"{flag} takes KEY=VALUE, got {pair!r}. Note: e.g. {flag} {example}.")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -44,7 +49,7 @@ def main(args) -> int:
     if not inputs:
         raise InputError("No inputs: give texts as arguments, or one per line on stdin.")
     pipe = pipeline(args.task, model=args.bundle, variant=args.variant, device=args.device)
-    options = _options(args.options)
+    options = key_values(args.options)
     if pipe.task == "question-answering":
         if args.context is None:
             raise InputError("question-answering needs --context TEXT; the INPUTs are questions.")
