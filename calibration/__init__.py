@@ -1,1 +1,21 @@
-"""Calibration data, quantization recipes and accuracy comparison (issue 3)."""
+"""Calibration data, quantization recipes and accuracy comparison: torch-free, so they run on
+the device too (``pip install 'edgeport[quantize]'``).
+
+>>> from calibration import variant_from_bundle, compare_variants     # doctest: +SKIP
+>>> variant_from_bundle("bundle", "dynamic-int8")                      # doctest: +SKIP
+'int8'
+>>> compare_variants("bundle", "lines.txt")["variants"]["int8"]["task"]["value"]  # doctest: +SKIP
+0.99
+
+Importing this package loads neither onnx nor the quantizers; the functions do, when called.
+"""
+
+from .budget import variant_within_budget
+from .compare import compare_variants
+from .data import feeds_from_path, load_samples
+from .quantize import variant_from_bundle
+from .recipes import RECIPES
+from .report import write_reports
+
+__all__ = ["RECIPES", "compare_variants", "feeds_from_path", "load_samples", "variant_from_bundle",
+           "variant_within_budget", "write_reports"]
