@@ -12,10 +12,10 @@ Importing this package loads neither onnx nor the quantizers; the functions do, 
 
 from .budget import variant_within_budget
 from .compare import compare_variants
-from .data import feeds_from_path, load_samples
+from .data import dim_ranges, feeds_from_path, load_samples
 from .quantize import variant_from_bundle
 from .recipes import RECIPES
 from .report import write_reports
 
-__all__ = ["RECIPES", "compare_variants", "feeds_from_path", "load_samples", "variant_from_bundle",
+__all__ = ["RECIPES", "compare_variants", "dim_ranges", "feeds_from_path", "load_samples", "variant_from_bundle",
            "variant_within_budget", "write_reports"]

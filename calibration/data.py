@@ -196,3 +196,31 @@ def _npz_samples(bundle: Bundle, path: Path, samples, seed) -> Samples:
         raise InputError(f"{path} holds no samples.")
     feeds = [{n: arrays[n][i:i + 1] for n in names} for i in rows]
     return Samples(inputs=[None] * len(feeds), feeds=feeds)
+
+
+def dim_ranges(bundle: Bundle, feeds: Iterable[Feed], graph: str = "model") -> dict:
+    """The (min, median, max) size each named dynamic dim of ``graph``'s inputs takes in
+    ``feeds``: what a TensorRT optimization profile needs (min, opt, max), from the same feeds
+    that calibrate and compare.
+
+    >>> dim_ranges(bundle, feeds)                                   # doctest: +SKIP
+    {'batch': (1, 1, 1), 'sequence': (6, 14, 37)}
+    """
+    inputs, _ = bundle.graph_specs(graph)
+    seen: dict[str, list[int]] = {}
+    for feed in feeds:
+        for spec in inputs:
+            if spec.name not in feed:
+                continue
+            shape = np.shape(feed[spec.name])
+            if len(shape) != len(spec.dims):
+                raise InputError(
+                    f"Feed input {spec.name!r} has shape {shape}; the graph declares dims "
+                    f"{list(spec.dims)}."
+                )
+            for size, dim in zip(shape, spec.dims):
+                if isinstance(dim, str):
+                    seen.setdefault(dim, []).append(int(size))
+    if not seen:
+        raise InputError("No feed holds an input of the graph, so no dim range can be taken.")
+    return {dim: (min(sizes), int(np.median(sizes)), max(sizes)) for dim, sizes in seen.items()}

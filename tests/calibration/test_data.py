@@ -97,3 +97,18 @@ def test_missing_empty_and_unknown_files(tiny_bundle, tmp_path):
     (tmp_path / "data.csv").write_text("a,b\n")
     with pytest.raises(InputError, match="Cannot read calibration data from data.csv"):
         feeds_from_path(bundle, tmp_path / "data.csv")
+
+
+def test_dim_ranges_for_tensorrt_profiles(tiny_bundle, text_file):
+    from calibration.data import dim_ranges
+
+    bundle = Bundle.load(tiny_bundle("bert", "text-classification"))
+    feeds = feeds_from_path(bundle, text_file)
+    lengths = sorted(feed["input_ids"].shape[1] for feed in feeds)
+    ranges = dim_ranges(bundle, feeds)
+    assert ranges == {"batch": (1, 1, 1),
+                      "sequence": (lengths[0], int(np.median(lengths)), lengths[-1])}
+    with pytest.raises(InputError, match="declares dims"):
+        dim_ranges(bundle, [{"input_ids": np.zeros(3, np.int64)}])
+    with pytest.raises(InputError, match="No feed holds an input"):
+        dim_ranges(bundle, [{"pixel_values": np.zeros((1, 3))}])
