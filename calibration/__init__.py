@@ -17,5 +17,7 @@ from .quantize import variant_from_bundle
 from .recipes import RECIPES
 from .report import write_reports
 
-__all__ = ["RECIPES", "compare_variants", "dim_ranges", "feeds_from_path", "load_samples", "variant_from_bundle",
-           "variant_within_budget", "write_reports"]
+__all__ = [
+    "RECIPES", "compare_variants", "dim_ranges", "feeds_from_path", "load_samples",
+    "variant_from_bundle", "variant_within_budget", "write_reports",
+]
