@@ -100,8 +100,9 @@ def variant_within_budget(
 ) -> dict:
     """Make a ``recipe`` variant whose task metric drops at most ``max_drop`` below fp32 on
     ``data`` (built-in samples when None), excluding the most sensitive nodes round by round
-    (1, 2, 4, ... more each round). Records the excluded nodes and the rounds in the manifest;
-    returns that record. An InputError when the budget cannot be met."""
+    (1, 2, 4, ... more each round), then bisecting for the fewest nodes that meet the budget.
+    Records the excluded nodes and the rounds in the manifest; returns that record. An
+    InputError when the budget cannot be met within ``max_rounds`` growing rounds."""
     from .compare import compare_variants
     from .quantize import variant_from_bundle
     from .variants import DEFAULT_NAMES, record_accuracy
@@ -121,32 +122,33 @@ def variant_within_budget(
         data = recipe_options.get("calibration")
     candidates, feeders = _graph_facts(bundle.graph_path("model", "fp32"))
     excluded = list(recipe_options.pop("nodes_to_exclude", None) or [])
-    rounds, step = [], 1
-    for round_number in range(1, max_rounds + 1):
-        say(f"round {round_number}: {recipe} with {len(excluded)} node(s) left in fp32")
-        variant_from_bundle(bundle, recipe, name=name, overwrite=overwrite or round_number > 1,
-                            samples=samples, seed=seed, nodes_to_exclude=excluded,
+    rounds: list[dict] = []
+
+    def attempt(nodes: list[str]) -> tuple[dict, str, float]:
+        nonlocal bundle
+        say(f"round {len(rounds) + 1}: {recipe} with {len(nodes)} node(s) left in fp32")
+        variant_from_bundle(bundle, recipe, name=name, overwrite=overwrite or bool(rounds),
+                            samples=samples, seed=seed, nodes_to_exclude=list(nodes),
                             **recipe_options)
         bundle = Bundle.load(bundle.path)
         report = compare_variants(bundle, data, variants=[name], samples=samples, seed=seed,
-                                  top=max(20, 4 * step))
+                                  top=max(20, 2 * len(candidates)))
         measured = report["variants"][name]
         metric = _metric_for(key, measured["task"]["metric"], bundle.task)
         drop = 1.0 - float(measured["task"]["value"])
-        rounds.append({"excluded": len(excluded), "value": measured["task"]["value"],
+        rounds.append({"excluded": len(nodes), "value": measured["task"]["value"],
                        "drop": drop, "speedup": measured["speedup"]})
         say(f"  {metric} {measured['task']['value']:.4f} (drop {drop:.4f}, budget {budget})")
+        return measured, metric, drop
+
+    # Grow the excluded list 1, 2, 4, ... nodes at a time, most error growth first ...
+    passed, failed, step = None, None, 1
+    while len(rounds) < max_rounds:
+        measured, metric, drop = attempt(excluded)
         if drop <= budget:
-            record = {"variant": name, "metric": metric, "max_drop": budget, "drop": drop,
-                      "excluded": excluded, "rounds": rounds}
-            manifest_variant = dict(bundle.variants[name])
-            accuracy = {"metric": metric, "value": measured["task"]["value"],
-                        "reference": "fp32", "speedup": measured["speedup"],
-                        "accuracy_aware": {k: record[k] for k in ("max_drop", "excluded",
-                                                                    "rounds")}}
-            record_accuracy(bundle, name, {**(manifest_variant.get("accuracy") or {}),
-                                           **accuracy})
-            return record
+            passed = (len(excluded), measured, metric, drop)
+            break
+        failed = len(excluded)
         ranked = [_culprit(row["name"], candidates, feeders)
                   for row in (measured.get("layers") or {}).get("top", [])]
         new = list(dict.fromkeys(n for n in ranked if n and n not in excluded))[:step]
@@ -154,6 +156,29 @@ def variant_within_budget(
             break
         excluded += new
         step *= 2
+    if passed is not None:
+        # ... then, the list being an order, find its shortest passing prefix by bisection:
+        # doubling overshoots, and every node left in fp32 costs speed.
+        low, high = failed, passed[0]
+        while low is not None and high - low > 1:
+            middle = (low + high) // 2
+            measured, metric, drop = attempt(excluded[:middle])
+            if drop <= budget:
+                high, passed = middle, (middle, measured, metric, drop)
+            else:
+                low = middle
+        if rounds[-1]["excluded"] != passed[0]:  # the last attempt failed: redo the best
+            attempt(excluded[:passed[0]])
+        kept, measured, metric, drop = passed
+        excluded = excluded[:kept]
+        record = {"variant": name, "metric": metric, "max_drop": budget, "drop": drop,
+                  "excluded": excluded, "rounds": rounds}
+        accuracy = {"metric": metric, "value": measured["task"]["value"], "reference": "fp32",
+                    "speedup": measured["speedup"],
+                    "accuracy_aware": {k: record[k] for k in ("max_drop", "excluded", "rounds")}}
+        previous = Bundle.load(bundle.path).variants[name].get("accuracy") or {}
+        record_accuracy(bundle, name, {**previous, **accuracy})
+        return record
     raise InputError(
         f"Could not bring the {recipe} variant within {key}={budget}: after {len(rounds)} "
         f"round(s) and {len(excluded)} node(s) left in fp32 the drop is {rounds[-1]['drop']:.4f}. "

@@ -517,6 +517,16 @@ class _OutputStats:
         }
 
 
+def _relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """||candidate - reference|| / ||reference|| (inf for NaN, 0 for two zero arrays)."""
+    ref = reference.astype(np.float64, copy=False)
+    noise = float(np.linalg.norm(candidate.astype(np.float64, copy=False) - ref))
+    scale = float(np.linalg.norm(ref))
+    if not math.isfinite(noise):
+        return math.inf
+    return noise / scale if scale > 0 else (0.0 if noise == 0 else math.inf)
+
+
 def _real_part(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The output at real tokens only, when its leading dims are [batch, sequence]: padding
     positions hold values nobody reads."""
@@ -736,7 +746,8 @@ def compare_variants(
     samples); ``samples`` and ``seed`` pick a seeded subset. ``variants`` defaults to every
     variant but the reference. Each sample is timed ``runs`` times per engine (its fastest run
     counts), after one warm-up run per engine. ``layers`` measures, for each variant, where its
-    error enters (on ``layer_samples`` samples, ``top`` nodes). Nothing is written: see
+    error enters (``top`` nodes), on the ``layer_samples`` samples where the variants' outputs
+    err most. Nothing is written: see
     ``calibration.report.write_reports`` and ``record_summaries``.
 
     >>> report = compare_variants("bundle", variants=["int8"])     # doctest: +SKIP
@@ -780,6 +791,9 @@ def compare_variants(
     times: dict[str | None, list[float]] = {None: [], **{name: [] for name in chosen}}
     reduced: dict[str | None, list] = {None: [], **{name: [] for name in chosen}}
     stats = {name: {out: _OutputStats() for out in output_names} for name in chosen}
+    # Per sample, the largest relative output error of any variant: the per-layer analysis
+    # runs on the samples where the variants err most, which is where the error is visible.
+    sample_error = np.zeros(len(feeds))
 
     def timed(engine, feed):
         best, result = math.inf, None
@@ -789,7 +803,8 @@ def compare_variants(
             best = min(best, time.perf_counter() - start)
         return result, best
 
-    for feed in _progress(feeds, len(feeds), f"comparing {len(chosen)} variant(s)", progress):
+    for index, feed in enumerate(_progress(feeds, len(feeds), f"comparing {len(chosen)} "
+                                                              "variant(s)", progress)):
         expected, seconds = timed(reference_engine, feed)
         times[None].append(seconds)
         reduced[None].append(scorer.reduce(feed, expected))
@@ -800,7 +815,9 @@ def compare_variants(
             times[name].append(seconds)
             reduced[name].append(scorer.reduce(feed, got))
             for out in output_names:
-                stats[name][out].add(_real_part(expected[out], mask), _real_part(got[out], mask))
+                ref, var = _real_part(expected[out], mask), _real_part(got[out], mask)
+                stats[name][out].add(ref, var)
+                sample_error[index] = max(sample_error[index], _relative_error(ref, var))
 
     reference_latency = metrics.latency_summary(times[None])
     report = {
@@ -844,7 +861,11 @@ def compare_variants(
         }
 
     if layers:
-        _add_layers(bundle, report, chosen, feeds[:layer_samples], top, progress)
+        worst = sorted(np.argsort(-sample_error, kind="stable")[:layer_samples].tolist())
+        _add_layers(bundle, report, chosen, [feeds[i] for i in worst], top, progress)
+        for name in chosen:
+            if report["variants"][name]["layers"]:
+                report["variants"][name]["layers"]["sample_indices"] = worst
     return json_ready(report)
 
 

@@ -33,6 +33,9 @@ def test_budget_is_met_and_recorded(bundle_copy):
     assert report["variants"]["strict"]["task"]["value"] == 1.0
     if plain["drop"] > 0:  # the first round missed: nodes were excluded to get there
         assert strict["excluded"] and len(strict["rounds"]) > 1
+    # the fewest nodes tried that meet the budget: every shorter attempt missed it
+    assert all(r["drop"] > 0.0 for r in strict["rounds"] if r["excluded"] < len(strict["excluded"]))
+    assert strict["rounds"][-1]["excluded"] == len(strict["excluded"])  # what is on disk
 
 
 def test_unreachable_budget_says_so(bundle_copy):
