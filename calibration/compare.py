@@ -517,16 +517,6 @@ class _OutputStats:
         }
 
 
-def _relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """||candidate - reference|| / ||reference|| (inf for NaN, 0 for two zero arrays)."""
-    ref = reference.astype(np.float64, copy=False)
-    noise = float(np.linalg.norm(candidate.astype(np.float64, copy=False) - ref))
-    scale = float(np.linalg.norm(ref))
-    if not math.isfinite(noise):
-        return math.inf
-    return noise / scale if scale > 0 else (0.0 if noise == 0 else math.inf)
-
-
 def _real_part(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The output at real tokens only, when its leading dims are [batch, sequence]: padding
     positions hold values nobody reads."""
@@ -817,7 +807,10 @@ def compare_variants(
             for out in output_names:
                 ref, var = _real_part(expected[out], mask), _real_part(got[out], mask)
                 stats[name][out].add(ref, var)
-                sample_error[index] = max(sample_error[index], _relative_error(ref, var))
+                error = metrics.relative_error(ref, var)
+                # NaN is the worst error there is; max() and argsort would pass over it
+                error = error if math.isfinite(error) else math.inf
+                sample_error[index] = max(sample_error[index], error)
 
     reference_latency = metrics.latency_summary(times[None])
     report = {

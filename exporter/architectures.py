@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.errors import ExportError, did_you_mean
-from runtime.tasks import TASK_MODEL_CLASSES  # noqa: F401  (re-exported for the exporter)
 
 TEXT_ENCODER_TASKS = (
     "text-classification",

@@ -26,9 +26,9 @@ from runtime.bundle import (
 )
 from runtime.dims import dim_name_from_optimum
 from runtime.errors import ExportError, MissingDependencyError
-from runtime.tasks import canonical_task
+from runtime.tasks import TASK_MODEL_CLASSES, canonical_task
 
-from .architectures import TASK_MODEL_CLASSES, architecture_for, infer_task
+from .architectures import architecture_for, infer_task
 from .validate import validate_text_graph
 
 # sentence-transformers files the runtime reads for pooling; copied as they are.

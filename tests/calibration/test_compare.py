@@ -59,6 +59,19 @@ def _add_variant(bundle: Bundle, name: str, model: onnx.ModelProto | None = None
         return write_variant(bundle, name, {"model": staging / "model.onnx"}, {"name": recipe})
 
 
+def _int8_variant(bundle: Bundle) -> Bundle:
+    """A per-channel dynamic int8 variant made with ORT directly (independent of the recipes
+    under test elsewhere)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with staging_for(bundle) as staging:
+        quantize_dynamic(bundle.graph_path("model", "fp32"), staging / "model.onnx",
+                         weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return write_variant(bundle, "int8", {"model": staging / "model.onnx"},
+                             {"name": "dynamic-int8"})
+
+
 def _perturbed(bundle: Bundle, node_name: str, scale: float) -> onnx.ModelProto:
     """The fp32 graph with seeded noise added to the weight that ``node_name`` reads."""
     model = onnx.load(str(bundle.graph_path("model", "fp32")))
@@ -157,15 +170,8 @@ def test_copy_agrees_and_perturbed_weight_is_found(task, tiny_bundle, tmp_path):
 
 
 def test_dynamic_int8_variant_is_matched_by_tensor_name(tiny_bundle, tmp_path):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     bundle = _copy(tiny_bundle, tmp_path, "question-answering")
-    with staging_for(bundle) as staging:
-        quantize_dynamic(bundle.graph_path("model", "fp32"), staging / "model.onnx",
-                         weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        bundle = write_variant(bundle, "int8", {"model": staging / "model.onnx"},
-                               {"name": "dynamic-int8"})
+    bundle = _int8_variant(bundle)
     report = compare_variants(bundle, samples=8, layers=True)
     int8 = report["variants"]["int8"]
     assert int8["bytes"] < 0.5 * report["reference"]["bytes"]
@@ -343,15 +349,8 @@ def test_real_minilm_int8_embeddings(minilm_bundle, tmp_path):
     """The real all-MiniLM-L6-v2 with per-channel dynamic int8: sentence-transformers pooling
     from the bundle, and embeddings close to fp32 (about 0.99 min cosine, as measured when
     the project was planned)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     bundle = Bundle.load(shutil.copytree(minilm_bundle, tmp_path / "minilm"))
-    with staging_for(bundle) as staging:
-        quantize_dynamic(bundle.graph_path("model", "fp32"), staging / "model.onnx",
-                         weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        bundle = write_variant(bundle, "int8", {"model": staging / "model.onnx"},
-                               {"name": "dynamic-int8"})
+    bundle = _int8_variant(bundle)
     report = compare_variants(bundle, samples=20, layer_samples=2)
     task = report["variants"]["int8"]["task"]
     assert task["pooling"] == "sentence-transformers"

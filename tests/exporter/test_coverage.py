@@ -6,8 +6,8 @@ from pathlib import Path
 
 from checkpoints import TINY_CONFIGS
 
-from exporter.architectures import ARCHITECTURES, TASK_MODEL_CLASSES
-from runtime.tasks import TASKS
+from exporter.architectures import ARCHITECTURES
+from runtime.tasks import TASK_MODEL_CLASSES, TASKS
 
 TESTS = Path(__file__).resolve().parents[1]
 

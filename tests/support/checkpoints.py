@@ -11,7 +11,7 @@ import inspect
 import shutil
 from pathlib import Path
 
-from exporter.architectures import TASK_MODEL_CLASSES
+from runtime.tasks import TASK_MODEL_CLASSES
 
 LABELS = {
     "text-classification": ["negative", "neutral", "positive"],
@@ -34,7 +34,6 @@ TINY_CONFIGS = {
     "mpnet": dict(_SMALL, max_position_embeddings=514, relative_attention_num_buckets=32),
 }
 
-TASK_AUTOMODEL = TASK_MODEL_CLASSES  # the auto class that loads each task's model
 
 
 def minilm_dir() -> Path:
@@ -66,7 +65,7 @@ def build_tiny_checkpoint(model_type: str, task: str, directory: Path, *, seed: 
         kwargs.update(num_labels=2)
     config = AutoConfig.for_model(model_type, **kwargs)
     torch.manual_seed(seed)
-    model = getattr(transformers, TASK_AUTOMODEL[task]).from_config(config).eval()
+    model = getattr(transformers, TASK_MODEL_CLASSES[task]).from_config(config).eval()
     model.save_pretrained(directory)
     # As the architecture's own tokenizer would: token_type_ids only for a model that has
     # segment embeddings (RoBERTa's tokenizer makes none; DistilBERT's model takes none).
