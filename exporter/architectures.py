@@ -27,7 +27,32 @@ class Architecture:
     tasks: tuple[str, ...]
     modality: str = "text"
     atol: float = 1e-4  # max abs difference ONNX vs PyTorch that validation accepts
+    # The image size is baked into the model (absolute position embeddings without
+    # interpolation): the graph's height and width are made static at export.
+    fixed_image_size: bool = False
+    # task -> transformers class, where the task's auto class does not load this architecture.
+    model_classes: tuple[tuple[str, str], ...] = ()
+    # task -> optimum-onnx's name for it, where the names differ.
+    optimum_tasks: tuple[tuple[str, str], ...] = ()
 
+    def model_class(self, task: str) -> str:
+        from runtime.tasks import TASK_MODEL_CLASSES
+
+        return dict(self.model_classes).get(task, TASK_MODEL_CLASSES[task])
+
+    def optimum_task(self, task: str) -> str:
+        return dict(self.optimum_tasks).get(task, task)
+
+
+
+def _image(model_type: str, task: str, **facts) -> Architecture:
+    return Architecture(model_type, "image-encoder", (task,), modality="image", **facts)
+
+
+_CLASSIFY, _DETECT, _SEGMENT, _DEPTH = (
+    "image-classification", "object-detection", "image-segmentation", "depth-estimation")
+_SEMANTIC = dict(model_classes=((_SEGMENT, "AutoModelForSemanticSegmentation"),),
+                 optimum_tasks=((_SEGMENT, "semantic-segmentation"),))
 
 ARCHITECTURES: dict[str, Architecture] = {
     row.model_type: row
@@ -39,6 +64,20 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("albert", "text-encoder", TEXT_ENCODER_TASKS),
         Architecture("deberta-v2", "text-encoder", TEXT_ENCODER_TASKS),
         Architecture("mpnet", "text-encoder", TEXT_ENCODER_TASKS),
+        _image("vit", _CLASSIFY, fixed_image_size=True),
+        _image("deit", _CLASSIFY, fixed_image_size=True),
+        _image("beit", _CLASSIFY, fixed_image_size=True),
+        _image("convnext", _CLASSIFY),
+        _image("swin", _CLASSIFY),
+        _image("detr", _DETECT),
+        _image("yolos", _DETECT),
+        _image("segformer", _SEGMENT, **_SEMANTIC),
+        _image("mask2former", _SEGMENT, atol=1e-3,
+               model_classes=((_SEGMENT, "AutoModelForUniversalSegmentation"),)),
+        _image("glpn", _DEPTH),
+        _image("dpt", _DEPTH, fixed_image_size=True),
+        Architecture("clip", "text-image", ("zero-shot-image-classification",),
+                     modality="text-image", fixed_image_size=True),
     )
 }
 
@@ -50,6 +89,11 @@ _HEAD_TASKS = (
     ("ForQuestionAnswering", "question-answering"),
     ("ForMaskedLM", "fill-mask"),
     ("ForPreTraining", "fill-mask"),
+    ("ForImageClassification", "image-classification"),
+    ("ForObjectDetection", "object-detection"),
+    ("ForSemanticSegmentation", "image-segmentation"),
+    ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForDepthEstimation", "depth-estimation"),
     ("Model", "feature-extraction"),
 )
 
@@ -67,16 +111,21 @@ def architecture_for(model_type: str) -> Architecture:
 def infer_task(config: dict, *, sentence_transformers: bool = False) -> str:
     """The task a checkpoint was made for, from its config's ``architectures``.
 
-    >>> infer_task({"architectures": ["BertForTokenClassification"]})
+    >>> infer_task({"model_type": "bert", "architectures": ["BertForTokenClassification"]})
     'token-classification'
+    >>> infer_task({"model_type": "clip", "architectures": ["CLIPModel"]})
+    'zero-shot-image-classification'
     """
+    row = architecture_for(config.get("model_type"))
     if sentence_transformers:
         return "feature-extraction"
     for name in config.get("architectures") or []:
         for suffix, task in _HEAD_TASKS:
             if name.endswith(suffix):
+                if suffix == "Model" and task not in row.tasks:
+                    return row.tasks[0]  # a bare model with its own head-free task (CLIP)
                 return task
     raise ExportError(
         f"Cannot tell the task from config.json (architectures: {config.get('architectures')}). "
-        f"Note: pass --task, one of: {', '.join(TEXT_ENCODER_TASKS)}."
+        f"Note: pass --task, one of: {', '.join(row.tasks)}."
     )

@@ -26,10 +26,10 @@ from runtime.bundle import (
 )
 from runtime.dims import dim_name_from_optimum
 from runtime.errors import ExportError, MissingDependencyError
-from runtime.tasks import TASK_MODEL_CLASSES, canonical_task
+from runtime.tasks import canonical_task
 
 from .architectures import architecture_for, infer_task
-from .validate import validate_text_graph
+from .validate import validate_graph, validation_feeds
 
 # sentence-transformers files the runtime reads for pooling; copied as they are.
 _SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
@@ -85,20 +85,25 @@ def _versions() -> dict:
 
 
 def _graph_signature(onnx_path: Path) -> dict:
-    """Inputs and outputs of a graph with dtypes and dims in edgeport's dim vocabulary."""
+    """Inputs and outputs of a graph with dtypes and dims in edgeport's dim vocabulary.
+
+    Every dynamic input dim must have a vocabulary name (profiles and validation are derived
+    from it). An output dim without one (optimum's "num_labels" on a segmentation map) is
+    recorded as None: dynamic, and derived from the inputs at run time.
+    """
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
 
-    def spec(value):
+    def spec(value, *, is_input: bool):
         dims = []
         for d in value.type.tensor_type.shape.dim:
             if d.HasField("dim_value"):
                 dims.append(d.dim_value)
                 continue
             name = dim_name_from_optimum(d.dim_param)
-            if name is None:
+            if name is None and is_input:
                 raise ExportError(
                     f"The traced graph has a dynamic dim {d.dim_param!r} on {value.name!r} that "
                     "edgeport's dim vocabulary does not name. Note: add it to runtime/dims.py."
@@ -107,11 +112,30 @@ def _graph_signature(onnx_path: Path) -> dict:
         dtype = tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
         return {"name": value.name, "dtype": dtype, "dims": dims}
 
-    return {"inputs": [spec(v) for v in graph.input],
-            "outputs": [spec(v) for v in graph.output]}
+    return {"inputs": [spec(v, is_input=True) for v in graph.input],
+            "outputs": [spec(v, is_input=False) for v in graph.output]}
 
 
-def _save_preprocessing(checkpoint: Path, staging: Path) -> None:
+def _fix_image_dims(onnx_path: Path, config) -> tuple[int, int]:
+    """Make the graph's channels, height and width static: the model takes one image size
+    (absolute position embeddings), and a dynamic dim would promise what it cannot keep."""
+    import onnx
+
+    vision = getattr(config, "vision_config", config)
+    size = vision.image_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    values = {"channels": getattr(vision, "num_channels", 3), "height": height, "width": width}
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for value in model.graph.input:
+        for d in value.type.tensor_type.shape.dim:
+            name = dim_name_from_optimum(d.dim_param) if d.HasField("dim_param") else None
+            if name in values:
+                d.dim_value = values[name]
+    onnx.save(model, str(onnx_path))
+    return height, width
+
+
+def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
     """tokenizer.json (converted from slow tokenizer files when needed) and its config."""
     from transformers import AutoTokenizer
 
@@ -130,6 +154,33 @@ def _save_preprocessing(checkpoint: Path, staging: Path) -> None:
             "the conversion of sentencepiece vocabularies needs."
         )
     tokenizer.save_pretrained(str(staging))
+    return "tokenizer.json"
+
+
+def _save_image_processor(checkpoint: Path, staging: Path) -> str:
+    """preprocessor_config.json, refused now when the runtime has no processor for it."""
+    from runtime.image_processing import ImageProcessor
+
+    name = "preprocessor_config.json"
+    if not (checkpoint / name).is_file():
+        raise ExportError(
+            f"{checkpoint} has no {name}, so edgeport cannot know how to prepare images for "
+            "it. Note: save the image processor with the checkpoint "
+            "(`AutoImageProcessor.from_pretrained(...).save_pretrained(DIR)`)."
+        )
+    shutil.copy2(checkpoint / name, staging / name)
+    ImageProcessor.from_dir(staging)
+    return name
+
+
+def _save_preprocessing(checkpoint: Path, staging: Path, modality: str) -> dict:
+    """The files the runtime prepares inputs with: {kind: file name}."""
+    files = {}
+    if "text" in modality:
+        files["tokenizer"] = _save_tokenizer(checkpoint, staging)
+    if "image" in modality:
+        files["image_processor"] = _save_image_processor(checkpoint, staging)
+    return files
 
 
 def _copy_sentence_transformers(checkpoint: Path, staging: Path) -> bool:
@@ -151,20 +202,36 @@ def _copy_sentence_transformers(checkpoint: Path, staging: Path) -> bool:
 
 @contextlib.contextmanager
 def _quiet_tracing():
-    """Silence the tracer's generic warnings and optimum's note about accelerate: they fire on
-    every export and say nothing about this one. Validation is what tells whether the trace
-    generalizes, at several shapes."""
+    """Silence what fires on every export and says nothing about this one: the tracer's generic
+    warnings, optimum's note about accelerate, transformers' deprecation notes about the
+    feature-extractor classes optimum imports, and its slow-image-processor notice. Validation
+    is what tells whether the trace generalizes, at several shapes."""
     import torch
+    import transformers
 
     logger = logging.getLogger("optimum.exporters.onnx.base")
-    level = logger.level
+    level, verbosity = logger.level, transformers.logging.get_verbosity()
     logger.setLevel(logging.ERROR)
+    transformers.logging.set_verbosity_error()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator")
             yield
     finally:
         logger.setLevel(level)
+        transformers.logging.set_verbosity(verbosity)
+
+
+def _axis_values(shapes) -> str:
+    """'batch 1 and 3, sequence 9 and 23' for the validation cases' shapes."""
+    values: dict[str, list] = {}
+    for shape in shapes:
+        for axis, value in shape.items():
+            if value not in values.setdefault(axis, []):
+                values[axis].append(value)
+    return ", ".join(f"{axis} {' and '.join(map(str, v))}" for axis, v in values.items())
 
 
 def bundle_from_checkpoint(
@@ -205,7 +272,7 @@ def bundle_from_checkpoint(
     if opset is not None and not 14 <= int(opset) <= 23:
         raise ExportError(f"opset {opset} is out of range. Note: use an opset from 14 to 23.")
 
-    auto_class = getattr(transformers, TASK_MODEL_CLASSES[task])
+    auto_class = getattr(transformers, row.model_class(task))
     say(f"loading {model_type} for {task} from {source}")
     try:
         model = auto_class.from_pretrained(str(checkpoint)).eval()
@@ -222,8 +289,8 @@ def bundle_from_checkpoint(
             say(f"tracing to ONNX with optimum-onnx (opset {opset or 'default'})")
             try:
                 with _quiet_tracing():
-                    onnx_export_from_model(model, traced, task=task, opset=opset,
-                                           do_validation=False, preprocessors=[])
+                    onnx_export_from_model(model, traced, task=row.optimum_task(task),
+                                           opset=opset, do_validation=False, preprocessors=[])
             except Exception as exc:
                 raise ExportError(
                     f"optimum-onnx failed to trace {model_type} for {task}: "
@@ -235,13 +302,17 @@ def bundle_from_checkpoint(
                 shutil.move(str(path), staging / "onnx" / path.name)
         graph_path = staging / "onnx" / "model.onnx"
 
-        say("validating against PyTorch at batch 1 and 3, sequence 9 and 23")
-        report = validate_text_graph(model, graph_path, atol=atol if atol else row.atol)
+        image_size = _fix_image_dims(graph_path, model.config) if row.fixed_image_size else None
+        signature = _graph_signature(graph_path)
+        feeds = list(validation_feeds(row.modality, [i["name"] for i in signature["inputs"]],
+                                      model.config, image_size=image_size))
+        say(f"validating against PyTorch at {_axis_values(shape for shape, _ in feeds)}")
+        report = validate_graph(model, graph_path, feeds, atol=atol if atol else row.atol)
         write_json_atomic(staging / "reports" / "validation.json", report)
 
         model.config.save_pretrained(str(staging))
-        _save_preprocessing(checkpoint, staging)
-        sentence_transformers = _copy_sentence_transformers(checkpoint, staging)
+        preprocessing = _save_preprocessing(checkpoint, staging, row.modality)
+        preprocessing["sentence_transformers"] = _copy_sentence_transformers(checkpoint, staging)
 
         data_files = [f"onnx/{p.name}" for p in graph_files if p.name != "model.onnx"]
         checksums = {name: file_sha256(staging / name) for name in ["onnx/model.onnx", *data_files]}
@@ -254,7 +325,7 @@ def bundle_from_checkpoint(
             model_type=model_type,
             family=row.family,
             modality=row.modality,
-            graphs={"model": _graph_signature(graph_path)},
+            graphs={"model": signature},
             variants={"fp32": {
                 "files": {"model": "onnx/model.onnx"},
                 "data_files": {"model": data_files} if data_files else {},
@@ -262,8 +333,7 @@ def bundle_from_checkpoint(
                 "accuracy": None,
             }},
             checksums=checksums,
-            preprocessing={"tokenizer": "tokenizer.json",
-                           "sentence_transformers": sentence_transformers},
+            preprocessing=preprocessing,
             validation={"passed": report["passed"], "reference": "pytorch",
                         "atol": report["atol"], "max_abs_diff": report["max_abs_diff"],
                         "report": "reports/validation.json"},

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 DIM_NAMES = (
     "batch",
+    "text_batch",  # the texts beside a batch of images (CLIP's candidate labels)
     "sequence",
     "past_sequence",
     "encoder_sequence",
     "decoder_sequence",
+    "channels",
     "height",
     "width",
     "audio_samples",
@@ -22,6 +24,9 @@ DIM_NAMES = (
 # optimum-onnx's axis names (and the names its graphs carry after export) -> ours.
 _OPTIMUM_AXES = {
     "batch_size": "batch",
+    "image_batch_size": "batch",
+    "text_batch_size": "text_batch",
+    "num_channels": "channels",
     "sequence_length": "sequence",
     "past_sequence_length": "past_sequence",
     "past_sequence_length + 1": "sequence",

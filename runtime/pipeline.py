@@ -6,6 +6,7 @@ import os
 
 from .bundle import Bundle
 from .errors import InputError
+from .image_processing import ImageProcessor
 from .tasks import TASKS, Pipeline
 from .tokenizer import TextTokenizer
 
@@ -48,6 +49,9 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
     task = bundle.check_task(task)
     engine = bundle.engine("model", variant, device=device, threads=threads,
                            providers=providers, session_options=session_options)
-    tokenizer = TextTokenizer.from_dir(bundle.path)
-    return TASKS[task](config=bundle.config, engine=engine, tokenizer=tokenizer, bundle=bundle,
-                       **kwargs)
+    wanted = TASKS[task].preprocessors
+    tokenizer = TextTokenizer.from_dir(bundle.path) if "tokenizer" in wanted else None
+    image_processor = (ImageProcessor.from_dir(bundle.path) if "image_processor" in wanted
+                       else None)
+    return TASKS[task](config=bundle.config, engine=engine, tokenizer=tokenizer,
+                       image_processor=image_processor, bundle=bundle, **kwargs)

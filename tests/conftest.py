@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from checkpoints import build_tiny_checkpoint  # noqa: E402
+from vision_checkpoints import TINY_VISION, build_tiny_vision_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,8 @@ def tiny_checkpoint(tmp_path_factory):
         key = (model_type, task)
         if key not in cache:
             directory = tmp_path_factory.mktemp(f"ckpt-{model_type}-{task}")
-            cache[key] = build_tiny_checkpoint(model_type, task, directory)
+            build = build_tiny_vision_checkpoint if key in TINY_VISION else build_tiny_checkpoint
+            cache[key] = build(model_type, task, directory)
         return cache[key]
 
     return make

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from ..errors import TaskError, did_you_mean
 from .base import Pipeline
+from .depth_estimation import DepthEstimationPipeline
 from .feature_extraction import FeatureExtractionPipeline
 from .fill_mask import FillMaskPipeline
+from .image_classification import ImageClassificationPipeline
+from .image_segmentation import ImageSegmentationPipeline
+from .object_detection import ObjectDetectionPipeline
 from .question_answering import QuestionAnsweringPipeline
 from .text_classification import TextClassificationPipeline
 from .token_classification import TokenClassificationPipeline
+from .zero_shot_image_classification import ZeroShotImageClassificationPipeline
 
 TASKS: dict[str, type[Pipeline]] = {
     "text-classification": TextClassificationPipeline,
@@ -19,6 +24,11 @@ TASKS: dict[str, type[Pipeline]] = {
     "question-answering": QuestionAnsweringPipeline,
     "fill-mask": FillMaskPipeline,
     "feature-extraction": FeatureExtractionPipeline,
+    "image-classification": ImageClassificationPipeline,
+    "object-detection": ObjectDetectionPipeline,
+    "image-segmentation": ImageSegmentationPipeline,
+    "depth-estimation": DepthEstimationPipeline,
+    "zero-shot-image-classification": ZeroShotImageClassificationPipeline,
 }
 
 # The transformers auto class that loads a checkpoint for each task: names only, used by the
@@ -29,6 +39,11 @@ TASK_MODEL_CLASSES = {
     "question-answering": "AutoModelForQuestionAnswering",
     "fill-mask": "AutoModelForMaskedLM",
     "feature-extraction": "AutoModel",
+    "image-classification": "AutoModelForImageClassification",
+    "object-detection": "AutoModelForObjectDetection",
+    "image-segmentation": "AutoModelForImageSegmentation",
+    "depth-estimation": "AutoModelForDepthEstimation",
+    "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
 }
 
 # transformers' aliases for the same tasks.

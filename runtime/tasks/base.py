@@ -15,13 +15,16 @@ from ..tokenizer import TextTokenizer
 class Pipeline:
     """Base of the task pipelines: preprocessing -> engine -> postprocessing.
 
-    A subclass sets ``task`` and ``parameters`` (the call arguments it accepts, with their
-    defaults) and implements ``__call__``. Arguments given to ``pipeline(...)`` become defaults
-    for every call, as in transformers.
+    A subclass sets ``task``, ``parameters`` (the call arguments it accepts, with their
+    defaults) and ``preprocessors`` (what prepares its inputs), and implements ``__call__``.
+    Arguments given to ``pipeline(...)`` become defaults for every call, as in transformers.
     """
 
     task: ClassVar[str] = ""
     parameters: ClassVar[Mapping[str, Any]] = {}
+    preprocessors: ClassVar[tuple[str, ...]] = ("tokenizer",)
+    _PREPROCESSOR_FILES = {"tokenizer": "tokenizer.json",
+                           "image_processor": "preprocessor_config.json"}
 
     def __init__(
         self,
@@ -29,17 +32,22 @@ class Pipeline:
         config: Mapping[str, Any],
         engine: Engine,
         tokenizer: TextTokenizer | None = None,
+        image_processor=None,
         bundle=None,
         **defaults,
     ):
-        if tokenizer is None:  # every task so far reads text
-            raise InputError(
-                f"The {self.task} pipeline needs a tokenizer, and none was given. Note: load it "
-                "from a bundle exported with its tokenizer (tokenizer.json)."
-            )
+        given = {"tokenizer": tokenizer, "image_processor": image_processor}
+        for name in self.preprocessors:
+            if given[name] is None:
+                raise InputError(
+                    f"The {self.task} pipeline needs a {name.replace('_', ' ')}, and none was "
+                    f"given. Note: load it from a bundle exported with its "
+                    f"{self._PREPROCESSOR_FILES[name]}."
+                )
         self.config = dict(config)
         self.engine = engine
         self.tokenizer = tokenizer
+        self.image_processor = image_processor
         self.bundle = bundle
         self.defaults = self.arguments(defaults, base={})
         self.input_names = {spec.name for spec in engine.inputs}
