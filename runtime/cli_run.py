@@ -1,10 +1,16 @@
-"""`edgeport run BUNDLE INPUT... [--json]`: a bundle's pipeline on inputs, from the shell."""
+"""`edgeport run BUNDLE INPUT... [--json] [--output-dir DIR]`: a bundle's pipeline on inputs
+(texts, or image files for the vision tasks), from the shell."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from .errors import InputError
 
@@ -12,7 +18,8 @@ from .errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle directory (from `edgeport export`)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
-                        help="texts to run on; none reads one input per line from stdin")
+                        help="texts (or image files, for vision bundles) to run on; none reads "
+                             "one input per line from stdin")
     parser.add_argument("--task", help="the task to run (default: the bundle's)")
     parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -22,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a pipeline argument, VALUE parsed as JSON when it can be "
                              "(--set top_k=3 --set aggregation_strategy=simple)")
     parser.add_argument("--json", action="store_true", help="print results as one JSON document")
+    parser.add_argument("--output-dir", type=Path, metavar="DIR",
+                        help="vision: save masks and depth maps here (PNG images, .npy arrays) "
+                             "and print their paths")
 
 
 def key_values(pairs: list[str], flag: str = "--set", example: str = "top_k=3") -> dict:
@@ -58,10 +68,54 @@ def main(args) -> int:
         raise InputError(f"--context is for question-answering; this bundle runs {pipe.task}.")
     else:
         results = [pipe(text, **options) for text in inputs]
+    if args.output_dir is not None:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    results = [printable(result, args.output_dir, f"{index}-{Path(str(item)).stem}"[:60])
+               for index, (item, result) in enumerate(zip(inputs, results))]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
     else:
         for text, result in zip(inputs, results):
             print(f"{text}\n  {json.dumps(result, ensure_ascii=False)}")
     return 0
+
+
+def printable(result, directory: Path | None, stem: str):
+    """A result with its images and arrays (masks, depth) replaced by the paths they were saved
+    to in ``directory``, or by a short description when there is none."""
+    saved = 0
+
+    def convert(value, key: str):
+        nonlocal saved
+        if isinstance(value, (Image.Image, np.ndarray)):
+            image = isinstance(value, Image.Image)
+            if directory is None:
+                shape = f"{value.mode} {value.width}x{value.height}" if image else (
+                    f"{value.dtype} {list(value.shape)}")
+                return f"<{'image' if image else 'array'} {shape}: pass --output-dir to save it>"
+            path = directory / f"{stem}-{key}-{saved}.{'png' if image else 'npy'}"
+            saved += 1
+            _save(value, path)
+            return str(path)
+        if isinstance(value, dict):
+            return {k: convert(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v, key) for v in value]
+        return value
+
+    return convert(result, "result")
+
+
+def _save(value, path: Path) -> None:
+    """Write to a temp file beside ``path``, then rename: never a half-written file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as stream:
+            if isinstance(value, Image.Image):
+                value.save(stream, format="PNG")
+            else:
+                np.save(stream, value)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 

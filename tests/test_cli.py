@@ -106,3 +106,48 @@ def test_quantize_and_compare(tiny_bundle, tmp_path, capsys):
         assert message in err and "Traceback" not in err, err
     assert main(["compare", str(bundle), "--variants", "int8", "--no-layers"]) == 0
     assert (bundle / "reports" / "accuracy.html").is_file()
+
+
+def test_run_on_images_saves_masks_and_depth(tiny_bundle, tmp_path, capsys):
+    from images import photos
+
+    photo = tmp_path / "coffee.png"
+    photos()[1].save(photo)
+    segformer = str(tiny_bundle("segformer", "image-segmentation"))
+    assert main(["run", segformer, str(photo), "--json"]) == 0
+    segments = json.loads(capsys.readouterr().out)
+    assert segments and all(s["mask"].startswith("<image L 600x400: pass --output-dir")
+                            for s in segments)
+
+    out = tmp_path / "out"
+    assert main(["run", segformer, str(photo), "--json", "--output-dir", str(out)]) == 0
+    segments = json.loads(capsys.readouterr().out)
+    from PIL import Image
+
+    masks = [Image.open(s["mask"]) for s in segments]
+    assert all(m.size == (600, 400) and m.mode == "L" for m in masks)
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(s["mask"]).name for s in segments)
+
+    glpn = str(tiny_bundle("glpn", "depth-estimation"))
+    assert main(["run", glpn, str(photo), "--json", "--output-dir", str(out)]) == 0
+    depth = json.loads(capsys.readouterr().out)
+    import numpy as np
+
+    assert np.load(depth["predicted_depth"]).shape == (400, 600)
+    assert Image.open(depth["depth"]).size == (600, 400)
+
+
+def test_run_zero_shot_with_labels(tiny_bundle, tmp_path, capsys):
+    from images import photos
+
+    photo = tmp_path / "cat.jpg"
+    photos()[2].save(photo)
+    clip = str(tiny_bundle("clip", "zero-shot-image-classification"))
+    assert main(["run", clip, str(photo), "--json",
+                 "--set", 'candidate_labels=["cat", "dog"]']) == 0
+    assert {r["label"] for r in json.loads(capsys.readouterr().out)} == {"cat", "dog"}
+    assert main(["run", clip, str(photo)]) == 1
+    assert "candidate_labels must be a non-empty list" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.jpg")
+    assert main(["run", clip, missing, "--set", 'candidate_labels=["a"]']) == 1
+    assert "missing.jpg" in capsys.readouterr().err
