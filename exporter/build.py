@@ -255,6 +255,8 @@ def bundle_from_checkpoint(
     import transformers
     from optimum.exporters.onnx import onnx_export_from_model
 
+    from .configs import custom_onnx_config
+
     source = str(checkpoint)
     check_target(output, overwrite=overwrite)  # before the slow part; again when writing
     checkpoint = resolve_checkpoint(checkpoint)
@@ -269,8 +271,9 @@ def bundle_from_checkpoint(
             f"edgeport does not export {model_type!r} for {task!r}. Note: its tasks are: "
             f"{', '.join(row.tasks)}."
         )
-    if opset is not None and not 14 <= int(opset) <= 23:
-        raise ExportError(f"opset {opset} is out of range. Note: use an opset from 14 to 23.")
+    if opset is not None and not row.min_opset <= int(opset) <= 23:
+        raise ExportError(f"opset {opset} is out of range for {model_type}. Note: use an opset "
+                          f"from {row.min_opset} to 23.")
 
     auto_class = getattr(transformers, row.model_class(task))
     say(f"loading {model_type} for {task} from {source}")
@@ -289,8 +292,11 @@ def bundle_from_checkpoint(
             say(f"tracing to ONNX with optimum-onnx (opset {opset or 'default'})")
             try:
                 with _quiet_tracing():
-                    onnx_export_from_model(model, traced, task=row.optimum_task(task),
-                                           opset=opset, do_validation=False, preprocessors=[])
+                    custom = custom_onnx_config(model, task)
+                    onnx_export_from_model(
+                        model, traced, task=row.optimum_task(task), opset=opset,
+                        do_validation=False, preprocessors=[],
+                        **({"custom_onnx_configs": {"model": custom}} if custom else {}))
             except Exception as exc:
                 raise ExportError(
                     f"optimum-onnx failed to trace {model_type} for {task}: "

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.engine import OrtEngine
-from runtime.errors import ValidationError
+from runtime.errors import EngineError, ValidationError
 
 BATCH_SIZES = (1, 3)
 SEQUENCE_LENGTHS = (9, 23)
@@ -88,7 +88,13 @@ def validate_graph(model, onnx_path: Path, feeds, *, atol: float) -> dict:
     engine = OrtEngine(onnx_path)
     cases, worst = [], {}
     for shape, feed in feeds:
-        got = engine.run(feed)
+        try:
+            got = engine.run(feed)
+        except EngineError as exc:
+            raise ValidationError(
+                f"The ONNX graph fails at {_describe(shape)}, where PyTorch runs: {exc} Note: "
+                "the trace baked a shape into the graph; the bundle was not written."
+            ) from None
         with torch.no_grad():
             expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
         outputs = {}

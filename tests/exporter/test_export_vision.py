@@ -12,7 +12,7 @@ from vision_checkpoints import TINY_VISION
 from exporter import bundle_from_checkpoint
 from exporter.architectures import ARCHITECTURES
 from exporter.validate import IMAGE_SIZES
-from runtime import Bundle, ExportError
+from runtime import Bundle, ExportError, ValidationError
 from runtime.dims import DIM_NAMES
 
 
@@ -61,4 +61,27 @@ def test_an_unknown_image_processor_is_refused(tiny_checkpoint, tmp_path):
     (checkpoint / "preprocessor_config.json").write_text(json.dumps(config))
     with pytest.raises(Exception, match="FancyImageProcessor"):
         bundle_from_checkpoint(checkpoint, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_graph_that_fails_at_another_size_is_refused(tmp_path, monkeypatch):
+    """Swin's classifier picks window size and shift from the input size in Python: traced at
+    224, its graph cannot run at 64x96. Validation at two sizes must catch that (which is why
+    the row says fixed_image_size)."""
+    import dataclasses
+
+    import torch
+    import transformers
+
+    import exporter.architectures as architectures
+
+    config = transformers.SwinConfig(image_size=224, embed_dim=16, depths=[1, 1, 2, 1],
+                                     num_heads=[1, 1, 2, 2], window_size=7, num_labels=3)
+    torch.manual_seed(0)
+    transformers.SwinForImageClassification(config).save_pretrained(tmp_path / "swin")
+    transformers.ViTImageProcessor().save_pretrained(tmp_path / "swin")
+    row = dataclasses.replace(ARCHITECTURES["swin"], fixed_image_size=False)
+    monkeypatch.setitem(architectures.ARCHITECTURES, "swin", row)
+    with pytest.raises(ValidationError, match="fails at batch 1, height 64, width 96"):
+        bundle_from_checkpoint(tmp_path / "swin", tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()

@@ -53,6 +53,29 @@ def test_runtime_pipeline_runs_where_torch_cannot_be_imported(tiny_bundle):
     assert json.loads(proc.stdout) == {"dim": 32, "heavy": []}
 
 
+def test_vision_pipelines_run_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
+    from images import photos
+
+    photo = tmp_path / "astronaut.jpg"
+    photos()[0].save(photo)
+    bundles = [tiny_bundle("mask2former", "image-segmentation"),
+               tiny_bundle("detr", "object-detection"),
+               tiny_bundle("clip", "zero-shot-image-classification")]
+    proc = _run("""
+        import json, sys
+        from runtime import pipeline
+        segment, detect, classify = (pipeline(model=path) for path in sys.argv[2:])
+        segments = segment(sys.argv[1], threshold=0.0)
+        boxes = detect(sys.argv[1], threshold=0.0)
+        labels = classify(sys.argv[1], candidate_labels=["a", "b"])
+        heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+        print(json.dumps({"counts": [len(segments), len(boxes), len(labels)], "heavy": heavy}))
+    """, str(photo), *map(str, bundles))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["heavy"] == [] and all(result["counts"])
+
+
 def test_cli_run_and_inspect_where_torch_cannot_be_imported(tiny_bundle):
     bundle = tiny_bundle("bert", "text-classification")
     proc = _run("""

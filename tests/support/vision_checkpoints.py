@@ -27,7 +27,11 @@ def _mask2former_config():
     return Mask2FormerConfig(backbone_config=backbone, hidden_dim=32, num_queries=10,
                              encoder_layers=1, decoder_layers=2, encoder_feedforward_dim=64,
                              dim_feedforward=64, feature_size=32, mask_feature_size=32,
-                             num_attention_heads=2, use_pretrained_backbone=False)
+                             num_attention_heads=2, use_pretrained_backbone=False,
+                             # mask logits far from 0: at the default 0.02 they sit near the
+                             # decoder's sigmoid < 0.5 attention cut, where float rounding flips
+                             # mask bits (trained checkpoints are far from it too)
+                             init_std=0.2)
 
 
 def _detr_config():
