@@ -68,11 +68,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         _image("vit", _CLASSIFY, fixed_image_size=True),
         _image("deit", _CLASSIFY, fixed_image_size=True),
         _image("beit", _CLASSIFY, fixed_image_size=True),
+        _image("data2vec-vision", _CLASSIFY, fixed_image_size=True),
+        _image("vit_msn", _CLASSIFY, fixed_image_size=True),
         _image("convnext", _CLASSIFY),
+        _image("convnextv2", _CLASSIFY),
+        _image("resnet", _CLASSIFY),
+        _image("regnet", _CLASSIFY),
         # Swin's classifier picks its window size and shift from the input size in Python, so a
         # trace holds for the traced size only (its backbone in Mask2Former is patched instead).
         _image("swin", _CLASSIFY, fixed_image_size=True),
         _image("detr", _DETECT),
+        _image("table-transformer", _DETECT),
         _image("yolos", _DETECT),
         _image("segformer", _SEGMENT, **_SEMANTIC),
         _image("mask2former", _SEGMENT, min_opset=16,  # GridSample; exporter/configs/

@@ -14,7 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dims(spec: dict) -> str:
-    return f"{spec['name']}: {spec['dtype']}[{', '.join(map(str, spec['dims']))}]"
+    """``name: dtype[dims]``; an output dim without a vocabulary name (derived from the inputs
+    at run time, e.g. Mask2Former's mask height) shows as ``?``."""
+    dims = ", ".join("?" if d is None else str(d) for d in spec["dims"])
+    return f"{spec['name']}: {spec['dtype']}[{dims}]"
 
 
 def main(args) -> int:

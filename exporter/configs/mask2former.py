@@ -2,12 +2,17 @@
 keep the graph's batch, height and width dynamic.
 
 A plain trace of a Swin-backed Mask2Former freezes some of the traced image size into the graph,
-in four places; each patch below replaces the smallest function that does it, only while the
-graph is traced (``Mask2FormerModelPatcher``, the config's model patcher, applies them):
+in four places, and writes one function as ONNX that gives NaN at some sizes; each patch below
+replaces the smallest function that does it, only while the graph is traced
+(``Mask2FormerModelPatcher``, the config's model patcher, applies them):
 
 - ``DYNAMIC_OFFSET_NORMALIZER``: the pixel decoder's deformable attention divides its sampling
   offsets by the level sizes taken from a ``torch.tensor`` constant, so any other size gives wrong
   numbers (no error);
+- ``REFERENCE_POINTS_WITHOUT_LINSPACE``: the pixel decoder's encoder places its reference points
+  with ``torch.linspace``, which the exporter writes as a division by ``size - 1``: NaN for a
+  feature map 1 wide or high, so an image side of 32 pixels or less gives wrong numbers (no
+  error);
 - ``ALWAYS_CROP_WINDOW_PADDING``: Swin crops its window padding off behind a Python ``if``, so a
   graph traced at a size without padding fails at every size with padding (a Reshape error);
 - ``ALWAYS_PAD_TO_PATCHES`` and ``ALWAYS_PAD_TO_EVEN``: the same for Swin's padding of the image
@@ -105,6 +110,42 @@ DYNAMIC_OFFSET_NORMALIZER = ExportPatch(
 )
 
 
+def _encoder_reference_points(spatial_shapes_list, valid_ratios, device):
+    """Mask2FormerPixelDecoderEncoderOnly.get_reference_points, without ``torch.linspace``.
+
+    The original places each level's reference points at the pixel centres with
+    ``torch.linspace(0.5, size - 0.5, size)``. The exporter writes a traced-length linspace as
+    ``start + arange(size) * (end - start) / (size - 1)``, which is 0 / 0 = NaN for a level of
+    size 1: the 1/32 level (Swin rounds each halving up) of any image 32 pixels or less high or
+    wide, such as 96 x 32 (32 is a ``size_divisor`` multiple, reached for long images), and the
+    1/16 level too at 16 or less. NaN sampling points make GridSample read wrong values (no
+    error), so the encoder's outputs at that level, then every output, are wrong.
+    ``arange(size) + 0.5`` gives the same points (exactly: the linspace step is 1) at every size,
+    1 included.
+    """
+    reference_points_list = []
+    for level, (height, width) in enumerate(spatial_shapes_list):
+        ref_y, ref_x = torch.meshgrid(
+            torch.arange(height, dtype=valid_ratios.dtype, device=device) + 0.5,
+            torch.arange(width, dtype=valid_ratios.dtype, device=device) + 0.5,
+            indexing="ij",
+        )
+        ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, level, 1] * height)
+        ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, level, 0] * width)
+        reference_points_list.append(torch.stack((ref_x, ref_y), -1))
+    reference_points = torch.cat(reference_points_list, 1)
+    return reference_points[:, :, None] * valid_ratios[:, None]
+
+
+# A staticmethod in transformers, so the replacement must be one too.
+REFERENCE_POINTS_WITHOUT_LINSPACE = ExportPatch(
+    "reference_points_without_linspace",
+    m2f.Mask2FormerPixelDecoderEncoderOnly,
+    "get_reference_points",
+    staticmethod(_encoder_reference_points),
+)
+
+
 def _swin_pad_to_windows(self, hidden_states, height, width):
     """SwinLayer.maybe_pad, reporting padding so that SwinLayer.forward always crops it off.
 
@@ -163,6 +204,7 @@ ALWAYS_PAD_TO_EVEN = ExportPatch(
 
 PATCHES = (
     DYNAMIC_OFFSET_NORMALIZER,
+    REFERENCE_POINTS_WITHOUT_LINSPACE,
     ALWAYS_CROP_WINDOW_PADDING,
     ALWAYS_PAD_TO_PATCHES,
     ALWAYS_PAD_TO_EVEN,

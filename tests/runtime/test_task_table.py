@@ -11,7 +11,9 @@ from runtime.tasks import TASKS, canonical_task
 
 def test_tags_and_aliases():
     assert set(TASKS) == {"text-classification", "token-classification", "question-answering",
-                          "fill-mask", "feature-extraction"}
+                          "fill-mask", "feature-extraction", "image-classification",
+                          "object-detection", "image-segmentation", "depth-estimation",
+                          "zero-shot-image-classification"}
     assert canonical_task("sentiment-analysis") == "text-classification"
     assert canonical_task("ner") == "token-classification"
     with pytest.raises(TaskError, match="Did you mean 'fill-mask'"):
@@ -19,8 +21,9 @@ def test_tags_and_aliases():
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
-def test_a_text_task_without_a_tokenizer_is_refused(task):
+def test_a_task_without_its_preprocessor_is_refused(task):
     engine = FakeEngine([TensorSpec("input_ids", "int64", ("batch", "sequence"))],
                         [TensorSpec("logits", "float32", ("batch", 2))], lambda feed: {})
-    with pytest.raises(InputError, match="needs a tokenizer"):
-        TASKS[task](config={}, engine=engine, tokenizer=None)
+    needed = TASKS[task].preprocessors[0].replace("_", " ")
+    with pytest.raises(InputError, match=f"needs a {needed}, and none was given"):
+        TASKS[task](config={}, engine=engine)

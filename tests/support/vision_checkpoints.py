@@ -34,12 +34,12 @@ def _mask2former_config():
                              init_std=0.2)
 
 
-def _detr_config():
-    from transformers import DetrConfig, ResNetConfig
+def _detr_config(name: str = "DetrConfig"):
+    import transformers
 
-    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
-                            out_features=["stage4"])
-    return DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
+    backbone = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32],
+                                         depths=[1, 1, 1, 1], out_features=["stage4"])
+    return getattr(transformers, name)(use_timm_backbone=False, use_pretrained_backbone=False,
                       backbone_config=backbone, d_model=32, encoder_layers=1, decoder_layers=1,
                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
                       decoder_ffn_dim=37, num_queries=12)
@@ -58,6 +58,28 @@ TINY_VISION = {
         lambda c: c.ConvNextConfig(**_STAGES, initializer_range=0.2),
         "ConvNextForImageClassification", "ConvNextImageProcessor",
         dict(size={"shortest_edge": 32}, crop_pct=0.875)),
+    ("convnextv2", "image-classification"): (
+        lambda c: c.ConvNextV2Config(**_STAGES, initializer_range=0.2),
+        "ConvNextV2ForImageClassification", "ConvNextImageProcessor",
+        dict(size={"shortest_edge": 32}, crop_pct=0.875)),
+    ("resnet", "image-classification"): (
+        lambda c: c.ResNetConfig(embedding_size=8, **_STAGES),
+        "ResNetForImageClassification", "ConvNextImageProcessor",
+        dict(size={"shortest_edge": 40}, crop_pct=0.875)),
+    ("regnet", "image-classification"): (
+        lambda c: c.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32],
+                                 depths=[1, 1, 1, 1], groups_width=8),
+        "RegNetForImageClassification", "ConvNextImageProcessor",
+        dict(size={"shortest_edge": 40}, crop_pct=0.875)),
+    ("data2vec-vision", "image-classification"): (
+        lambda c: c.Data2VecVisionConfig(image_size=32, patch_size=8,
+                                         use_relative_position_bias=True, **_VIT),
+        "Data2VecVisionForImageClassification", "BeitImageProcessor",
+        dict(size={"height": 32, "width": 32}, do_center_crop=False)),
+    ("vit_msn", "image-classification"): (
+        lambda c: c.ViTMSNConfig(image_size=32, patch_size=8, **_VIT),
+        "ViTMSNForImageClassification", "ViTImageProcessor",
+        dict(size={"height": 32, "width": 32})),
     ("swin", "image-classification"): (
         lambda c: c.SwinConfig(image_size=32, patch_size=2, embed_dim=16, depths=[1, 1],
                                num_heads=[1, 2], window_size=4, initializer_range=0.2),
@@ -70,6 +92,9 @@ TINY_VISION = {
     ("detr", "object-detection"): (
         lambda c: _detr_config(), "DetrForObjectDetection", "DetrImageProcessor",
         dict(size={"shortest_edge": 64, "longest_edge": 96})),
+    ("table-transformer", "object-detection"): (
+        lambda c: _detr_config("TableTransformerConfig"), "TableTransformerForObjectDetection",
+        "DetrImageProcessor", dict(size={"shortest_edge": 64, "longest_edge": 96})),
     ("yolos", "object-detection"): (
         lambda c: c.YolosConfig(image_size=[64, 96], patch_size=8, num_detection_tokens=12,
                                 **_VIT),
