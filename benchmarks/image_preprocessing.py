@@ -48,7 +48,7 @@ def images(size: tuple[int, int]) -> list[Image.Image]:
 
 
 def reference_processor():
-    import transformers  # noqa: TID251 (benchmarks/ may import everything)
+    import transformers
 
     transformers.logging.set_verbosity_error()
     return transformers.DetrImageProcessor.from_dict(DETR_RESNET_50)
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         samples = timed_rounds(calls, inputs, args.seconds)
 
     import PIL
-    import transformers  # noqa: TID251 (benchmarks/ may import everything)
+    import transformers
 
     out = ours([inputs[0]])["pixel_values"].shape
     print(f"DETR preprocessing (facebook/detr-resnet-50 config), batch 1, {len(inputs)} images "

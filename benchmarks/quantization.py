@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # benchmarks/ sits above the packages (like exporter/): it may import all of them
-from calibration.quantize import variant_from_bundle  # noqa: E402, TID251
+from calibration.quantize import variant_from_bundle  # noqa: E402
 from runtime import Bundle, pipeline  # noqa: E402
 
 # The timed inputs: batch 1, lengths from 3 to about 50 tokens, as sentences come.
@@ -70,7 +70,7 @@ def export_minilm(directory: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests" / "support"))
     from checkpoints import minilm_dir
 
-    from exporter import bundle_from_checkpoint  # noqa: TID251
+    from exporter import bundle_from_checkpoint
 
     return bundle_from_checkpoint(minilm_dir(), directory / "minilm")
 

@@ -2,7 +2,10 @@
 
 A row names the HF ``model_type``, its family (which decides the graphs and the preprocessing),
 the tasks edgeport exports it for, and the validation tolerance. optimum-onnx does the tracing;
-a row only says what to ask of it. Every row has a test case (tests/exporter/test_coverage.py).
+a row only says what to ask of it. Families: "text-encoder", "image-encoder", "text-image" (one
+graph, ``model``), "decoder" (one graph with a KV cache) and "encoder-decoder"
+(``encoder_model`` and ``decoder_model_merged``, the decoder with and without its KV cache).
+Every row has a test case (tests/exporter/test_coverage.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ TEXT_ENCODER_TASKS = (
     "fill-mask",
     "feature-extraction",
 )
+TEXT2TEXT_TASKS = ("text2text-generation", "summarization", "translation")
+
+# The graphs of a family's bundle, named by their file stems in onnx/ (Transformers.js's
+# layout); variants add a suffix to the stem. Families not listed have one graph, "model".
+FAMILY_GRAPHS = {"encoder-decoder": ("encoder_model", "decoder_model_merged")}
 
 
 @dataclass(frozen=True)
@@ -39,15 +47,38 @@ class Architecture:
     def model_class(self, task: str) -> str:
         from runtime.tasks import TASK_MODEL_CLASSES
 
-        return dict(self.model_classes).get(task, TASK_MODEL_CLASSES[task])
+        classes = dict(self.model_classes)
+        return classes[task] if task in classes else TASK_MODEL_CLASSES[task]
 
     def optimum_task(self, task: str) -> str:
         return dict(self.optimum_tasks).get(task, task)
 
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return FAMILY_GRAPHS.get(self.family, ("model",))
 
 
 def _image(model_type: str, task: str, **facts) -> Architecture:
     return Architecture(model_type, "image-encoder", (task,), modality="image", **facts)
+
+
+def _decoder(model_type: str, **facts) -> Architecture:
+    """A decoder-only LM, traced by optimum with its KV cache: one graph taking
+    past_key_values.* (zero-length at the first step) and giving present.*."""
+    task = "text-generation"
+    return Architecture(model_type, "decoder", (task,),
+                        model_classes=((task, "AutoModelForCausalLM"),),
+                        optimum_tasks=((task, "text-generation-with-past"),), **facts)
+
+
+def _encoder_decoder(model_type: str, **facts) -> Architecture:
+    """A sequence-to-sequence LM: the encoder, and the decoder with and without its KV cache
+    merged by optimum into one graph (an If on use_cache_branch)."""
+    return Architecture(
+        model_type, "encoder-decoder", TEXT2TEXT_TASKS,
+        model_classes=tuple((task, "AutoModelForSeq2SeqLM") for task in TEXT2TEXT_TASKS),
+        optimum_tasks=tuple((task, "text2text-generation-with-past") for task in TEXT2TEXT_TASKS),
+        **facts)
 
 
 _CLASSIFY, _DETECT, _SEGMENT, _DEPTH = (
@@ -65,6 +96,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("albert", "text-encoder", TEXT_ENCODER_TASKS),
         Architecture("deberta-v2", "text-encoder", TEXT_ENCODER_TASKS),
         Architecture("mpnet", "text-encoder", TEXT_ENCODER_TASKS),
+        _decoder("gpt2"),
+        _encoder_decoder("bart"),
+        _encoder_decoder("pegasus"),
+        _encoder_decoder("t5"),
         _image("vit", _CLASSIFY, fixed_image_size=True),
         _image("deit", _CLASSIFY, fixed_image_size=True),
         _image("beit", _CLASSIFY, fixed_image_size=True),
@@ -103,6 +138,9 @@ _HEAD_TASKS = (
     ("ForSemanticSegmentation", "image-segmentation"),
     ("ForUniversalSegmentation", "image-segmentation"),
     ("ForDepthEstimation", "depth-estimation"),
+    ("ForCausalLM", "text-generation"),
+    ("LMHeadModel", "text-generation"),
+    ("ForConditionalGeneration", "text2text-generation"),
     ("Model", "feature-extraction"),
 )
 
@@ -124,6 +162,8 @@ def infer_task(config: dict, *, sentence_transformers: bool = False) -> str:
     'token-classification'
     >>> infer_task({"model_type": "clip", "architectures": ["CLIPModel"]})
     'zero-shot-image-classification'
+    >>> infer_task({"model_type": "t5", "architectures": ["T5WithLMHeadModel"]})
+    'text2text-generation'
     """
     row = architecture_for(config.get("model_type"))
     if sentence_transformers:
@@ -131,8 +171,10 @@ def infer_task(config: dict, *, sentence_transformers: bool = False) -> str:
     for name in config.get("architectures") or []:
         for suffix, task in _HEAD_TASKS:
             if name.endswith(suffix):
-                if suffix == "Model" and task not in row.tasks:
-                    return row.tasks[0]  # a bare model with its own head-free task (CLIP)
+                if suffix in ("Model", "LMHeadModel") and task not in row.tasks:
+                    # a bare model with its own head-free task (CLIP), or an old name of a
+                    # seq2seq LM (T5WithLMHeadModel)
+                    return row.tasks[0]
                 return task
     raise ExportError(
         f"Cannot tell the task from config.json (architectures: {config.get('architectures')}). "

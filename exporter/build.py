@@ -29,7 +29,14 @@ from runtime.errors import ExportError, MissingDependencyError
 from runtime.tasks import canonical_task
 
 from .architectures import architecture_for, infer_task
-from .validate import validate_graph, validation_feeds
+from .validate import (
+    BATCH_SIZES,
+    SEQUENCE_LENGTHS,
+    validate_decoder,
+    validate_encoder_decoder,
+    validate_graph,
+    validation_feeds,
+)
 
 # sentence-transformers files the runtime reads for pooling; copied as they are.
 _SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
@@ -183,6 +190,35 @@ def _save_preprocessing(checkpoint: Path, staging: Path, modality: str) -> dict:
     return files
 
 
+def _copy_generation_config(checkpoint: Path, staging: Path, model) -> None:
+    """generation_config.json: the checkpoint's own file, or for a generative model without one
+    the file transformers derives from the model config (older checkpoints keep generation
+    defaults there)."""
+    name = "generation_config.json"
+    if (checkpoint / name).is_file():
+        shutil.copy2(checkpoint / name, staging / name)
+    elif model.can_generate():
+        model.generation_config.save_pretrained(str(staging))
+
+
+def _validate(row, model, paths: dict[str, Path], signatures: dict[str, dict], *, image_size,
+              atol: float, say) -> dict:
+    """The validation report of the traced graphs (a ValidationError when they disagree)."""
+    if row.family in ("decoder", "encoder-decoder"):
+        cases = _axis_values({"batch": b, "sequence": n} for b in BATCH_SIZES
+                             for n in SEQUENCE_LENGTHS)
+        say(f"validating every graph with and without the KV cache against PyTorch at {cases}")
+        if row.family == "decoder":
+            return validate_decoder(model, paths["model"], atol=atol)
+        return validate_encoder_decoder(model, paths["encoder_model"],
+                                        paths["decoder_model_merged"], atol=atol)
+    feeds = list(validation_feeds(row.modality,
+                                  [i["name"] for i in signatures["model"]["inputs"]],
+                                  model.config, image_size=image_size))
+    say(f"validating against PyTorch at {_axis_values(shape for shape, _ in feeds)}")
+    return validate_graph(model, paths["model"], feeds, atol=atol)
+
+
 def _copy_sentence_transformers(checkpoint: Path, staging: Path) -> bool:
     if not (checkpoint / "modules.json").is_file():
         return False
@@ -264,8 +300,10 @@ def bundle_from_checkpoint(
     model_type = config.get("model_type")
     row = architecture_for(model_type)
     is_sentence_transformers = (checkpoint / "modules.json").is_file()
-    task = canonical_task(task) if task else infer_task(
-        config, sentence_transformers=is_sentence_transformers)
+    if task is None:
+        task = infer_task(config, sentence_transformers=is_sentence_transformers)
+    elif task not in row.tasks:  # aliases ("ner") and mistyped names (a TaskError)
+        task = canonical_task(task)
     if task not in row.tasks:
         raise ExportError(
             f"edgeport does not export {model_type!r} for {task!r}. Note: its tasks are: "
@@ -302,39 +340,53 @@ def bundle_from_checkpoint(
                     f"optimum-onnx failed to trace {model_type} for {task}: "
                     f"{str(exc).strip().splitlines()[0][:300]}"
                 ) from exc
-            graph_files = sorted(p for p in Path(traced).iterdir()
-                                 if p.name.startswith("model.onnx"))
-            for path in graph_files:
-                shutil.move(str(path), staging / "onnx" / path.name)
-        graph_path = staging / "onnx" / "model.onnx"
+            # The bundle's graphs, each with its external data file if it has one; optimum's
+            # unmerged decoders (decoder_model, decoder_with_past_model) stay behind.
+            graph_files = {graph: sorted(p.name for p in Path(traced).iterdir()
+                                         if p.name.startswith(f"{graph}.onnx"))
+                           for graph in row.graphs}
+            for graph, names in graph_files.items():
+                if f"{graph}.onnx" not in names:
+                    raise ExportError(
+                        f"optimum-onnx did not write {graph}.onnx for {model_type} ({task}). "
+                        "Note: report this architecture."
+                    )
+                for name in names:
+                    shutil.move(str(Path(traced) / name), staging / "onnx" / name)
+        paths = {graph: staging / "onnx" / f"{graph}.onnx" for graph in row.graphs}
 
-        image_size = _fix_image_dims(graph_path, model.config) if row.fixed_image_size else None
-        signature = _graph_signature(graph_path)
-        feeds = list(validation_feeds(row.modality, [i["name"] for i in signature["inputs"]],
-                                      model.config, image_size=image_size))
-        say(f"validating against PyTorch at {_axis_values(shape for shape, _ in feeds)}")
-        report = validate_graph(model, graph_path, feeds, atol=atol if atol else row.atol)
+        image_size = (_fix_image_dims(paths["model"], model.config) if row.fixed_image_size
+                      else None)
+        signatures = {graph: _graph_signature(path) for graph, path in paths.items()}
+        report = _validate(row, model, paths, signatures, image_size=image_size,
+                           atol=atol if atol else row.atol, say=say)
         write_json_atomic(staging / "reports" / "validation.json", report)
 
         model.config.save_pretrained(str(staging))
+        _copy_generation_config(checkpoint, staging, model)
         preprocessing = _save_preprocessing(checkpoint, staging, row.modality)
         preprocessing["sentence_transformers"] = _copy_sentence_transformers(checkpoint, staging)
 
-        data_files = [f"onnx/{p.name}" for p in graph_files if p.name != "model.onnx"]
-        checksums = {name: file_sha256(staging / name) for name in ["onnx/model.onnx", *data_files]}
+        files = {graph: f"onnx/{graph}.onnx" for graph in row.graphs}
+        data_files = {graph: [f"onnx/{name}" for name in names if name != f"{graph}.onnx"]
+                      for graph, names in graph_files.items()}
+        data_files = {graph: names for graph, names in data_files.items() if names}
+        checksums = {name: file_sha256(staging / name)
+                     for name in [*files.values(), *(n for ns in data_files.values() for n in ns)]}
         import onnx
 
-        opset_used = next(o.version for o in onnx.load(str(graph_path), load_external_data=False)
-                          .opset_import if o.domain in ("", "ai.onnx"))
+        opset_used = next(o.version for o in onnx.load(str(paths[row.graphs[0]]),
+                                                       load_external_data=False).opset_import
+                          if o.domain in ("", "ai.onnx"))
         manifest = manifest_for(
             task=task,
             model_type=model_type,
             family=row.family,
             modality=row.modality,
-            graphs={"model": signature},
+            graphs=signatures,
             variants={"fp32": {
-                "files": {"model": "onnx/model.onnx"},
-                "data_files": {"model": data_files} if data_files else {},
+                "files": files,
+                "data_files": data_files,
                 "recipe": {"name": "export", "opset": opset_used},
                 "accuracy": None,
             }},

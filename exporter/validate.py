@@ -1,8 +1,9 @@
 """Validation of an exported graph against the PyTorch model it came from.
 
 Runs both at two batch sizes and two values of every other dynamic axis (two sequence lengths,
-two image sizes): tracing can bake a traced shape into the graph, and a single-shape check does
-not see it. Fails, not warns, beyond tolerance.
+two image sizes; for generative models every graph, with and without the KV cache): tracing can
+bake a traced shape into the graph, and a single-shape check does not see it. Fails, not warns,
+beyond tolerance.
 
 The tolerance of an output is ``atol * max(1, max |reference|)``: float32 rounding grows with
 the magnitude of the values, and a depth map in the hundreds differs by more than logits near 1
@@ -11,6 +12,7 @@ for the same (correct) graph.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -80,26 +82,28 @@ def validation_feeds(modality: str, input_names: Sequence[str], config, *,
             yield shape, feed
 
 
-def validate_graph(model, onnx_path: Path, feeds, *, atol: float) -> dict:
-    """Compare the graph with the model on every (shape, feed) of ``feeds``; a report dict, or
-    ValidationError with a table of the outputs that disagree."""
-    import torch
+class _Comparison:
+    """The cases of one validation, compared output by output; ``report()`` is the result."""
 
-    engine = OrtEngine(onnx_path)
-    cases, worst = [], {}
-    for shape, feed in feeds:
+    def __init__(self, atol: float):
+        self.atol = atol
+        self.cases: list[dict] = []
+        self.worst: dict[str, float] = {}
+
+    def run(self, engine: OrtEngine, feed, shape: Shape) -> dict[str, np.ndarray]:
         try:
-            got = engine.run(feed)
+            return engine.run(feed)
         except EngineError as exc:
             raise ValidationError(
                 f"The ONNX graph fails at {_describe(shape)}, where PyTorch runs: {exc} Note: "
                 "the trace baked a shape into the graph; the bundle was not written."
             ) from None
-        with torch.no_grad():
-            expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+
+    def compare(self, shape: Shape, got: dict[str, np.ndarray], expected) -> None:
+        """Every output in ``got`` against ``expected[name]`` (numpy arrays)."""
         outputs = {}
         for name, value in got.items():
-            reference = expected[name].numpy()
+            reference = np.asarray(expected[name])
             if reference.shape != value.shape:
                 raise ValidationError(
                     f"Output {name!r} has shape {value.shape} in ONNX but {reference.shape} in "
@@ -107,22 +111,207 @@ def validate_graph(model, onnx_path: Path, feeds, *, atol: float) -> dict:
                     "graph; report this architecture."
                 )
             diff = float(np.max(np.abs(value.astype(np.float64) - reference), initial=0.0))
-            tolerance = atol * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
+            tolerance = self.atol * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
             outputs[name] = {"max_abs_diff": diff, "tolerance": tolerance,
                              "passed": diff <= tolerance}
-            worst[name] = max(worst.get(name, 0.0), diff)
-        cases.append({**shape, "outputs": outputs})
-    passed = all(o["passed"] for case in cases for o in case["outputs"].values())
-    report = {
-        "passed": passed,
-        "reference": "pytorch",
-        "atol": atol,
-        "max_abs_diff": worst,
-        "cases": cases,
-    }
-    if not passed:
-        raise ValidationError(failure_table(report))
-    return report
+            self.worst[name] = max(self.worst.get(name, 0.0), diff)
+        self.cases.append({**shape, "outputs": outputs})
+
+    def report(self) -> dict:
+        """The report dict; a ValidationError with the table of failing outputs instead when
+        any output disagrees."""
+        passed = all(o["passed"] for case in self.cases for o in case["outputs"].values())
+        report = {
+            "passed": passed,
+            "reference": "pytorch",
+            "atol": self.atol,
+            "max_abs_diff": self.worst,
+            "cases": self.cases,
+        }
+        if not passed:
+            raise ValidationError(failure_table(report))
+        return report
+
+
+def validate_graph(model, onnx_path: Path, feeds, *, atol: float) -> dict:
+    """Compare the graph with the model on every (shape, feed) of ``feeds``; a report dict, or
+    ValidationError with a table of the outputs that disagree."""
+    import torch
+
+    engine = OrtEngine(onnx_path)
+    comparison = _Comparison(atol)
+    for shape, feed in feeds:
+        got = comparison.run(engine, feed, shape)
+        with torch.no_grad():
+            expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+        comparison.compare(shape, got, {name: expected[name].numpy() for name in got})
+    return comparison.report()
+
+
+# --- generative models: every graph, with and without the KV cache ----------------------------
+#
+# A decoder-only graph is checked at a prefill (left-padded prompts, zero-length past) and at
+# one step with the past the prefill made; an encoder-decoder's encoder on padded source texts,
+# then its merged decoder at a first step (use_cache_branch False, zero-length past) and at a
+# step with past (use_cache_branch True). Each step is fed PyTorch's own cache, so a difference
+# shows in the graph that makes it. Every output is compared, present.* included, at two batch
+# sizes and two lengths of every sequence axis.
+
+# Decoder lengths of the first decoder step, paired with SEQUENCE_LENGTHS: 1 is a generation's
+# first step (the decoder start token), 7 a forced prefix.
+DECODER_LENGTHS = (1, 7)
+
+
+def _cache_arrays(cache) -> dict[str, np.ndarray]:
+    """PyTorch's KV cache by optimum's output names (present.{i}.key, present.{i}.decoder.key,
+    present.{i}.encoder.key, ...)."""
+    legacy = cache.to_legacy_cache() if hasattr(cache, "to_legacy_cache") else cache
+    arrays = {}
+    for i, layer in enumerate(legacy):
+        tensors = [t.numpy().copy() for t in layer]
+        if len(tensors) == 2:
+            arrays[f"present.{i}.key"], arrays[f"present.{i}.value"] = tensors
+        else:
+            (arrays[f"present.{i}.decoder.key"], arrays[f"present.{i}.decoder.value"],
+             arrays[f"present.{i}.encoder.key"], arrays[f"present.{i}.encoder.value"]) = tensors
+    return arrays
+
+
+def _past_feed(engine: OrtEngine, batch: int, present: dict[str, np.ndarray] | None):
+    """The past_key_values.* inputs: zero-length when ``present`` is None, else its arrays."""
+    feed = {}
+    for spec in engine.inputs:
+        if not spec.name.startswith("past_key_values."):
+            continue
+        if present is not None:
+            feed[spec.name] = present["present." + spec.name[len("past_key_values."):]]
+            continue
+        heads, head_dim = spec.dims[1], spec.dims[3]
+        if not (isinstance(heads, int) and isinstance(head_dim, int)):
+            raise ValidationError(
+                f"The graph's {spec.name} has dims {list(spec.dims)}: edgeport needs the "
+                "number of heads and the head size fixed to make an empty cache. Note: report "
+                "this architecture."
+            )
+        feed[spec.name] = np.zeros((batch, heads, 0, head_dim), dtype=spec.dtype)
+    return feed
+
+
+def _position_ids(mask: np.ndarray) -> np.ndarray:
+    """Per-row positions of a left-padded batch, as transformers' GPT-2 makes them."""
+    positions = np.cumsum(mask, axis=-1) - 1
+    positions[mask == 0] = 1
+    return positions
+
+
+def _only(feed: dict, engine: OrtEngine) -> dict:
+    names = {spec.name for spec in engine.inputs}
+    return {k: v for k, v in feed.items() if k in names}
+
+
+def validate_decoder(model, onnx_path: Path, *, atol: float, seed: int = 0) -> dict:
+    """A decoder-only graph with KV cache against the model: prefill, then a step with past."""
+    import torch
+
+    engine = OrtEngine(onnx_path)
+    comparison = _Comparison(atol)
+    rng = np.random.default_rng(seed)
+    vocab_size = model.config.vocab_size
+    for batch in BATCH_SIZES:
+        for length in SEQUENCE_LENGTHS:
+            ids = rng.integers(0, vocab_size, size=(batch, length), dtype=np.int64)
+            mask = np.ones((batch, length), dtype=np.int64)
+            for row in range(1, batch):  # left padding, as generation pads prompts
+                mask[row, :2 * row] = 0
+            positions = _position_ids(mask)
+            feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                    **_past_feed(engine, batch, None)}
+            shape = {"graph": "model", "step": "prefill", "batch": batch, "sequence": length,
+                     "past_sequence": 0}
+            got = comparison.run(engine, _only(feed, engine), shape)
+            with torch.no_grad():
+                expected = model(input_ids=torch.from_numpy(ids),
+                                 attention_mask=torch.from_numpy(mask),
+                                 position_ids=torch.from_numpy(positions), use_cache=True)
+            present = _cache_arrays(expected.past_key_values)
+            comparison.compare(shape, got, {"logits": expected.logits.numpy(), **present})
+
+            token = rng.integers(0, vocab_size, size=(batch, 1), dtype=np.int64)
+            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+            positions = _position_ids(mask)[:, -1:]
+            feed = {"input_ids": token, "attention_mask": mask, "position_ids": positions,
+                    **_past_feed(engine, batch, present)}
+            shape = {"graph": "model", "step": "with past", "batch": batch, "sequence": 1,
+                     "past_sequence": length}
+            got = comparison.run(engine, _only(feed, engine), shape)
+            with torch.no_grad():
+                expected = model(input_ids=torch.from_numpy(token),
+                                 attention_mask=torch.from_numpy(mask),
+                                 position_ids=torch.from_numpy(positions),
+                                 past_key_values=expected.past_key_values, use_cache=True)
+            comparison.compare(shape, got, {"logits": expected.logits.numpy(),
+                                            **_cache_arrays(expected.past_key_values)})
+    return comparison.report()
+
+
+def validate_encoder_decoder(model, encoder_path: Path, decoder_path: Path, *, atol: float,
+                             seed: int = 0) -> dict:
+    """The encoder graph and the merged decoder graph (first step, and a step with past)."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    encoder, decoder = OrtEngine(encoder_path), OrtEngine(decoder_path)
+    # T5's encoder stack is a decoder-capable T5Stack that refuses use_cache from the config
+    no_cache = ({"use_cache": False} if "use_cache" in
+                inspect.signature(model.get_encoder().forward).parameters else {})
+    comparison = _Comparison(atol)
+    rng = np.random.default_rng(seed)
+    vocab_size = model.config.vocab_size
+    for batch in BATCH_SIZES:
+        for length, decoder_length in zip(SEQUENCE_LENGTHS, DECODER_LENGTHS):
+            source = _text_feed(rng, ["input_ids", "attention_mask"], batch, length,
+                                model.config)
+            shape = {"graph": encoder_path.stem, "batch": batch, "encoder_sequence": length}
+            got = comparison.run(encoder, source, shape)
+            torch_source = {k: torch.from_numpy(v) for k, v in source.items()}
+            with torch.no_grad():
+                hidden = model.get_encoder()(**torch_source, **no_cache).last_hidden_state
+            comparison.compare(shape, got, {"last_hidden_state": hidden.numpy()})
+
+            context = {"encoder_hidden_states": hidden.numpy(),
+                       "encoder_attention_mask": source["attention_mask"]}
+            ids = rng.integers(0, vocab_size, size=(batch, decoder_length), dtype=np.int64)
+            feed = {"input_ids": ids, **context, "use_cache_branch": np.array([False]),
+                    **_past_feed(decoder, batch, None)}
+            shape = {"graph": decoder_path.stem, "step": "first", "batch": batch,
+                     "encoder_sequence": length, "decoder_sequence": decoder_length,
+                     "past_sequence": 0}
+            got = comparison.run(decoder, _only(feed, decoder), shape)
+            with torch.no_grad():
+                expected = model(attention_mask=torch_source["attention_mask"],
+                                 encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                 decoder_input_ids=torch.from_numpy(ids), use_cache=True)
+            present = _cache_arrays(expected.past_key_values)
+            comparison.compare(shape, got, {"logits": expected.logits.numpy(), **present})
+
+            token = rng.integers(0, vocab_size, size=(batch, 1), dtype=np.int64)
+            feed = {"input_ids": token, **context, "use_cache_branch": np.array([True]),
+                    **_past_feed(decoder, batch, present)}
+            shape = {"graph": decoder_path.stem, "step": "with past", "batch": batch,
+                     "encoder_sequence": length, "decoder_sequence": 1,
+                     "past_sequence": decoder_length}
+            got = comparison.run(decoder, _only(feed, decoder), shape)
+            # The cached branch computes no cross-attention cache: its present.*.encoder.* are
+            # constant placeholders (optimum's merge), and the first step's stay in use.
+            got = {name: value for name, value in got.items() if ".encoder." not in name}
+            with torch.no_grad():
+                expected = model(attention_mask=torch_source["attention_mask"],
+                                 encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                 decoder_input_ids=torch.from_numpy(token),
+                                 past_key_values=expected.past_key_values, use_cache=True)
+            comparison.compare(shape, got, {"logits": expected.logits.numpy(),
+                                            **_cache_arrays(expected.past_key_values)})
+    return comparison.report()
 
 
 def _describe(shape: Shape) -> str:
@@ -130,13 +319,15 @@ def _describe(shape: Shape) -> str:
 
 
 def failure_table(report: dict) -> str:
+    shapes = [_describe({k: v for k, v in case.items() if k != "outputs"})
+              for case in report["cases"]]
+    width = max([40, *map(len, shapes)])
     lines = ["The ONNX graph disagrees with PyTorch beyond tolerance:",
-             f"  {'output':<24} {'shape':<40} {'max abs diff':>13} {'tolerance':>10}"]
-    for case in report["cases"]:
-        shape = _describe({k: v for k, v in case.items() if k != "outputs"})
+             f"  {'output':<24} {'shape':<{width}} {'max abs diff':>13} {'tolerance':>10}"]
+    for case, shape in zip(report["cases"], shapes):
         for name, out in case["outputs"].items():
             mark = "" if out["passed"] else "  <- fails"
-            lines.append(f"  {name:<24} {shape:<40} {out['max_abs_diff']:>13.3e} "
+            lines.append(f"  {name:<24} {shape:<{width}} {out['max_abs_diff']:>13.3e} "
                          f"{out['tolerance']:>10.1e}{mark}")
     lines.append("Note: the bundle was not written. Raise the tolerance with --atol only if the "
                  "difference is expected (for example, a model with huge activations).")

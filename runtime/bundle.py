@@ -192,7 +192,13 @@ class Bundle:
                 [TensorSpec.from_json(t) for t in info["outputs"]])
 
     def serves(self, task: str) -> bool:
-        return task == self.task
+        """Whether the bundle runs ``task`` (a pipeline tag): its own, or for an
+        encoder-decoder bundle any text-to-text task (the same graphs serve them all)."""
+        if task == self.task:
+            return True
+        text_to_text = ("text2text-generation", "summarization", "translation")
+        return self.manifest.get("family") == "encoder-decoder" and {task, self.task} <= set(
+            text_to_text)
 
     def check_task(self, task: str | None) -> str:
         """The task to run: the bundle's own when None; a TaskError for one it does not serve."""

@@ -10,7 +10,8 @@ DIM_NAMES = (
     "batch",
     "text_batch",  # the texts beside a batch of images (CLIP's candidate labels)
     "sequence",
-    "past_sequence",
+    "past_sequence",  # positions a KV cache holds (a decoder's self-attention cache)
+    "total_sequence",  # past_sequence + the new positions: a cached decoder's attention mask
     "encoder_sequence",
     "decoder_sequence",
     "channels",
@@ -29,8 +30,12 @@ _OPTIMUM_AXES = {
     "num_channels": "channels",
     "sequence_length": "sequence",
     "past_sequence_length": "past_sequence",
-    "past_sequence_length + 1": "sequence",
-    "past_sequence_length + sequence_length": "sequence",
+    "past_decoder_sequence_length": "past_sequence",
+    # Past plus new positions differ from the new positions alone (1 at a decoding step), so
+    # they get their own name: a TensorRT profile gives each name one range.
+    "past_sequence_length + 1": "total_sequence",
+    "past_sequence_length + sequence_length": "total_sequence",
+    "past_decoder_sequence_length + decoder_sequence_length": "total_sequence",
     "encoder_sequence_length": "encoder_sequence",
     "encoder_sequence_length_out": "encoder_sequence",
     "decoder_sequence_length": "decoder_sequence",

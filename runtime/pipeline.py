@@ -46,9 +46,18 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
                          device: str = "cpu", threads: int | None = None,
                          providers: list[str] | None = None, session_options=None,
                          **kwargs) -> Pipeline:
+    task_name = task
     task = bundle.check_task(task)
-    engine = bundle.engine("model", variant, device=device, threads=threads,
-                           providers=providers, session_options=session_options)
+    options = dict(device=device, threads=threads, providers=providers,
+                   session_options=session_options)
+    if getattr(TASKS[task], "generates", False):
+        from .generation import OnnxGenerationModel
+
+        model = OnnxGenerationModel.from_bundle(bundle, variant, **options)
+        kwargs.update(generation_model=model, task_name=task_name or bundle.task)
+        engine = model.decoder
+    else:
+        engine = bundle.engine("model", variant, **options)
     wanted = TASKS[task].preprocessors
     tokenizer = TextTokenizer.from_dir(bundle.path) if "tokenizer" in wanted else None
     image_processor = (ImageProcessor.from_dir(bundle.path) if "image_processor" in wanted

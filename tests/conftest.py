@@ -11,6 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from checkpoints import build_tiny_checkpoint  # noqa: E402
+from generation_checkpoints import (  # noqa: E402
+    TINY_GENERATION,
+    build_tiny_generation_checkpoint,
+)
 from vision_checkpoints import TINY_VISION, build_tiny_vision_checkpoint  # noqa: E402
 
 
@@ -23,7 +27,9 @@ def tiny_checkpoint(tmp_path_factory):
         key = (model_type, task)
         if key not in cache:
             directory = tmp_path_factory.mktemp(f"ckpt-{model_type}-{task}")
-            build = build_tiny_vision_checkpoint if key in TINY_VISION else build_tiny_checkpoint
+            build = (build_tiny_vision_checkpoint if key in TINY_VISION
+                     else build_tiny_generation_checkpoint if key in TINY_GENERATION
+                     else build_tiny_checkpoint)
             cache[key] = build(model_type, task, directory)
         return cache[key]
 
@@ -32,17 +38,19 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reference_pipeline(tiny_checkpoint):
-    """reference_pipeline(model_type, task) -> transformers.pipeline on the tiny checkpoint."""
+    """reference_pipeline(model_type, task, task_name=None) -> transformers.pipeline on the
+    tiny checkpoint (``task_name``: the pipeline's name for it, e.g. translation_en_to_de)."""
     cache = {}
 
-    def make(model_type: str, task: str):
-        if (model_type, task) not in cache:
+    def make(model_type: str, task: str, task_name: str | None = None):
+        key = (model_type, task, task_name)
+        if key not in cache:
             import transformers
 
-            cache[model_type, task] = transformers.pipeline(
-                task, model=str(tiny_checkpoint(model_type, task)), device="cpu"
+            cache[key] = transformers.pipeline(
+                task_name or task, model=str(tiny_checkpoint(model_type, task)), device="cpu"
             )
-        return cache[model_type, task]
+        return cache[key]
 
     return make
 
@@ -70,10 +78,10 @@ def runtime_pipeline(tiny_bundle):
     """runtime_pipeline(model_type, task, **defaults) -> runtime.pipeline on the exported
     bundle of the same tiny checkpoint the reference pipeline uses."""
 
-    def make(model_type: str, task: str, **defaults):
+    def make(model_type: str, task: str, task_name: str | None = None, **defaults):
         from runtime import pipeline
 
-        return pipeline(task, model=tiny_bundle(model_type, task), **defaults)
+        return pipeline(task_name or task, model=tiny_bundle(model_type, task), **defaults)
 
     return make
 

@@ -14,8 +14,12 @@ from .image_classification import ImageClassificationPipeline
 from .image_segmentation import ImageSegmentationPipeline
 from .object_detection import ObjectDetectionPipeline
 from .question_answering import QuestionAnsweringPipeline
+from .summarization import SummarizationPipeline
+from .text2text_generation import Text2TextGenerationPipeline
 from .text_classification import TextClassificationPipeline
+from .text_generation import TextGenerationPipeline
 from .token_classification import TokenClassificationPipeline
+from .translation import LANGUAGE_PAIR, TranslationPipeline
 from .zero_shot_image_classification import ZeroShotImageClassificationPipeline
 
 TASKS: dict[str, type[Pipeline]] = {
@@ -29,6 +33,10 @@ TASKS: dict[str, type[Pipeline]] = {
     "image-segmentation": ImageSegmentationPipeline,
     "depth-estimation": DepthEstimationPipeline,
     "zero-shot-image-classification": ZeroShotImageClassificationPipeline,
+    "text-generation": TextGenerationPipeline,
+    "text2text-generation": Text2TextGenerationPipeline,
+    "summarization": SummarizationPipeline,
+    "translation": TranslationPipeline,
 }
 
 # The transformers auto class that loads a checkpoint for each task: names only, used by the
@@ -44,6 +52,10 @@ TASK_MODEL_CLASSES = {
     "image-segmentation": "AutoModelForImageSegmentation",
     "depth-estimation": "AutoModelForDepthEstimation",
     "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
+    "text-generation": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+    "summarization": "AutoModelForSeq2SeqLM",
+    "translation": "AutoModelForSeq2SeqLM",
 }
 
 # transformers' aliases for the same tasks.
@@ -52,10 +64,15 @@ TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-class
 
 def canonical_task(task: str) -> str:
     """The pipeline tag for a task name or alias; a TaskError for an unknown one.
+    ``translation_xx_to_yy`` is translation (the languages pick the model's task settings).
 
     >>> canonical_task("ner")
     'token-classification'
+    >>> canonical_task("translation_en_to_de")
+    'translation'
     """
+    if isinstance(task, str) and LANGUAGE_PAIR.match(task):
+        return "translation"
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
         raise TaskError(f"Unknown task {task!r}. " + did_you_mean(task, [*TASKS, *TASK_ALIASES]))

@@ -13,7 +13,9 @@ def test_tags_and_aliases():
     assert set(TASKS) == {"text-classification", "token-classification", "question-answering",
                           "fill-mask", "feature-extraction", "image-classification",
                           "object-detection", "image-segmentation", "depth-estimation",
-                          "zero-shot-image-classification"}
+                          "zero-shot-image-classification", "text-generation",
+                          "text2text-generation", "summarization", "translation"}
+    assert canonical_task("translation_en_to_de") == "translation"
     assert canonical_task("sentiment-analysis") == "text-classification"
     assert canonical_task("ner") == "token-classification"
     with pytest.raises(TaskError, match="Did you mean 'fill-mask'"):
@@ -25,5 +27,6 @@ def test_a_task_without_its_preprocessor_is_refused(task):
     engine = FakeEngine([TensorSpec("input_ids", "int64", ("batch", "sequence"))],
                         [TensorSpec("logits", "float32", ("batch", 2))], lambda feed: {})
     needed = TASKS[task].preprocessors[0].replace("_", " ")
+    extra = {"generation_model": None} if getattr(TASKS[task], "generates", False) else {}
     with pytest.raises(InputError, match=f"needs a {needed}, and none was given"):
-        TASKS[task](config={}, engine=engine)
+        TASKS[task](config={}, engine=engine, **extra)

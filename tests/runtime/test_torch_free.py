@@ -76,6 +76,26 @@ def test_vision_pipelines_run_where_torch_cannot_be_imported(tiny_bundle, tmp_pa
     assert result["heavy"] == [] and all(result["counts"])
 
 
+def test_generation_runs_where_torch_cannot_be_imported(tiny_bundle):
+    bundles = [tiny_bundle("gpt2", "text-generation"), tiny_bundle("t5", "translation")]
+    proc = _run("""
+        import json, sys
+        from runtime import pipeline
+        generate = pipeline(model=sys.argv[1])
+        translate = pipeline("translation_en_to_de", model=sys.argv[2])
+        text = generate("Hello", do_sample=False, max_new_tokens=5)[0]["generated_text"]
+        pieces = list(generate.stream("Hello", do_sample=False, max_new_tokens=5))
+        german = translate("The house is big.", max_new_tokens=5)[0]["translation_text"]
+        heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+        print(json.dumps({"text": text, "streamed": "".join(pieces), "german": german,
+                          "heavy": heavy}))
+    """, *map(str, bundles))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["heavy"] == [] and result["text"].startswith("Hello")
+    assert result["text"] == "Hello" + result["streamed"] and result["german"]
+
+
 def test_cli_run_and_inspect_where_torch_cannot_be_imported(tiny_bundle):
     bundle = tiny_bundle("bert", "text-classification")
     proc = _run("""

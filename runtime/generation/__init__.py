@@ -1,0 +1,79 @@
+"""Text generation in numpy over ONNX Runtime: one loop for every generative task.
+
+    config (config.py)  transformers' generation settings: model defaults <- call arguments
+    logits.py           the logits processors and warpers, in transformers' order
+    stopping.py         max length, eos, stop strings, max time
+    search.py           greedy, sampling, beam search over a GenerationModel (model.py)
+    onnx_model.py       the GenerationModel of a bundle's graphs (KV cache fed by name)
+    streaming.py        text pieces as tokens come
+
+``run`` ties them together for a batch of token ids; the pipelines in ``runtime.tasks`` add
+tokenization, prompts and the result structure of transformers' pipelines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from .config import (
+    GenerationConfig,
+    generation_config_for_inputs,
+    model_generation_config,
+    resolve_generation_config,
+)
+from .logits import logits_processors
+from .model import GenerationModel
+from .onnx_model import OnnxGenerationModel
+from .search import GenerateOutput, generate
+from .stopping import MaxTimeCriteria, StoppingCriteriaList, StopStringCriteria
+from .streaming import TextStreamer, iterate
+
+__all__ = [
+    "GenerateOutput", "GenerationConfig", "GenerationModel", "OnnxGenerationModel",
+    "TextStreamer", "generation_config_for_inputs", "iterate", "model_generation_config",
+    "resolve_generation_config", "run",
+]
+
+
+def run(model: GenerationModel, input_ids: np.ndarray, attention_mask: np.ndarray,
+        config: GenerationConfig, *, tokenizer=None, max_positions: int | None = None,
+        on_tokens: Callable[[np.ndarray], None] | None = None) -> GenerateOutput:
+    """Generate from a batch of token ids with a resolved ``config`` (see
+    ``resolve_generation_config``), as transformers' ``generate()`` does: lengths counted for
+    this prompt, the processors and stopping criteria the config asks for, then the search.
+
+    ``max_positions`` is the model's position limit (GPT-2's n_positions): it caps a default
+    max_length as transformers does, and a sequence that would outgrow it is an error here (in
+    transformers, an index error deep in the model). ``tokenizer`` reads stop strings.
+    """
+    length = 1 if model.is_encoder_decoder else input_ids.shape[1]
+    ready = generation_config_for_inputs(config, input_ids_length=length,
+                                         is_encoder_decoder=model.is_encoder_decoder,
+                                         max_position_embeddings=max_positions)
+    if max_positions is not None and ready.max_length > max_positions:
+        what = "the decoder" if model.is_encoder_decoder else "the prompt and the new tokens"
+        raise InputError(
+            f"Generation would reach {ready.max_length} positions ({what}), but the model has "
+            f"{max_positions}. Note: lower max_new_tokens (or max_length), or shorten the prompt."
+        )
+    extra = StoppingCriteriaList()
+    if ready.stop_strings is not None:
+        if tokenizer is None:
+            raise InputError("stop_strings need the tokenizer to read the text. Note: pass "
+                             "tokenizer=... (the bundle's).")
+        extra.append(StopStringCriteria(tokenizer, ready.stop_strings))
+    if ready.max_time is not None:
+        extra.append(MaxTimeCriteria(ready.max_time))
+    processors = logits_processors(ready, length)
+    return generate(
+        model, input_ids, attention_mask, max_length=ready.max_length,
+        eos_token_id=ready.eos_token_id, pad_token_id=ready.pad_token_id,
+        decoder_start_token_id=ready.decoder_start_token_id, do_sample=ready.do_sample,
+        num_beams=ready.num_beams, num_return_sequences=ready.num_return_sequences,
+        length_penalty=ready.length_penalty, early_stopping=ready.early_stopping,
+        logits_processor=processors or None, stop=extra or None, rng=ready.seed,
+        on_tokens=on_tokens)
+

@@ -1,0 +1,219 @@
+"""The GenerationModel protocol over a bundle's graphs, through ONNX Runtime.
+
+A decoder-only bundle (family "decoder") has one graph, ``model``, that takes ``input_ids``,
+``attention_mask``, ``position_ids`` and ``past_key_values.*`` and gives ``logits`` and
+``present.*``. An encoder-decoder bundle (family "encoder-decoder") has ``encoder_model`` and
+``decoder_model_merged``: the decoder with and without its cache in one graph, chosen by
+``use_cache_branch``. Feeds are made from the graphs' declared input names; the cache is fed by
+name too (``present.X`` of one step is ``past_key_values.X`` of the next), zero-length at the
+first step, so no architecture has code of its own here.
+
+>>> model = OnnxGenerationModel.from_bundle(Bundle.load("gpt2-bundle"))   # doctest: +SKIP
+>>> state = model.begin(input_ids, attention_mask)                         # doctest: +SKIP
+>>> logits, state = model.next_logits(state, input_ids)                    # doctest: +SKIP
+>>> logits.shape                                                           # doctest: +SKIP
+(2, 50257)
+
+Future work: on a GPU, ONNX Runtime's IOBinding could keep ``present.*`` on the device and bind
+it as the next step's past; here every step copies the cache to the host and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..engine import Engine
+from ..errors import EngineError, InputError, ManifestError
+
+PAST, PRESENT = "past_key_values.", "present."
+
+# The graphs a generative family's bundle must have: (encoder or None, decoder).
+FAMILY_GRAPHS = {"decoder": (None, "model"),
+                 "encoder-decoder": ("encoder_model", "decoder_model_merged")}
+
+
+@dataclass(frozen=True)
+class OnnxGenerationState:
+    """The rows of a batch as the graphs need them. Never changed in place.
+
+    ``length`` is how many positions of the decoder's sequence the cache holds; ``past`` maps
+    the decoder's ``past_key_values.*`` input names to arrays (zero-length before the first
+    step). ``attention_mask`` is a decoder-only model's mask over every position fed so far;
+    ``encoder`` holds an encoder-decoder's ``encoder_hidden_states`` and
+    ``encoder_attention_mask``.
+    """
+
+    past: Mapping[str, np.ndarray]
+    length: int = 0
+    attention_mask: np.ndarray | None = None
+    encoder: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        arrays = [*self.past.values(), self.attention_mask, *self.encoder.values()]
+        return len(next(a for a in arrays if a is not None))
+
+
+class OnnxGenerationModel:
+    """A decoder-only or encoder-decoder model over engines for its graphs.
+
+    ``decoder`` is the graph that gives ``logits`` (``model`` or ``decoder_model_merged``);
+    ``encoder`` is given for an encoder-decoder model. Any Engine fits (an OrtEngine, a
+    TensorRT engine, a fake one in tests). ``from_bundle`` makes one from a bundle.
+    """
+
+    def __init__(self, decoder: Engine, encoder: Engine | None = None, *,
+                 vocab_size: int | None = None):
+        """``vocab_size`` is needed only when the graph leaves the logits' width dynamic."""
+        self.decoder, self.encoder = decoder, encoder
+        self.is_encoder_decoder = encoder is not None
+        self._inputs = {spec.name: spec for spec in decoder.inputs}
+        outputs = {spec.name for spec in decoder.outputs}
+        if "logits" not in outputs:
+            raise EngineError(
+                f"The decoder graph gives no 'logits'. Note: its outputs are {sorted(outputs)}.")
+        self._past = [name for name in self._inputs if name.startswith(PAST)]
+        missing = [name for name in self._past
+                   if PRESENT + name[len(PAST):] not in outputs]
+        if missing:
+            raise EngineError(
+                f"The decoder graph takes {missing[0]} but gives no "
+                f"{PRESENT + missing[0][len(PAST):]}. Note: a cached graph gives present.X for "
+                "every past_key_values.X it takes; export the bundle again."
+            )
+        # The merged decoder's cached branch computes no cross-attention cache (its
+        # present.*.encoder.* are placeholders): the first step's is kept.
+        self._kept = [name for name in self._past if ".encoder." in name]
+        logits = next(spec for spec in decoder.outputs if spec.name == "logits")
+        width = logits.dims[-1] if logits.dims else None
+        if not isinstance(width, int) and vocab_size is None:
+            raise EngineError(
+                "The decoder graph's logits have no fixed width, so the vocabulary size is "
+                "unknown. Note: pass vocab_size (config.json's vocab_size)."
+            )
+        self.vocab_size = width if isinstance(width, int) else int(vocab_size)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, variant: str = "fp32",
+                    **engine_options) -> OnnxGenerationModel:
+        """The model over a generative bundle's graphs in ``variant``; ``engine_options`` go to
+        ``bundle.engine`` (device, threads, providers, session_options)."""
+        family = bundle.manifest.get("family")
+        if family not in FAMILY_GRAPHS:
+            raise InputError(
+                f"The bundle {bundle.path} holds a {family!r} model, which does not generate "
+                f"text. Note: generation needs a bundle of family {' or '.join(FAMILY_GRAPHS)} "
+                "(GPT-2, BART, T5, ...)."
+            )
+        encoder, decoder = FAMILY_GRAPHS[family]
+        needed = [name for name in (encoder, decoder) if name]
+        files = bundle.variants.get(variant, {}).get("files", {})
+        for name in needed:
+            if name not in bundle.graphs or (variant in bundle.variants and name not in files):
+                raise ManifestError(
+                    f"The bundle {bundle.path} has no graph {name!r}, which a {family} model "
+                    f"generates with. Note: its graphs are {sorted(bundle.graphs)} (variant "
+                    f"{variant!r}: {sorted(files)}); export the checkpoint again with "
+                    "`edgeport export`."
+                )
+        return cls(bundle.engine(decoder, variant, **engine_options),
+                   bundle.engine(encoder, variant, **engine_options) if encoder else None,
+                   vocab_size=bundle.config.get("vocab_size"))
+
+    # --- the protocol ----------------------------------------------------------------------
+    def begin(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> OnnxGenerationState:
+        """The state of a batch of prompts (left-padded for a decoder-only model); an
+        encoder-decoder model runs its encoder here."""
+        input_ids = np.asarray(input_ids, dtype=np.int64)
+        attention_mask = np.asarray(attention_mask, dtype=np.int64)
+        if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
+            raise InputError(
+                f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be "
+                "two-dimensional (rows, tokens) and of the same shape."
+            )
+        past = {name: self._empty(name, len(input_ids)) for name in self._past}
+        if not self.is_encoder_decoder:
+            return OnnxGenerationState(past, attention_mask=attention_mask)
+        names = {spec.name for spec in self.encoder.inputs}
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        hidden = self.encoder.run({k: v for k, v in feed.items() if k in names})
+        encoder = {"encoder_hidden_states": hidden["last_hidden_state"],
+                   "encoder_attention_mask": attention_mask}
+        return OnnxGenerationState(past, encoder=encoder)
+
+    def expand(self, state: OnnxGenerationState, rows: np.ndarray) -> OnnxGenerationState:
+        """Row ``i`` of the result is row ``rows[i]`` of ``state``, for every cached array."""
+        rows = np.asarray(rows, dtype=np.int64)
+
+        def take(array):
+            return None if array is None else np.take(array, rows, axis=0)
+
+        return OnnxGenerationState(
+            past={name: take(array) for name, array in state.past.items()},
+            length=state.length,
+            attention_mask=take(state.attention_mask),
+            encoder={name: take(array) for name, array in state.encoder.items()},
+        )
+
+    def next_logits(self, state: OnnxGenerationState, sequences: np.ndarray
+                    ) -> tuple[np.ndarray, OnnxGenerationState]:
+        """The float32 logits (rows, vocab) of the position after ``sequences``, feeding only
+        the tokens the cache does not hold yet; and the state that holds them too."""
+        sequences = np.asarray(sequences, dtype=np.int64)
+        if sequences.ndim != 2 or len(sequences) != state.rows:
+            raise InputError(
+                f"sequences has shape {sequences.shape}; the state holds {state.rows} rows. "
+                "Note: pass the whole sequence of every row so far, (rows, tokens)."
+            )
+        if sequences.shape[1] <= state.length:
+            raise InputError(
+                f"sequences holds {sequences.shape[1]} tokens per row, but the cache already "
+                f"holds {state.length}. Note: pass the whole sequence so far, with the new "
+                "token(s) at its end."
+            )
+        cached = bool(self._past)
+        new = sequences[:, state.length:] if cached else sequences
+        feed = {"input_ids": new, **state.past, **state.encoder}
+        mask = state.attention_mask
+        if mask is not None:  # decoder-only: generated tokens are attended, as in transformers
+            if mask.shape[1] < sequences.shape[1]:
+                ones = np.ones((len(mask), sequences.shape[1] - mask.shape[1]), dtype=np.int64)
+                mask = np.concatenate([mask, ones], axis=1)
+            feed["attention_mask"] = mask
+            feed["position_ids"] = _position_ids(mask)[:, -new.shape[1]:]
+        if "use_cache_branch" in self._inputs:
+            feed["use_cache_branch"] = np.array([state.length > 0])
+        outputs = self.decoder.run({k: v for k, v in feed.items() if k in self._inputs})
+        logits = np.asarray(outputs["logits"][:, -1, :], dtype=np.float32)
+        past = {name: outputs[PRESENT + name[len(PAST):]] for name in self._past}
+        if state.length > 0:
+            past.update({name: state.past[name] for name in self._kept})
+        return logits, OnnxGenerationState(
+            past, length=sequences.shape[1] if cached else 0, attention_mask=mask,
+            encoder=state.encoder)
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _empty(self, name: str, rows: int) -> np.ndarray:
+        """A zero-length cache input: (rows, heads, 0, head_size) in the graph's dtype."""
+        spec = self._inputs[name]
+        dims = [rows if i == 0 else (0 if isinstance(d, str) or d is None else d)
+                for i, d in enumerate(spec.dims)]
+        if sum(1 for d in dims[1:] if d == 0) != 1:
+            raise EngineError(
+                f"The decoder graph's {name} has dims {list(spec.dims)}: edgeport needs one "
+                "dynamic (sequence) dim beside the batch, and the others fixed, to make an "
+                "empty cache. Note: export the bundle again with `edgeport export`."
+            )
+        return np.zeros(dims, dtype=spec.dtype)
+
+
+def _position_ids(mask: np.ndarray) -> np.ndarray:
+    """Each row's positions from its attention mask, as transformers' GPT-2 makes them for
+    generation: counted over attended tokens, and 1 at padding."""
+    positions = np.cumsum(mask, axis=-1) - 1
+    positions[mask == 0] = 1
+    return positions
