@@ -6,6 +6,12 @@ the device too (``pip install 'edgeport[quantize]'``).
 'int8'
 >>> compare_variants("bundle", "lines.txt")["variants"]["int8"]["task"]["value"]  # doctest: +SKIP
 0.99
+>>> compare_variants("detr", "photos/")["variants"]["int8"]["task"]["metric"]  # doctest: +SKIP
+'map50'
+>>> variant_from_bundle("gpt2-bundle", "int4")                          # doctest: +SKIP
+'q4'
+>>> compare_variants("gpt2-bundle")["variants"]["q4"]["task"]["metric"]  # doctest: +SKIP
+'token_agreement'
 
 Importing this package loads neither onnx nor the quantizers; the functions do, when called.
 """

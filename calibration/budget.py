@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from runtime.bundle import Bundle
 from runtime.errors import InputError
 
+from .metrics import metric_drop
 from .recipes import RECIPES
 
-# Short names users type -> the task metric compare reports (1.0 = same as fp32).
+# Short names users type -> the task metric compare reports (1.0 = same as fp32; for
+# depth_abs_rel 0 is, and the drop is the value itself).
 METRIC_ALIASES = {
     "top1": "top1_agreement",
     "f1": ("entity_f1", "span_f1"),
@@ -24,6 +26,14 @@ METRIC_ALIASES = {
     "cosine": "embedding_cosine_min",
     "top1_agreement": "top1_agreement",
     "embedding_cosine_min": "embedding_cosine_min",
+    "map": "map50",
+    "map50": "map50",
+    "miou": "miou",
+    "abs_rel": "depth_abs_rel",
+    "absrel": "depth_abs_rel",
+    "depth_abs_rel": "depth_abs_rel",
+    "tokens": "token_agreement",
+    "token_agreement": "token_agreement",
 }
 # Nodes the recipes can leave in fp32 (what nodes_to_exclude accepts).
 QUANTIZED_OPS = ("MatMul", "Gemm", "Gather")  # Gather: int8 embedding tables
@@ -39,7 +49,9 @@ def parse_max_drop(text: str) -> tuple[str, float]:
     if not sep or not key or not 0.0 <= budget < 1.0:
         raise InputError(
             f"--max-drop takes METRIC=VALUE with VALUE in [0, 1), got {text!r}. Note: e.g. "
-            "top1=0.01 (classification), f1=0.02 (entities, answers), cosine=0.01 (embeddings)."
+            "top1=0.01 (classification), f1=0.02 (entities, answers), cosine=0.01 "
+            "(embeddings), map50=0.02 (detection), miou=0.02 (segmentation), abs_rel=0.01 "
+            "(depth), tokens=0.05 (text generation)."
         )
     return key, budget
 
@@ -101,9 +113,11 @@ def variant_within_budget(
     """Make a ``recipe`` variant whose task metric drops at most ``max_drop`` below fp32 on
     ``data`` (built-in samples when None), excluding the most sensitive nodes round by round
     (1, 2, 4, ... more each round), then bisecting for the fewest nodes that meet the budget.
+    The drop is 1 - the metric (which is 1.0 when the variant agrees with fp32), or the metric
+    itself for those where 0 is agreement (LOWER_IS_BETTER: depth AbsRel).
     Records the excluded nodes and the rounds in the manifest; returns that record. An
     InputError when the budget cannot be met within ``max_rounds`` growing rounds."""
-    from .compare import compare_variants
+    from .compare import builtin_rows, compare_variants
     from .quantize import variant_from_bundle
     from .variants import DEFAULT_NAMES, record_accuracy
 
@@ -117,9 +131,21 @@ def variant_within_budget(
         )
     if recipe_options.get("source", "fp32") != "fp32":
         raise InputError("--max-drop starts from the fp32 graph; leave --from out.")
+    if set(bundle.graphs) != {"model"}:
+        # The nodes to leave in fp32 are ranked by the per-layer error of the one graph; an
+        # encoder-decoder's graphs (and a merged decoder's branches) are not instrumented.
+        raise InputError(
+            f"--max-drop is not supported for bundles of several graphs yet; {bundle.path} has "
+            f"{', '.join(bundle.graphs)}. Note: make the variant without --max-drop, measure it "
+            "with `edgeport compare BUNDLE` (token_agreement, bleu), and leave nodes in fp32 "
+            "with --option 'nodes_to_exclude=[...]' (the --graphs option makes some graphs "
+            "only)."
+        )
     name = name or DEFAULT_NAMES[recipe]
     if data is None:  # measure on the calibration data when there is some
         data = recipe_options.get("calibration")
+    if data is None:
+        builtin_rows(bundle)  # image bundles have none: say so before quantizing anything
     candidates, feeders = _graph_facts(bundle.graph_path("model", "fp32"))
     excluded = list(recipe_options.pop("nodes_to_exclude", None) or [])
     rounds: list[dict] = []
@@ -135,7 +161,7 @@ def variant_within_budget(
                                   top=max(20, 2 * len(candidates)))
         measured = report["variants"][name]
         metric = _metric_for(key, measured["task"]["metric"], bundle.task)
-        drop = 1.0 - float(measured["task"]["value"])
+        drop = metric_drop(metric, measured["task"]["value"])
         rounds.append({"excluded": len(nodes), "value": measured["task"]["value"],
                        "drop": drop, "speedup": measured["speedup"]})
         say(f"  {metric} {measured['task']['value']:.4f} (drop {drop:.4f}, budget {budget})")

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"one of: {', '.join(RECIPES) or '(none yet)'}")
     parser.add_argument("--calibration", metavar="PATH",
                         help="calibration data (static recipes): text lines, JSON lines, .npz, "
-                             "or a folder of samples")
+                             "or a folder of samples (images for image bundles)")
     parser.add_argument("--samples", type=int, default=100, help="calibration samples (100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample shuffle (0)")
     parser.add_argument("--name", help="variant name (default: from the recipe, e.g. int8)")
@@ -27,14 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="a recipe option, VALUE parsed as JSON when it can be "
                              "(--option per_channel=false --option method=entropy)")
+    parser.add_argument("--graphs", nargs="+", metavar="GRAPH",
+                        help="the graphs to make (default: all); the others are shared with "
+                             "the --from variant as they are (e.g. --graphs "
+                             "decoder_model_merged: a 4-bit decoder beside an fp32 encoder)")
     parser.add_argument("--overwrite", action="store_true", help="replace a variant of that name")
     parser.add_argument("--max-drop", metavar="METRIC=VALUE",
                         help="accuracy-aware: leave the most sensitive nodes in fp32 until the "
                              "task metric drops at most VALUE below fp32 (top1=0.01, f1=0.02, "
-                             "cosine=0.01)")
+                             "cosine=0.01, map50=0.02, miou=0.02, abs_rel=0.01)")
     parser.add_argument("--data", metavar="PATH",
                         help="with --max-drop: the data the metric is measured on (default: "
-                             "the calibration data, else built-in samples)")
+                             "the calibration data, else built-in samples; image bundles: a "
+                             "folder of images)")
 
 
 def main(args) -> int:
@@ -50,6 +55,8 @@ def main(args) -> int:
                   overwrite=args.overwrite, progress=say, **options)
     if args.calibration is not None:
         common["calibration"] = args.calibration
+    if args.graphs is not None:
+        common["graphs"] = args.graphs
     if args.max_drop is not None:
         from .budget import variant_within_budget
 

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="PATH",
                         help="samples: text lines, JSON lines (question/context for "
                              "question-answering), an .npz, or a folder (default: built-in "
-                             "samples)")
+                             "samples; image bundles need a folder of images)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="variants to compare (default: all but the reference)")
     parser.add_argument("--reference", default="fp32", metavar="fp32|pytorch",
@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample shuffle (0)")
     parser.add_argument("--runs", type=int, default=1,
                         help="timed runs per sample and engine; the fastest counts (1)")
+    parser.add_argument("--max-new-tokens", type=int, metavar="N",
+                        help="generative bundles: tokens each text generates at most, greedily "
+                             "(20)")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer error analysis")
     parser.add_argument("--json", action="store_true",
@@ -40,6 +43,7 @@ def main(args) -> int:
     report = compare_variants(
         bundle, args.data, variants=args.variants, reference=args.reference,
         samples=args.samples, seed=args.seed, runs=args.runs, layers=not args.no_layers,
+        new_tokens=args.max_new_tokens,
         progress=True,  # tqdm writes to stderr; stdout stays the table or the JSON
     )
     paths = write_reports(bundle, report)

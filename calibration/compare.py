@@ -6,6 +6,15 @@ and the layers where the error enters.
 >>> report["variants"]["int8"]["task"]["value"]                            # doctest: +SKIP
 0.98
 
+Task metrics, each against the reference's own result as the truth: top-1 agreement
+(text and image classification, fill-mask, zero-shot image classification over its candidate
+labels), entity F1, answer-span F1, the minimum embedding cosine, mAP@0.5 of boxes
+(object detection), mIoU of label maps (image segmentation), and AbsRel of depth maps (depth
+estimation, with RMSE and delta1 beside it; lower is better).
+
+Text bundles have built-in samples; image bundles need ``data`` (a folder of images): no set
+of images is built in, and random noise is not what a model sees.
+
 The reference is the fp32 graph (``reference="fp32"``) or the PyTorch checkpoint the bundle was
 exported from (``reference="pytorch"``, needs the export extra). Every engine sees the same
 batch-1 feeds, made by the bundle's own runtime preprocessing (``calibration.data``); on each
@@ -41,13 +50,16 @@ from runtime.errors import (
 from runtime.pooling import SentencePooling
 from runtime.tasks import TASK_MODEL_CLASSES
 from runtime.tokenizer import TextTokenizer
+from runtime.vision_postprocess import mask2former_semantic_segmentation, semantic_segmentation
 
 from . import metrics
-from .data import Samples, load_samples
+from .compare_generation import NEW_TOKENS, compare_generation
+from .data import Samples, is_generative, load_samples
 from .variants import record_accuracy
 
 REPORT_SCHEMA = 1
 REFERENCES = ("fp32", "pytorch")
+GENERATION_TASKS = ("text-generation", "text2text-generation", "summarization", "translation")
 # The task metric each task reports first (the one the summary table and manifest show).
 TASK_METRICS = {
     "text-classification": "top1_agreement",
@@ -55,7 +67,16 @@ TASK_METRICS = {
     "question-answering": "span_f1",
     "fill-mask": "top1_agreement",
     "feature-extraction": "embedding_cosine_min",
+    "image-classification": "top1_agreement",
+    "object-detection": "map50",
+    "image-segmentation": "miou",
+    "depth-estimation": "depth_abs_rel",
+    "zero-shot-image-classification": "top1_agreement",
 }
+# The reference's detections scoring above this are the truth mAP is measured against: the
+# object-detection pipeline's default threshold, so the truth is what a user of it sees.
+DETECTION_THRESHOLD = 0.5
+DETECTION_IOU = 0.5
 # Answer spans longer than this are not answers (transformers' max_answer_len default).
 MAX_ANSWER_TOKENS = 15
 # Per-layer error is measured on this many samples: every intermediate tensor of both graphs is
@@ -171,10 +192,20 @@ def builtin_rows(bundle: Bundle) -> list:
     """The built-in samples for the bundle's task: texts, question/context dicts, or masked
     texts (with the bundle's own mask token) for fill-mask.
 
+    Image bundles have none: an InputError says to pass a folder of images.
+
     >>> rows = builtin_rows(Bundle.load("qa-bundle"))            # doctest: +SKIP
     >>> sorted(rows[0])                                           # doctest: +SKIP
     ['context', 'question']
     """
+    modality = bundle.manifest.get("modality", "text")
+    if modality != "text":
+        raise InputError(
+            f"compare has no built-in samples for {bundle.task} bundles (they read "
+            f"{modality.replace('text-image', 'images')}). Note: pass --data FOLDER_OF_IMAGES "
+            "(data= in Python): a folder of image files like those the model will see, e.g. "
+            "50 to 100 photos; an .npz of input arrays works too."
+        )
     if bundle.task == "question-answering":
         return [{"question": q, "context": c} for q, c in BUILTIN_QUESTIONS]
     if bundle.task == "fill-mask":
@@ -212,37 +243,7 @@ class TorchEngine:
     """
 
     def __init__(self, bundle: Bundle):
-        checkpoint = (bundle.manifest.get("source") or {}).get("checkpoint")
-        if not checkpoint:
-            raise InputError(
-                f"The manifest of {bundle.path} records no source checkpoint, so there is no "
-                "PyTorch reference to load. Note: use --reference fp32."
-            )
-        try:
-            import torch
-            import transformers
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"--reference pytorch needs torch and transformers ({exc}). Note: install them "
-                "with `pip install 'edgeport[export]'`, or use --reference fp32."
-            ) from None
-        path = Path(checkpoint)
-        if not path.is_dir():
-            raise InputError(
-                f"The checkpoint the bundle was exported from, {checkpoint}, does not exist on "
-                "this machine any more. Note: restore it at that path, or use --reference fp32 "
-                "(the bundle's validation report records how close fp32 was to PyTorch)."
-            )
-        auto_class = getattr(transformers, TASK_MODEL_CLASSES[bundle.task])
-        try:
-            self.model = auto_class.from_pretrained(str(path)).eval()
-        except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
-            raise InputError(
-                f"transformers could not load {path} as {auto_class.__name__}: {first}. Note: "
-                "use --reference fp32."
-            ) from None
-        self._torch = torch
+        self._torch, self.model = torch_model(bundle)
         self.inputs, self.outputs = bundle.graph_specs("model")
         self._accepted = set(inspect.signature(self.model.forward).parameters)
 
@@ -264,18 +265,91 @@ class TorchEngine:
         return outputs
 
 
+def torch_model(bundle: Bundle):
+    """(torch, the transformers model of the checkpoint the bundle was exported from, in eval
+    mode); a clear error when torch or the checkpoint is missing."""
+    checkpoint = (bundle.manifest.get("source") or {}).get("checkpoint")
+    if not checkpoint:
+        raise InputError(
+            f"The manifest of {bundle.path} records no source checkpoint, so there is no "
+            "PyTorch reference to load. Note: use --reference fp32."
+        )
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"--reference pytorch needs torch and transformers ({exc}). Note: install them "
+            "with `pip install 'edgeport[export]'`, or use --reference fp32."
+        ) from None
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise InputError(
+            f"The checkpoint the bundle was exported from, {checkpoint}, does not exist on "
+            "this machine any more. Note: restore it at that path, or use --reference fp32 "
+            "(the bundle's validation report records how close fp32 was to PyTorch)."
+        )
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path))
+        model_class = reference_model_class(transformers, bundle, config)
+        model = model_class.from_pretrained(str(path), config=config).eval()
+    except InputError:
+        raise
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+        raise InputError(
+            f"transformers could not load {path} for {bundle.task}: {first}. Note: "
+            "use --reference fp32."
+        ) from None
+    return torch, model
+
+
+def reference_model_class(transformers, bundle: Bundle, config):
+    """The transformers class that computes the bundle's task for its checkpoint: the task's
+    auto class when it knows the model (as the exporter loads it for most architectures), else
+    the class the checkpoint's config.json names in ``architectures``, which the manifest keeps
+    under ``source``. That is the case where the exporter's architecture row names another
+    auto class: SegFormer's semantic and Mask2Former's universal segmentation heads are outside
+    AutoModelForImageSegmentation. (calibration does not import the exporter's rows.)
+
+    >>> reference_model_class(transformers, segformer_bundle, config).__name__   # doctest: +SKIP
+    'SegformerForSemanticSegmentation'
+    """
+    auto_class = getattr(transformers, TASK_MODEL_CLASSES[bundle.task])
+    # The auto class's config -> model table, which from_pretrained looks the config up in
+    # (private, but stable since transformers 4.0; without it, the auto class is tried as is).
+    mapping = getattr(auto_class, "_model_mapping", None)
+    if mapping is None or type(config) in mapping:
+        return auto_class
+    names = (bundle.manifest.get("source") or {}).get("architectures") or []
+    for name in names:
+        model_class = getattr(transformers, name, None)
+        if model_class is not None:
+            return model_class
+    raise InputError(
+        f"transformers' {auto_class.__name__} does not load model_type "
+        f"{getattr(config, 'model_type', '?')!r}, and the manifest of {bundle.path} names no "
+        f"transformers class under source.architectures (it has {names}). Note: use "
+        "--reference fp32 (the bundle's validation report records how close fp32 was to "
+        "PyTorch)."
+    )
+
+
 # --- task metrics -------------------------------------------------------------------------------
 class _TaskScorer:
     """Reduces one sample's outputs to what the task metric needs (a label row, a span, an
-    embedding), so that full outputs need not be kept, then scores candidate against reference.
+    embedding, boxes, a label map, a depth map), so that full outputs need not be kept, then
+    scores candidate against reference.
     """
 
     metric = ""
 
-    def __init__(self, bundle: Bundle, tokenizer: TextTokenizer):
+    def __init__(self, bundle: Bundle, tokenizer: TextTokenizer | None,
+                 samples: Samples | None = None):
         self.bundle = bundle
         self.tokenizer = tokenizer
-        self.special_ids = tokenizer.all_special_ids
+        self.special_ids = tokenizer.all_special_ids if tokenizer is not None else set()
+        self.samples = samples
 
     @staticmethod
     def output(outputs: Mapping[str, np.ndarray], name: str) -> np.ndarray:
@@ -425,8 +499,8 @@ class _FillMask(_TaskScorer):
 class _FeatureExtraction(_TaskScorer):
     metric = "embedding_cosine_min"
 
-    def __init__(self, bundle, tokenizer):
-        super().__init__(bundle, tokenizer)
+    def __init__(self, bundle, tokenizer, samples=None):
+        super().__init__(bundle, tokenizer, samples)
         self.pooling = SentencePooling.from_dir(bundle.path)
 
     def reduce(self, feed, outputs):
@@ -450,7 +524,128 @@ class _FeatureExtraction(_TaskScorer):
         return {"metric": self.metric, "value": result["min"], "mean": result["mean"],
                 "worst": result["worst"], "pooling": "sentence-transformers"
                 if self.pooling is not None else "mean", "flips": [], "changes": changes,
-                "count": result["count"]}
+                "changes_title": "Samples with the lowest cosine", "count": result["count"]}
+
+
+def _spatial_size(feed) -> tuple[int, int]:
+    """(height, width) of the image the model saw: what its maps are compared at."""
+    return tuple(int(n) for n in np.shape(feed["pixel_values"])[-2:])
+
+
+class _ObjectDetection(_TaskScorer):
+    """mAP@0.5 of the variant's detections (every query's best class, ranked by score) against
+    the reference's detections above DETECTION_THRESHOLD; boxes relative to the image, as the
+    graph gives them (IoU does not depend on the unit)."""
+
+    metric = "map50"
+
+    def reduce(self, feed, outputs):
+        logits = self.output(outputs, "logits")[0]
+        # As the pipeline's post-processing: softmax, "no object" (the last class) dropped.
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities = (probabilities / probabilities.sum(-1, keepdims=True))[:, :-1]
+        cx, cy, w, h = np.moveaxis(self.output(outputs, "pred_boxes")[0], -1, 0)
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+        return boxes, probabilities.argmax(-1), probabilities.max(-1)
+
+    def label(self, index: int) -> str:
+        return self.bundle.config.get("id2label", {}).get(str(index), f"LABEL_{index}")
+
+    def describe(self, boxes, labels, scores) -> str:
+        found = [f"{self.label(int(c))} {s:.2f}" for c, s in zip(labels, scores)
+                 if s > DETECTION_THRESHOLD]
+        text = ", ".join(found) or "(none)"
+        return text if len(text) <= 200 else text[:197] + "..."
+
+    def score(self, reference, candidate, inputs):
+        def above(boxes, labels, scores):
+            keep = scores > DETECTION_THRESHOLD
+            return boxes[keep], labels[keep], scores[keep]
+
+        truth = [above(*r)[:2] for r in reference]
+        result = metrics.detection_map(truth, candidate, DETECTION_IOU)
+        shown = [above(*c) for c in candidate]
+        matched = [metrics.matched_detections(t, c, DETECTION_IOU) for t, c in zip(truth, shown)]
+        changed = [i for i, (t, c, m) in enumerate(zip(truth, shown, matched))
+                   if not m == len(t[1]) == len(c[1])]
+        found, kept = sum(len(c[1]) for c in shown), sum(len(t[1]) for t in truth)
+        if result["map"] is None:
+            # No truth to rank against: the two agree only when the variant finds nothing too.
+            value = 1.0 if found == 0 else 0.0
+        else:
+            value = result["map"]
+        changes = [{"sample": i, "input": _describe(inputs[i]),
+                    "reference": self.describe(*reference[i]),
+                    "variant": self.describe(*candidate[i])} for i in changed[:LISTED_CHANGES]]
+        return {"metric": self.metric, "value": value,
+                "threshold": DETECTION_THRESHOLD, "iou": DETECTION_IOU,
+                "truth_boxes": kept, "detections": found,
+                "precision": sum(matched) / found if found else (1.0 if not kept else 0.0),
+                "recall": sum(matched) / kept if kept else (1.0 if not found else 0.0),
+                "per_class": {self.label(c): ap for c, ap in result["per_class"].items()},
+                "flips": changed, "changes": changes, "count": len(reference)}
+
+
+class _Segmentation(_TaskScorer):
+    """mIoU of label maps at the size the model saw: the semantic map a user gets (SegFormer:
+    argmax of the bilinearly upsampled logits; Mask2Former: its semantic post-processing)."""
+
+    metric = "miou"
+
+    def reduce(self, feed, outputs):
+        size = [_spatial_size(feed)]
+        if "logits" in outputs:
+            label_map = semantic_segmentation(self.output(outputs, "logits")[:1], size)[0]
+        else:
+            label_map = mask2former_semantic_segmentation(
+                self.output(outputs, "class_queries_logits")[:1],
+                self.output(outputs, "masks_queries_logits")[:1], size)[0]
+        # compact: one map per sample and engine is kept until the end
+        return label_map.astype(np.uint8 if label_map.max(initial=0) < 256 else np.int32)
+
+    def score(self, reference, candidate, inputs):
+        result = metrics.mean_iou(reference, candidate)
+        each = [metrics.mean_iou([r], [c]) for r, c in zip(reference, candidate)]
+        lowest = [i for i in np.argsort([e["miou"] for e in each], kind="stable")[:5]
+                  if each[i]["miou"] < 1.0]
+        changes = [{"sample": int(i), "input": _describe(inputs[i]), "miou": each[i]["miou"],
+                    "pixel_accuracy": each[i]["pixel_accuracy"]} for i in lowest]
+        return {"metric": self.metric, "value": result["miou"],
+                "pixel_accuracy": result["pixel_accuracy"], "classes": result["classes"],
+                "flips": [], "changes": changes,
+                "changes_title": "Samples with the lowest mIoU", "count": len(reference)}
+
+
+class _DepthEstimation(_TaskScorer):
+    """AbsRel of ``predicted_depth`` at the graph's output size (RMSE and delta1 beside it):
+    0 is the same as the reference, lower is better."""
+
+    metric = "depth_abs_rel"
+
+    def reduce(self, feed, outputs):
+        return self.output(outputs, "predicted_depth")[0]
+
+    def score(self, reference, candidate, inputs):
+        result = metrics.depth_errors(reference, candidate)
+        each = [metrics.depth_errors([r], [c])["abs_rel"] for r, c in zip(reference, candidate)]
+        highest = [i for i in np.argsort([-e for e in each], kind="stable")[:5] if each[i] > 0]
+        changes = [{"sample": int(i), "input": _describe(inputs[i]), "abs_rel": each[i]}
+                   for i in highest]
+        return {"metric": self.metric, "value": result["abs_rel"], "rmse": result["rmse"],
+                "delta1": result["delta1"], "pixels": result["pixels"],
+                "valid_pixels": result["valid"], "flips": [], "changes": changes,
+                "changes_title": "Samples with the highest AbsRel", "count": len(reference)}
+
+
+class _ZeroShotImageClassification(_Classification):
+    """Top-1 agreement over the candidate labels of each image (``logits_per_image``)."""
+
+    def reduce(self, feed, outputs):
+        return self.output(outputs, "logits_per_image")[0]
+
+    def label(self, index: int) -> str:
+        labels = self.samples.labels if self.samples is not None else None
+        return labels[index] if labels and index < len(labels) else f"text {index}"
 
 
 _SCORERS = {
@@ -459,6 +654,11 @@ _SCORERS = {
     "question-answering": _QuestionAnswering,
     "fill-mask": _FillMask,
     "feature-extraction": _FeatureExtraction,
+    "image-classification": _Classification,
+    "object-detection": _ObjectDetection,
+    "image-segmentation": _Segmentation,
+    "depth-estimation": _DepthEstimation,
+    "zero-shot-image-classification": _ZeroShotImageClassification,
 }
 
 
@@ -518,12 +718,23 @@ class _OutputStats:
 
 
 def _real_part(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The output at real tokens only, when its leading dims are [batch, sequence]: padding
-    positions hold values nobody reads."""
+    """The output at real tokens only (``mask`` given for outputs whose leading dims are the
+    attention mask's): padding positions hold values nobody reads."""
     array = np.asarray(array)
     if mask is not None and array.ndim >= 2 and array.shape[:2] == mask.shape:
         return array[mask > 0]
     return array
+
+
+def _token_outputs(bundle: Bundle) -> set[str]:
+    """The outputs whose two leading dims are named as the attention mask's ([batch,
+    sequence]): per-token outputs, where padding is left out. By name, not by shape: a CLIP
+    text_embeds [text_batch, 16] must not be masked when its texts are 16 tokens long."""
+    inputs, outputs = bundle.graph_specs("model")
+    mask = next((spec for spec in inputs if spec.name == "attention_mask"), None)
+    if mask is None or len(mask.dims) < 2 or not all(isinstance(d, str) for d in mask.dims[:2]):
+        return set()
+    return {spec.name for spec in outputs if list(spec.dims[:2]) == list(mask.dims[:2])}
 
 
 # --- per-layer error ----------------------------------------------------------------------------
@@ -618,8 +829,17 @@ def layer_errors(reference: _LayerReference, path: Path, top: int) -> dict:
                 skipped.add(name)
                 continue
             ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+            # Equal values are no error, infinities included: attention scores plus a causal
+            # mask (CLIP's text tower) hold -inf in fp32 and in the variant alike. An infinity
+            # or NaN on one side only is an infinite error.
+            with np.errstate(invalid="ignore"):
+                diff = ref64 - out64
+            odd = ~np.isfinite(diff)
+            if odd.any():  # rare: checked only where a difference is not finite
+                diff[odd & (ref64 == out64)] = 0.0
+                ref64 = np.where(np.isfinite(ref64), ref64, 0.0)
             signal[name] = signal.get(name, 0.0) + float(np.sum(ref64 * ref64))
-            noise[name] = noise.get(name, 0.0) + float(np.sum((ref64 - out64) ** 2))
+            noise[name] = noise.get(name, 0.0) + float(np.sum(diff * diff))
         del expected, got
     # A tensor that is all zeros in fp32 has no scale to be relative to; it is left out rather
     # than given an infinite error.
@@ -729,28 +949,43 @@ def compare_variants(
     runs: int = 1,
     layer_samples: int = LAYER_SAMPLES,
     top: int = TOP_LAYERS,
+    new_tokens: int | None = None,
 ) -> dict:
     """Run the reference and each variant on the data; return the report (JSON-ready).
 
     ``data`` is a file or folder for ``calibration.data.load_samples`` (None: the built-in
-    samples); ``samples`` and ``seed`` pick a seeded subset. ``variants`` defaults to every
-    variant but the reference. Each sample is timed ``runs`` times per engine (its fastest run
-    counts), after one warm-up run per engine. ``layers`` measures, for each variant, where its
-    error enters (``top`` nodes), on the ``layer_samples`` samples where the variants' outputs
-    err most. Nothing is written: see
-    ``calibration.report.write_reports`` and ``record_summaries``.
+    samples of text bundles; image bundles need a folder of images); ``samples`` and ``seed``
+    pick a seeded subset. ``variants`` defaults to every variant but the reference. Each sample
+    is timed ``runs`` times per engine (its fastest run counts), after one warm-up run per
+    engine. ``layers`` measures, for each variant, where its error enters (``top`` nodes), on
+    the ``layer_samples`` samples where the variants' outputs err most. Nothing is written:
+    see ``calibration.report.write_reports`` and ``record_summaries``.
+
+    Generative bundles (text-generation, text2text-generation, summarization, translation)
+    generate greedily from each text, at most ``new_tokens`` new tokens (default 20), and are
+    measured by token agreement, BLEU and the first divergence (``compare_generation``).
 
     >>> report = compare_variants("bundle", variants=["int8"])     # doctest: +SKIP
     >>> report["variants"]["int8"]["latency_ms"]["median_ms"]       # doctest: +SKIP
     1.9
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-    if bundle.task not in _SCORERS:
+    generative = is_generative(bundle)
+    if generative:
+        new_tokens = _positive_int(NEW_TOKENS if new_tokens is None else new_tokens,
+                                   "new_tokens", "each text generates at most this many tokens "
+                                   f"(default {NEW_TOKENS}).")
+    elif new_tokens is not None:
+        raise InputError(
+            f"new_tokens (--max-new-tokens) is for generative bundles; {bundle.task} bundles "
+            "generate nothing. Note: leave it out."
+        )
+    if bundle.task not in _SCORERS and not generative:
         raise TaskError(
             f"compare does not support {bundle.task!r} bundles yet. Note: it supports "
-            f"{', '.join(_SCORERS)}."
+            f"{', '.join([*_SCORERS, *GENERATION_TASKS])}."
         )
-    if set(bundle.graphs) != {"model"}:
+    if set(bundle.graphs) != {"model"} and not generative:
         raise InputError(
             f"compare runs single-graph bundles; {bundle.path} has the graphs "
             f"{sorted(bundle.graphs)}. Note: multi-graph (encoder-decoder) bundles come later."
@@ -767,14 +1002,20 @@ def compare_variants(
     chosen = _choose_variants(bundle, variants, reference)
 
     loaded, source = _load_data(bundle, data, samples, seed, progress)
+    if generative:
+        return compare_generation(bundle, loaded, source, chosen=chosen, reference=reference,
+                                  seed=seed, progress=progress, layers=layers, runs=runs,
+                                  layer_samples=layer_samples, top=top, new_tokens=new_tokens)
     feeds, inputs = loaded.feeds, loaded.inputs
-    tokenizer = TextTokenizer.from_dir(bundle.path)
-    scorer = _SCORERS[bundle.task](bundle, tokenizer)
+    tokenizer = (TextTokenizer.from_dir(bundle.path)
+                 if bundle.manifest.get("modality", "text") in ("text", "text-image") else None)
+    scorer = _SCORERS[bundle.task](bundle, tokenizer, loaded)
 
     reference_engine: Engine = (TorchEngine(bundle) if reference == "pytorch"
                                 else bundle.engine("model", "fp32"))
     engines = {name: bundle.engine("model", name) for name in chosen}
     output_names = [spec.name for spec in bundle.graph_specs("model")[1]]
+    per_token = _token_outputs(bundle)
 
     for engine in [reference_engine, *engines.values()]:
         engine.run(feeds[0])  # warm-up: first runs allocate and pick kernels
@@ -805,7 +1046,8 @@ def compare_variants(
             times[name].append(seconds)
             reduced[name].append(scorer.reduce(feed, got))
             for out in output_names:
-                ref, var = _real_part(expected[out], mask), _real_part(got[out], mask)
+                where = mask if out in per_token else None
+                ref, var = _real_part(expected[out], where), _real_part(got[out], where)
                 stats[name][out].add(ref, var)
                 error = metrics.relative_error(ref, var)
                 # NaN is the worst error there is; max() and argsort would pass over it

@@ -4,6 +4,22 @@ preprocessing, the exact preprocessing that will run on the device.
 One list of feeds (``name -> array``, batch 1 each) serves static quantization, ``compare`` and
 (later) TensorRT profile ranges.
 
+What each bundle reads:
+
+    text bundles         a text file of lines, JSON lines (question/context pairs for
+                         question-answering), or a folder of text files
+    image bundles        a folder of image files (subfolders included, e.g. one per class),
+                         each loaded as ``runtime.images`` loads it and preprocessed by the
+                         bundle's image processor
+    text-image (CLIP)    a folder of images, each paired with one fixed text side: the
+                         CANDIDATE_LABELS put into the zero-shot pipeline's default hypothesis
+                         template and tokenized with the bundle's tokenizer
+    generative bundles   a text file of lines (prompts, documents to summarize, texts to
+                         translate), JSON lines with "text", or a folder of text files; each
+                         text is generated from greedily with the runtime's own pipeline, and
+                         the feeds every graph receives are captured (``graph_feeds``)
+    every other bundle   an .npz of arrays named as the graph's inputs
+
 >>> feeds = feeds_from_path(Bundle.load("bundle"), "sentences.txt", samples=100)  # doctest: +SKIP
 >>> sorted(feeds[0])                                                               # doctest: +SKIP
 ['attention_mask', 'input_ids', 'token_type_ids']
@@ -29,6 +45,29 @@ _TEXT_SUFFIXES = (".txt", ".text", ".lines")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a")
+# The kind of file a folder holds for each bundle modality: a CLIP bundle reads images (its text
+# side is made here).
+_FOLDER_KINDS = {"text": "text", "image": "image", "text-image": "image", "audio": "audio"}
+
+# The text side of every sample of a text-image (CLIP) bundle: calibrating and comparing need
+# texts as well as images, and a user's folder holds only images. A fixed, documented list keeps
+# the feeds reproducible; it spans everyday photo subjects so that the text tower sees varied
+# prompts. For labels of your own, save the feeds to an .npz (input_ids of shape
+# [samples, labels, sequence]).
+CANDIDATE_LABELS = (
+    "a person", "a cat", "a dog", "a bird", "a car", "a bicycle", "an airplane", "a boat",
+    "a building", "a tree", "a flower", "a mountain", "food", "a cup of coffee", "a computer",
+    "a book",
+)
+
+# How many tokens each calibration text generates, and at which cached steps (1 = the first step
+# after the prompt) the graphs' feeds are kept: the cache grows over a spread of lengths while
+# the kept feeds stay few (a cached step's feed holds the whole cache).
+CALIBRATION_NEW_TOKENS = 16
+CACHED_STEPS = (1, 2, 4, 8)
+# Greedy: the tokens a variant is calibrated and compared on are the fp32 model's own choices,
+# the same on every run.
+GREEDY = {"do_sample": False, "num_beams": 1}
 
 
 @dataclass
@@ -38,6 +77,9 @@ class Samples:
 
     inputs: list = field(default_factory=list)
     feeds: list[Feed] = field(default_factory=list)
+    # text-image bundles: the candidate label of each text row of the feeds (None: unknown,
+    # as for an .npz)
+    labels: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -86,6 +128,12 @@ def load_samples(bundle: Bundle, path: str | os.PathLike, *, samples: int | None
     if not path.exists():
         raise InputError(f"No calibration data at {path}: it does not exist.")
     if path.suffix == ".npz":
+        if is_generative(bundle):
+            raise InputError(
+                f"{path.name}: a {bundle.task} bundle calibrates and compares from texts, not "
+                "from arrays (its graphs' feeds are captured while it generates). Note: give a "
+                "text file with one text per line."
+            )
         return _npz_samples(bundle, path, samples, seed)
     if path.is_dir():
         return _folder_samples(bundle, path, samples, seed, progress)
@@ -107,7 +155,7 @@ def load_samples(bundle: Bundle, path: str | os.PathLike, *, samples: int | None
 
 
 def feeds_from_path(bundle: Bundle, path: str | os.PathLike, **options) -> list[Feed]:
-    """Just the feeds of ``load_samples``: for static quantization."""
+    """Just the feeds of ``load_samples``: for static quantization of a one-graph bundle."""
     return load_samples(bundle, path, **options).feeds
 
 
@@ -115,37 +163,89 @@ def _modality(bundle: Bundle) -> str:
     return bundle.manifest.get("modality", "text")
 
 
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return ("image" if suffix in _IMAGE_SUFFIXES else "audio" if suffix in _AUDIO_SUFFIXES
+            else "text" if suffix in _TEXT_SUFFIXES else "other")
+
+
+def _example(kind: str) -> str:
+    return {"image": f"a folder of image files ({', '.join(_IMAGE_SUFFIXES)})",
+            "audio": f"a folder of audio files ({', '.join(_AUDIO_SUFFIXES)})"}.get(
+        kind, "a text file with one input per line")
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """The files of a folder and its subfolders (one per class is a common layout), sorted;
+    hidden files and folders (.DS_Store, .git) left out."""
+    return sorted(p for p in path.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
 def _folder_samples(bundle, path, samples, seed, progress) -> Samples:
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = _folder_files(path)
     if not files:
         raise InputError(f"The calibration folder {path} is empty. Note: put sample files in it.")
-    kinds = {"image" if p.suffix.lower() in _IMAGE_SUFFIXES
-             else "audio" if p.suffix.lower() in _AUDIO_SUFFIXES
-             else "text" if p.suffix.lower() in _TEXT_SUFFIXES else "other" for p in files}
+    kinds: dict[str, list[Path]] = {}
+    for file in files:
+        kinds.setdefault(_kind(file), []).append(file)
     modality = _modality(bundle)
-    if kinds == {"text"} and modality == "text":
-        lines = [line for p in files for line in _text_lines(p)]
-        return _text_samples(bundle, _pick(lines, samples, seed), progress)
-    wrong = sorted(kinds - {modality})
+    wanted = _FOLDER_KINDS.get(modality, modality)
+    wrong = sorted(set(kinds) - {wanted})
     if wrong:
+        examples = ", ".join(str(p.relative_to(path)) for kind in wrong for p in kinds[kind][:2])
         raise InputError(
             f"The calibration folder {path} holds {' and '.join(wrong)} files, but this "
-            f"{bundle.task} bundle reads {modality}. Note: give {modality} samples, e.g. a text "
-            "file with one input per line."
+            f"{bundle.task} bundle reads {wanted} (found: {examples}). Note: give "
+            f"{_example(wanted)}, and move the other files out."
         )
+    if wanted == "text":
+        lines = [line for p in files for line in _text_lines(p)]
+        return _text_samples(bundle, _pick(lines, samples, seed), progress)
+    if wanted == "image":
+        return _image_samples(bundle, path, _pick(files, samples, seed), progress)
     raise InputError(
-        f"Calibration from a folder of {modality} files is not supported for {bundle.task} "
+        f"Calibration from a folder of {wanted} files is not supported for {bundle.task} "
         "bundles yet. Note: give an .npz of input arrays instead."
     )
+
+
+def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bool) -> Samples:
+    """One batch-1 feed per image file, made as the bundle's pipeline makes it; for text-image
+    bundles, with the CANDIDATE_LABELS as the text side of every feed."""
+    from runtime.images import load_image
+    from runtime.pipeline import pipeline_from_bundle
+    from runtime.tasks.text import encode_texts
+
+    pipe = pipeline_from_bundle(bundle)
+    result = Samples()
+    text_feed = {}
+    if _modality(bundle) == "text-image":
+        template = pipe.parameters["hypothesis_template"]
+        text_feed = pipe.text_feed(encode_texts(
+            pipe.tokenizer, [template.format(label) for label in CANDIDATE_LABELS]))
+        result.labels = list(CANDIDATE_LABELS)
+    for file in _progress(files, len(files), "preprocessing", progress):
+        image = load_image(file)  # its errors name the file: a damaged one is found here
+        try:
+            feed = pipe.image_feed([image])
+        except InputError as error:  # e.g. too small for the model: say which file it is
+            raise InputError(f"The calibration image {file} cannot be used: {error}") from None
+        result.inputs.append(str(file.relative_to(folder)))
+        result.feeds.append({**text_feed, **feed})
+    return result
 
 
 def _text_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
     from runtime.pipeline import pipeline_from_bundle
 
+    if is_generative(bundle):
+        return _generation_samples(bundle, rows, progress)
     if _modality(bundle) != "text":
+        wanted = _FOLDER_KINDS.get(_modality(bundle), _modality(bundle))
         raise InputError(
             f"Text calibration data was given, but this {bundle.task} bundle reads "
-            f"{_modality(bundle)}. Note: give {_modality(bundle)} samples."
+            f"{wanted}. Note: give {_example(wanted)}."
         )
     pipe = pipeline_from_bundle(bundle)
     question_answering = bundle.task == "question-answering"
@@ -175,7 +275,102 @@ def _text_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
     return result
 
 
+# --- generative bundles -------------------------------------------------------------------------
+
+def is_generative(bundle: Bundle) -> bool:
+    """Whether the bundle generates text (a decoder-only or encoder-decoder model)."""
+    from runtime.generation.onnx_model import FAMILY_GRAPHS
+
+    return bundle.manifest.get("family") in FAMILY_GRAPHS
+
+
+def _row_text(row) -> str:
+    return row["text"] if isinstance(row, dict) else row
+
+
+class _RecordingEngine:
+    """An engine that keeps a copy of the feeds of the calls ``keep(call)`` picks, counting
+    calls from the last ``restart()``."""
+
+    def __init__(self, engine, keep):
+        self.engine, self.keep = engine, keep
+        self.inputs, self.outputs = engine.inputs, engine.outputs
+        self.feeds: list[Feed] = []
+        self.calls = 0
+
+    def restart(self) -> None:
+        self.calls = 0
+
+    def run(self, feed):
+        if self.keep(self.calls):
+            self.feeds.append({name: np.array(value) for name, value in feed.items()})
+        self.calls += 1
+        return self.engine.run(feed)
+
+
+def graph_feeds(bundle: Bundle, texts: list[str], *, new_tokens: int = CALIBRATION_NEW_TOKENS,
+                variant: str = "fp32", progress: bool = False) -> dict[str, list[Feed]]:
+    """The feeds each graph of a generative bundle receives while its ``variant`` generates
+    greedily (``new_tokens`` at most) from each text through the bundle's own pipeline
+    (prompt prefix, tokenizer, generation settings): graph name -> feeds.
+
+    The encoder (of an encoder-decoder) runs once per text; the decoder's feeds are kept at
+    the prompt (no cache yet) and at the cached steps of CACHED_STEPS, so a decoder is
+    calibrated with and without its cache (a merged decoder in both of its branches).
+
+    >>> feeds = graph_feeds(Bundle.load("gpt2-bundle"), ["Hello there"])  # doctest: +SKIP
+    >>> [f["input_ids"].shape for f in feeds["model"]]                    # doctest: +SKIP
+    [(1, 2), (1, 1), (1, 1), (1, 1), (1, 1)]
+    """
+    from runtime.generation import OnnxGenerationModel
+    from runtime.generation.onnx_model import FAMILY_GRAPHS
+    from runtime.pipeline import pipeline_from_bundle
+
+    if not texts:
+        raise InputError("No texts to generate from. Note: give at least one text.")
+    encoder_graph, decoder_graph = FAMILY_GRAPHS[bundle.manifest["family"]]
+    pipe = pipeline_from_bundle(bundle, variant=variant)
+    model = pipe.model
+    steps = {0, *CACHED_STEPS}
+    decoder = _RecordingEngine(model.decoder, lambda call: call in steps)
+    encoder = (_RecordingEngine(model.encoder, lambda call: True)
+               if model.encoder is not None else None)
+    pipe.model = OnnxGenerationModel(decoder, encoder, vocab_size=model.vocab_size)
+    for text in _progress(texts, len(texts), "generating", progress):
+        decoder.restart()
+        try:
+            pipe(text, max_new_tokens=new_tokens, **GREEDY)
+        except InputError as error:
+            raise InputError(f"Cannot generate from the text {text[:60]!r}: {error}") from None
+    feeds = {decoder_graph: decoder.feeds}
+    if encoder is not None:
+        feeds = {encoder_graph: encoder.feeds, **feeds}
+    return feeds
+
+
+def _generation_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
+    """The texts of a generative bundle, each with its tokens as a feed (input_ids and
+    attention_mask, as the tokenizer makes them, before any task prefix the pipeline adds):
+    the graphs' own feeds come from generating through the pipeline (``graph_feeds``)."""
+    from runtime.tokenizer import TextTokenizer
+
+    tokenizer = TextTokenizer.from_dir(bundle.path)
+    result = Samples()
+    for row in _progress(rows, len(rows), "preprocessing", progress):
+        text = row.get("text") if isinstance(row, dict) else row
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"Expected a text (or {{'text': ...}}), got {row!r:.80}. Note: "
+                             f"{bundle.task} bundles take one text per line.")
+        ids = np.array([tokenizer.encode_batch([text])[0].ids], dtype=np.int64)
+        result.inputs.append(text)
+        result.feeds.append({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    return result
+
+
 def _npz_samples(bundle: Bundle, path: Path, samples, seed) -> Samples:
+    """Samples along the first axis of each array: an array of the input's own rank holds one
+    row of it per sample (``pixel_values`` [samples, 3, H, W]); one of a rank more holds a
+    whole input per sample (a CLIP ``input_ids`` [samples, labels, sequence])."""
     try:
         arrays = dict(np.load(path, allow_pickle=False))
     except Exception as exc:
@@ -188,13 +383,24 @@ def _npz_samples(bundle: Bundle, path: Path, samples, seed) -> Samples:
             f"{path} lacks arrays for the graph inputs {missing}. Note: save one array per "
             f"input, named {names}, with samples along the first axis."
         )
+    stacked = {}
+    for spec in inputs:
+        rank = np.ndim(arrays[spec.name])
+        if rank not in (len(spec.dims), len(spec.dims) + 1):
+            raise InputError(
+                f"The array {spec.name!r} of {path} has shape {arrays[spec.name].shape}; the "
+                f"graph declares dims {list(spec.dims)}. Note: stack samples along the first "
+                f"axis: rank {len(spec.dims)} (one row per sample) or {len(spec.dims) + 1} (one "
+                "whole input per sample)."
+            )
+        stacked[spec.name] = rank == len(spec.dims) + 1
     counts = {arrays[n].shape[0] for n in names}
     if len(counts) != 1:
         raise InputError(f"The arrays of {path} hold different sample counts: {sorted(counts)}.")
     rows = _pick(list(range(counts.pop())), samples, seed)
     if not rows:
         raise InputError(f"{path} holds no samples.")
-    feeds = [{n: arrays[n][i:i + 1] for n in names} for i in rows]
+    feeds = [{n: arrays[n][i] if stacked[n] else arrays[n][i:i + 1] for n in names} for i in rows]
     return Samples(inputs=[None] * len(feeds), feeds=feeds)
 
 

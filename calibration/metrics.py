@@ -1,9 +1,9 @@
 """Metrics for comparing a variant's outputs with a reference's: pure numpy, no graphs.
 
 Numeric metrics compare two arrays (max and mean abs error, cosine, SQNR); task metrics compare
-what a user would see (labels, entities, answer spans, embeddings), always with the reference
-taken as the truth. Every function here is a plain function of arrays, so each can be checked
-on hand-made cases.
+what a user would see (labels, entities, answer spans, embeddings, boxes, label maps, depth),
+always with the reference taken as the truth. Every function here is a plain function of
+arrays, so each can be checked on hand-made cases.
 
 >>> top1_agreement(np.array([[0.0, 1.0], [2.0, 1.0]]), np.array([[0.0, 1.0], [0.0, 1.0]]))
 {'agreement': 0.5, 'flips': [1], 'count': 2}
@@ -376,6 +376,331 @@ def embedding_cosines(reference, candidate) -> dict:
         return {"min": 1.0, "mean": 1.0, "worst": None, "count": 0}
     return {"min": float(min(cosines)), "mean": float(np.mean(cosines)),
             "worst": int(np.argmin(cosines)), "count": len(cosines)}
+
+
+# --- vision task metrics ----------------------------------------------------------------------
+# Task metrics where 0 means "same as the reference" and lower is better; every other task
+# metric is 1.0 for "same as the reference" and higher is better.
+LOWER_IS_BETTER = frozenset({"depth_abs_rel"})
+
+
+def metric_drop(metric: str, value: float) -> float:
+    """How far a task metric is from "same as the reference": 1 - value, or the value itself
+    for the metrics of LOWER_IS_BETTER.
+
+    >>> metric_drop("top1_agreement", 0.97), metric_drop("depth_abs_rel", 0.02)
+    (0.030000000000000027, 0.02)
+    """
+    return float(value) if metric in LOWER_IS_BETTER else 1.0 - float(value)
+
+
+def box_iou(boxes_a, boxes_b) -> np.ndarray:
+    """Intersection over union of every pair of (x0, y0, x1, y1) boxes: an [a, b] array. A box
+    of no area has IoU 0 with everything.
+
+    >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [0, 0, 2, 2], [5, 5, 6, 6]]).round(4).tolist()
+    [[0.3333, 1.0, 0.0]]
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2])
+                    - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3])
+                     - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = width * height
+
+    def area(boxes):
+        return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1],
+                                                                    0, None)
+
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def average_precision(recall, precision) -> float:
+    """Area under a precision-recall curve (points in ranking order), with precision made
+    monotone first: each point takes the best precision reached at its recall or beyond. This
+    is the all-point interpolation of PASCAL VOC 2010 and later (COCO samples the same curve at
+    101 recalls).
+
+    >>> average_precision([0.5, 0.5, 1.0], [1.0, 0.5, 2 / 3])
+    0.8333333333333333
+    """
+    recall = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64)])
+    precision = np.concatenate([[0.0], np.asarray(precision, dtype=np.float64)])
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum((recall[1:] - recall[:-1]) * envelope[1:]))
+
+
+def _match(truth_boxes, predicted_boxes, iou_threshold: float) -> list[int]:
+    """Greedy matching in the predictions' order (best score first): each prediction takes the
+    still unmatched truth box it overlaps most, when that IoU is at least ``iou_threshold``.
+    The index of its truth box, or -1, per prediction."""
+    iou = box_iou(predicted_boxes, truth_boxes)
+    taken = np.zeros(iou.shape[1], bool)
+    matches = []
+    for row in iou:
+        row = np.where(taken, -1.0, row)
+        best = int(np.argmax(row)) if row.size else -1
+        if best >= 0 and row[best] >= iou_threshold:
+            taken[best] = True
+            matches.append(best)
+        else:
+            matches.append(-1)
+    return matches
+
+
+def _order(scores) -> np.ndarray:
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+def detection_map(truth: Sequence, predictions: Sequence, iou_threshold: float = 0.5) -> dict:
+    """Mean average precision of detections (mAP@``iou_threshold``), the reference's as truth.
+
+    ``truth`` holds per image ``(boxes, labels)``; ``predictions`` per image ``(boxes, labels,
+    scores)``; boxes are (x0, y0, x1, y1) in any one unit (IoU does not depend on it). For each
+    class with a truth box, that class's predictions over all images are ranked by score (ties
+    in image, then box order); each is a true positive when it matches a still unmatched truth
+    box of its image and class with IoU >= ``iou_threshold`` (the one it overlaps most, as
+    COCO matches), else a false positive (duplicates included). AP is the area under the
+    interpolated precision-recall curve (``average_precision``); mAP is the mean over the
+    classes that have truth. Classes with predictions but no truth do not count (as in COCO);
+    ``map`` is None when no image has a truth box.
+
+    >>> truth = [([[0, 0, 2, 2], [4, 4, 6, 6]], [1, 1])]
+    >>> found = [([[0, 0, 2, 2], [0, 0, 2, 1], [4, 4, 6, 5.5]], [1, 1, 1], [0.9, 0.8, 0.7])]
+    >>> detection_map(truth, found)
+    {'map': 0.8333333333333333, 'per_class': {1: 0.8333333333333333}, 'truth': 2, \
+'predictions': 3}
+    """
+    if len(truth) != len(predictions):
+        raise ValueError(f"{len(truth)} images of truth but {len(predictions)} of predictions.")
+    truth = [(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(lab).reshape(-1))
+             for b, lab in truth]
+    predictions = [(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(lab).reshape(-1),
+                    np.asarray(s, np.float64).reshape(-1)) for b, lab, s in predictions]
+    classes = sorted({int(c) for _, labels in truth for c in labels})
+    per_class = {}
+    for cls in classes:
+        ranked = [(score, image, index) for image, (_, labels, scores) in enumerate(predictions)
+                  for index in np.flatnonzero(labels == cls) for score in [scores[index]]]
+        ranked.sort(key=lambda item: -item[0])  # stable: ties keep image and box order
+        count = sum(int(np.sum(labels == cls)) for _, labels in truth)
+        taken = [np.zeros(int(np.sum(labels == cls)), bool) for _, labels in truth]
+        hits = []
+        for _, image, index in ranked:
+            boxes = truth[image][0][truth[image][1] == cls]
+            iou = box_iou(predictions[image][0][index], boxes)[0]
+            iou[taken[image]] = -1.0
+            best = int(np.argmax(iou)) if iou.size else -1
+            hit = best >= 0 and iou[best] >= iou_threshold
+            if hit:
+                taken[image][best] = True
+            hits.append(hit)
+        true_positives = np.cumsum(hits, dtype=np.float64)
+        ranks = np.arange(1, len(hits) + 1)
+        per_class[cls] = average_precision(true_positives / count, true_positives / ranks) \
+            if hits else 0.0
+    return {"map": float(np.mean(list(per_class.values()))) if per_class else None,
+            "per_class": per_class, "truth": sum(len(labels) for _, labels in truth),
+            "predictions": sum(len(labels) for _, labels, _ in predictions)}
+
+
+def matched_detections(truth, predictions, iou_threshold: float = 0.5) -> int:
+    """How many of one image's predicted ``(boxes, labels, scores)`` match a truth box of
+    ``(boxes, labels)`` one to one: the same label and IoU >= ``iou_threshold``, the
+    best-scored prediction matched first.
+
+    >>> matched_detections(([[0, 0, 2, 2], [4, 4, 6, 6]], [1, 2]),
+    ...                    ([[0, 0, 2, 2], [4, 4, 6, 6]], [1, 1], [0.9, 0.8]))
+    1
+    """
+    truth_boxes, truth_labels = (np.asarray(a) for a in truth)
+    boxes, labels, scores = (np.asarray(a) for a in predictions)
+    matched = 0
+    for cls in set(np.asarray(labels).reshape(-1).tolist()):
+        mine = np.flatnonzero(labels.reshape(-1) == cls)
+        mine = mine[_order(scores.reshape(-1)[mine])]
+        theirs = np.asarray(truth_boxes, np.float64).reshape(-1, 4)[
+            truth_labels.reshape(-1) == cls]
+        predicted = np.asarray(boxes, np.float64).reshape(-1, 4)[mine]
+        matched += sum(1 for m in _match(theirs, predicted, iou_threshold) if m >= 0)
+    return matched
+
+
+def mean_iou(reference_maps: Sequence, candidate_maps: Sequence) -> dict:
+    """Mean intersection over union of label maps, the reference's as truth, pooled over the
+    pixels of all maps: for each class present in either side, IoU = pixels both label c /
+    pixels either labels c; mIoU is their mean. Also the share of pixels labelled the same.
+
+    >>> mean_iou([np.array([[0, 0], [1, 1]])], [np.array([[0, 1], [1, 1]])])
+    {'miou': 0.5833333333333333, 'pixel_accuracy': 0.75, 'per_class': {0: 0.5, 1: \
+0.6666666666666666}, 'classes': 2}
+    """
+    if len(reference_maps) != len(candidate_maps):
+        raise ValueError(f"{len(reference_maps)} reference maps but {len(candidate_maps)} "
+                         "candidate maps.")
+    pairs = [(np.asarray(r).astype(np.int64).ravel(), np.asarray(c).astype(np.int64).ravel())
+             for r, c in zip(reference_maps, candidate_maps)]
+    for (ref, out), r, c in zip(pairs, reference_maps, candidate_maps):
+        if ref.shape != out.shape:
+            raise ValueError(f"Label maps of different shapes: {np.shape(r)} and "
+                             f"{np.shape(c)}.")
+        if (ref.size and ref.min() < 0) or (out.size and out.min() < 0):
+            raise ValueError("Label maps hold class ids >= 0.")
+    size = max([int(a.max()) + 1 for pair in pairs for a in pair if a.size], default=0)
+    confusion = np.zeros((size, size), np.int64)
+    for ref, out in pairs:
+        confusion += np.bincount(ref * size + out, minlength=size * size).reshape(size, size)
+    inter = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - inter
+    per_class = {int(c): float(inter[c] / union[c]) for c in np.flatnonzero(union)}
+    total = int(confusion.sum())
+    return {"miou": float(np.mean(list(per_class.values()))) if per_class else 1.0,
+            "pixel_accuracy": float(inter.sum() / total) if total else 1.0,
+            "per_class": per_class, "classes": len(per_class)}
+
+
+def depth_errors(reference_maps: Sequence, candidate_maps: Sequence) -> dict:
+    """The usual depth-estimation errors of candidate depth maps against the reference's,
+    pooled over the pixels of all maps: RMSE (in the model's depth unit), AbsRel (mean of
+    |d' - d| / d) and delta1 (share of pixels with max(d'/d, d/d') < 1.25). AbsRel and delta1
+    are taken where the reference depth d is positive (as depth benchmarks take the pixels
+    with valid ground truth); ``valid`` counts those pixels.
+
+    >>> depth_errors([np.array([1.0, 2.0, 4.0])], [np.array([1.0, 2.5, 3.0])])
+    {'rmse': 0.6454972243679028, 'abs_rel': 0.16666666666666666, 'delta1': \
+0.3333333333333333, 'pixels': 3, 'valid': 3}
+    """
+    if len(reference_maps) != len(candidate_maps):
+        raise ValueError(f"{len(reference_maps)} reference maps but {len(candidate_maps)} "
+                         "candidate maps.")
+    squared = relative = within = 0.0
+    pixels = valid = 0
+    for r, c in zip(reference_maps, candidate_maps):
+        ref, out = _pair(r, c)
+        ref, out = ref.ravel(), out.ravel()
+        squared += float(np.sum((ref - out) ** 2))
+        pixels += ref.size
+        positive = ref > 0
+        ref, out = ref[positive], out[positive]
+        valid += ref.size
+        relative += float(np.sum(np.abs(out - ref) / ref))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.maximum(out / ref, ref / out)
+        within += float(np.sum((out > 0) & (ratio < 1.25)))
+    return {"rmse": math.sqrt(squared / pixels) if pixels else 0.0,
+            "abs_rel": relative / valid if valid else 0.0,
+            "delta1": within / valid if valid else 1.0, "pixels": pixels, "valid": valid}
+
+
+# --- generation -------------------------------------------------------------------------------
+def first_divergence(reference: Sequence[int], candidate: Sequence[int]) -> int | None:
+    """The first position where two token sequences differ (the shorter one's end when one
+    is the other's prefix); None when they are identical.
+
+    >>> first_divergence([5, 6, 7], [5, 6, 8]), first_divergence([5, 6], [5, 6, 7])
+    (2, 2)
+    >>> first_divergence([5, 6], [5, 6]) is None
+    True
+    """
+    reference, candidate = list(reference), list(candidate)
+    for position, (a, b) in enumerate(zip(reference, candidate)):
+        if a != b:
+            return position
+    return None if len(reference) == len(candidate) else min(len(reference), len(candidate))
+
+
+def token_agreement(references: Sequence[Sequence[int]],
+                    candidates: Sequence[Sequence[int]]) -> dict:
+    """How far generated token sequences agree with the reference's, pooled over samples; the
+    denominators are the longer sequence of each pair, so that stopping early or running on
+    both count as disagreement.
+
+    ``prefix``: tokens before the first divergence, over all tokens (after a divergence a
+    greedy search continues from another text, so what follows is not counted); ``position``:
+    positions holding the same token, divergence or not; ``exact_match``: the share of
+    identical sequences; ``first_divergence``: per sample (None: identical).
+
+    >>> token_agreement([[1, 2, 3, 4], [5, 6]], [[1, 2, 9, 4], [5, 6]])
+    {'prefix': 0.6666666666666666, 'position': 0.8333333333333334, 'exact_match': 0.5, \
+'first_divergence': [2, None], 'tokens': 6, 'count': 2}
+    """
+    if len(references) != len(candidates):
+        raise ValueError(f"{len(references)} reference sequences but {len(candidates)} "
+                         "candidate sequences.")
+    prefix = same = total = 0
+    divergences = []
+    for reference, candidate in zip(references, candidates):
+        reference, candidate = list(reference), list(candidate)
+        where = first_divergence(reference, candidate)
+        divergences.append(where)
+        longer = max(len(reference), len(candidate))
+        total += longer
+        prefix += longer if where is None else where
+        same += sum(1 for a, b in zip(reference, candidate) if a == b)
+    count = len(divergences)
+    return {"prefix": prefix / total if total else 1.0,
+            "position": same / total if total else 1.0,
+            "exact_match": sum(d is None for d in divergences) / count if count else 1.0,
+            "first_divergence": divergences, "tokens": total, "count": count}
+
+
+def _ngrams(tokens: Sequence[int], n: int) -> dict[tuple, int]:
+    counts: dict[tuple, int] = {}
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i:i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+    return counts
+
+
+def bleu(references: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]],
+         max_n: int = 4) -> dict:
+    """Corpus BLEU (Papineni et al., 2002) of candidate token sequences, one reference each:
+    the geometric mean of the n-gram precisions for n = 1..``max_n`` (each candidate n-gram
+    counted at most as often as its reference holds it, pooled over the corpus), times the
+    brevity penalty exp(1 - r / c) when the candidates are shorter in all (c < r). No
+    smoothing: an order with no matching n-gram makes BLEU 0. An order neither side has an
+    n-gram of (every sequence shorter than n) is left out; identical sequences give 1.0.
+
+    >>> round(bleu([[1, 2, 3, 4, 5, 6]], [[1, 2, 3, 4, 5, 7]])["bleu"], 6)  # (5/6*4/5*3/4*2/3)**.25
+    0.759836
+    >>> result = bleu([[1, 2, 3, 4, 5, 6, 7, 8]], [[1, 2, 3, 4]])           # precise, but short
+    >>> result["precisions"], round(result["brevity_penalty"], 6)
+    ([1.0, 1.0, 1.0, 1.0], 0.367879)
+    """
+    if len(references) != len(candidates):
+        raise ValueError(f"{len(references)} reference sequences but {len(candidates)} "
+                         "candidate sequences.")
+    if max_n < 1:
+        raise ValueError(f"max_n must be at least 1, got {max_n}.")
+    matches, possible, wanted = [0] * max_n, [0] * max_n, [0] * max_n
+    reference_length = candidate_length = 0
+    for reference, candidate in zip(references, candidates):
+        reference, candidate = list(reference), list(candidate)
+        reference_length += len(reference)
+        candidate_length += len(candidate)
+        for n in range(1, max_n + 1):
+            theirs, ours = _ngrams(reference, n), _ngrams(candidate, n)
+            matches[n - 1] += sum(min(count, theirs.get(gram, 0)) for gram, count in ours.items())
+            possible[n - 1] += sum(ours.values())
+            wanted[n - 1] += sum(theirs.values())
+    orders = [n for n in range(max_n) if possible[n] or wanted[n]]
+    precisions = [matches[n] / possible[n] if possible[n] else 0.0 for n in orders]
+    if not orders:  # nothing on either side: empty against empty
+        score = 1.0
+    elif min(precisions) == 0.0:
+        score = 0.0
+    else:
+        score = math.exp(sum(math.log(p) for p in precisions) / len(precisions))
+    if candidate_length == 0:
+        penalty = 1.0 if reference_length == 0 else 0.0
+    else:
+        penalty = 1.0 if candidate_length >= reference_length else math.exp(
+            1.0 - reference_length / candidate_length)
+    return {"bleu": score * penalty, "precisions": precisions, "brevity_penalty": penalty,
+            "reference_length": reference_length, "candidate_length": candidate_length,
+            "max_n": len(orders)}
 
 
 # --- latency ----------------------------------------------------------------------------------

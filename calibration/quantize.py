@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from runtime.bundle import Bundle
 from runtime.errors import InputError, did_you_mean
 
-from .data import feeds_from_path
+from .branches import is_merged, merged_recipe
+from .data import graph_feeds, is_generative, load_samples
 from .recipes import RECIPES
 from .variants import DEFAULT_NAMES, check_variant_name, source_graphs, staging_for, write_variant
 
@@ -27,6 +28,7 @@ def variant_from_bundle(
     samples: int | None = 100,
     seed: int = 0,
     overwrite: bool = False,
+    graphs: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
     **options,
 ) -> str:
@@ -34,6 +36,13 @@ def variant_from_bundle(
 
     ``options`` go to the recipe (``per_channel``, ``method``, ``block_size``, ...); an unknown
     option is an error naming the accepted ones. The fp32 graph is never touched.
+
+    Every graph of the bundle is made (a generative bundle's encoder and decoder alike), or
+    those named in ``graphs``: the others are shared with ``source`` as they are (int4 for a
+    decoder, its encoder left fp32). A merged decoder's two branches are each made as a graph
+    of their own (``branches``).
+    Static recipes calibrate each graph on its own feeds: a generative bundle's are captured
+    while its fp32 graphs generate from the calibration texts (``data.graph_feeds``).
     """
     say = progress or (lambda line: None)
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
@@ -50,7 +59,13 @@ def variant_from_bundle(
         options["model_type"] = bundle.model_type  # the recipe reads only graph files
     name = name or DEFAULT_NAMES[recipe]
     check_variant_name(bundle, name, overwrite=overwrite)
-    graphs = source_graphs(bundle, source)
+    sources = source_graphs(bundle, source)
+    chosen = _chosen_graphs(bundle, sources, graphs)
+    if set(chosen) != set(sources) and name == source:
+        raise InputError(
+            f"The variant {name!r} cannot share files with itself: replacing it would remove "
+            "them. Note: give the new variant another name (--name)."
+        )
     feeds = None
     if spec.needs_calibration:
         if calibration is None:
@@ -59,19 +74,63 @@ def variant_from_bundle(
                 "text file of lines, JSON lines, an .npz, or a folder of samples)."
             )
         say(f"preparing calibration data from {calibration}")
-        feeds = feeds_from_path(bundle, calibration, samples=samples, seed=seed,
-                                progress=progress is not None)
+        loaded = load_samples(bundle, calibration, samples=samples, seed=seed,
+                              progress=progress is not None)
+        if is_generative(bundle):
+            say(f"generating from {len(loaded)} texts to capture each graph's feeds")
+            feeds = graph_feeds(bundle, loaded.inputs, progress=progress is not None)
+        else:
+            feeds = {graph: loaded.feeds for graph in bundle.graphs}
     elif calibration is not None:
         raise InputError(f"The {recipe} recipe takes no calibration data; leave --calibration out.")
     with staging_for(bundle) as staging:
         made, used = {}, {}
-        for graph, path in graphs.items():
+        for graph, path in sources.items():
+            if graph not in chosen:
+                continue
             say(f"{recipe}: {path.name}")
             target = staging / f"{graph}.onnx"
-            used = spec.make(path, target, feeds=feeds, **{**spec.options, **options})
+            graph_options = {**spec.options, **options}
+            fed = None if feeds is None else feeds.get(graph, [])
+            if is_merged(path):
+                used[graph] = merged_recipe(spec.make, recipe, path, target, feeds=fed,
+                                            **graph_options)
+            else:
+                used[graph] = spec.make(path, target, feeds=fed, **graph_options)
             made[graph] = target
-        record = {"name": recipe, "source": source, "options": used}
+        # The options every graph was made with; each graph's own facts beside them when the
+        # bundle has several graphs.
+        first = next(iter(used.values()))
+        common = {k: v for k, v in first.items() if all(u.get(k) == v for u in used.values())}
+        record = {"name": recipe, "source": source, "options": common}
+        own = {graph: {k: v for k, v in u.items() if k not in common}
+               for graph, u in used.items()}
+        if any(own.values()):
+            record["graphs"] = own
         if feeds is not None:
-            record["calibration"] = {"path": str(calibration), "samples": len(feeds), "seed": seed}
-        write_variant(bundle, name, made, record, overwrite=overwrite)
+            record["calibration"] = {"path": str(calibration), "samples": len(loaded),
+                                     "seed": seed}
+            if is_generative(bundle):
+                record["calibration"]["feeds"] = {graph: len(f) for graph, f in feeds.items()
+                                                  if graph in chosen}
+        reused = {graph: source for graph in sources if graph not in chosen}
+        if reused:
+            record["shared"] = dict(reused)  # graph -> the variant whose file it shares
+        write_variant(bundle, name, made, record, overwrite=overwrite, reused=reused)
     return name
+
+
+def _chosen_graphs(bundle: Bundle, sources: dict, graphs) -> list[str]:
+    """The graphs a recipe makes: all of the source variant's, or those named."""
+    if graphs is None:
+        return list(sources)
+    if isinstance(graphs, str) or not all(isinstance(g, str) for g in graphs) or not graphs:
+        raise InputError(
+            f"graphs takes a non-empty list of graph names, got {graphs!r}. Note: the bundle's "
+            f"graphs are {', '.join(bundle.graphs)} (--graphs {' '.join(bundle.graphs)})."
+        )
+    for graph in graphs:
+        if graph not in sources:
+            raise InputError(f"The bundle {bundle.path} has no graph {graph!r}. "
+                             + did_you_mean(graph, sources))
+    return [graph for graph in sources if graph in graphs]

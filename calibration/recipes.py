@@ -9,14 +9,22 @@ a recipe picks its settings, checks the user's options and the source graph, and
 ONNX Runtime's CPU provider loads what it wrote.
 
     dynamic-int8  int8 weights (per channel by default), activations quantized at run time
-    static-int8   QDQ int8 from calibration data: what TensorRT builds int8 engines from
+                  (MatMul, Gemm and Gather; Conv stays float)
+    static-int8   QDQ int8 of MatMul and Gemm from calibration data: what TensorRT builds int8
+                  engines from
     fp16          float16 weights and math, numerically fragile ops and graph I/O kept fp32
-    int4          weight-only 4-bit MatMulNBits (blockwise), for large MatMuls
+    int4          weight-only 4-bit MatMulNBits (blockwise), for large MatMuls; the record
+                  says which weight ops stayed float (a vision model's Conv, Gemm)
     optimize      ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, Gelu, ...)
+
+A recipe sees one graph without subgraphs. A merged decoder (one If whose branches hold the
+model) is made branch by branch by ``calibration.branches``; ``variant_from_bundle`` runs a
+recipe on every graph of a bundle.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import difflib
 import logging
@@ -142,13 +150,28 @@ def _weight_matmuls(model) -> list[str]:
             and weights.get(n.input[1], 0) >= 2]
 
 
-def _need_matmuls(recipe: str, model, source: Path) -> list[str]:
-    found = _weight_matmuls(model)
+def _weight_convs(model) -> list[str]:
+    weights = {t.name for t in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in weights]
+
+
+def _need_matmuls(recipe: str, model, source: Path, ops=("MatMul", "Gemm")) -> list[str]:
+    """The weight MatMuls (of ``ops``) the recipe quantizes; a clear error when there are none,
+    saying where the graph's weights are instead (a convolutional network's are in Conv)."""
+    types = {n.name: n.op_type for n in model.graph.node}
+    found = [name for name in _weight_matmuls(model) if types[name] in ops]
     if not found:
+        elsewhere = collections.Counter(types[name] for name in
+                                        [*_weight_matmuls(model), *_weight_convs(model)])
+        held = (" (its weights are in " + " and ".join(
+            f"{count} {op} node{'s' if count > 1 else ''}"
+            for op, count in sorted(elsewhere.items()))
+            + f", which the {recipe} recipe leaves in float)" if elsewhere else "")
         raise InputError(
-            f"{source.name} has no MatMul with a constant weight, so the {recipe} recipe has "
-            "nothing to quantize. Note: quantize a transformer graph (its linear layers are "
-            "MatMuls), or use the fp16 recipe."
+            f"{source.name} has no MatMul with a constant weight{held}, so the {recipe} recipe "
+            "has nothing to quantize. Note: quantize a transformer graph (its linear layers "
+            "are MatMuls), or use the fp16 recipe."
         )
     return found
 
@@ -214,19 +237,27 @@ def _check_loads(recipe: str, target: Path, hint: str) -> None:
         ) from None
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 @contextlib.contextmanager
 def _quiet_logging() -> Iterator[None]:
     """ONNX Runtime's quantization modules call logging.basicConfig(level=INFO) on import and
-    log every node: keep the root logger as the caller set it, and their chatter at WARNING."""
+    log every node: keep the root logger as the caller set it, and their chatter at WARNING.
+    What they log on the root logger itself below ERROR (quantize_dynamic's advice to run
+    its pre-processing, which edgeport leaves out on purpose) is dropped."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     names = ("onnxruntime.quantization", "onnxruntime.transformers")
     levels = {name: logging.getLogger(name).level for name in names}
     for name in names:
         logging.getLogger(name).setLevel(logging.WARNING)
+    root.addFilter(_errors_only)
     try:
         yield
     finally:
+        root.removeFilter(_errors_only)
         root.handlers[:] = handlers
         root.setLevel(level)
         for name, old in levels.items():
@@ -236,12 +267,24 @@ def _quiet_logging() -> Iterator[None]:
 # --- dynamic-int8 ---------------------------------------------------------------------------------
 
 _WEIGHT_TYPES = ("int8", "uint8")
+# What dynamic-int8 quantizes: ONNX Runtime's dynamic (integer-op) quantizers but Conv. Gemm is
+# in by way of MatMul (the quantizer rewrites each Gemm as MatMul + Add first); Gather is the
+# embedding tables; Attention and EmbedLayerNormalization are the fused ops of an optimize
+# variant.
+DYNAMIC_INT8_OPS = ("MatMul", "Gather", "Attention", "EmbedLayerNormalization", "LSTM",
+                    "Transpose")
 
 
 def dynamic_int8(source: Path, target: Path, *, feeds=None, per_channel: bool = True,
                  reduce_range: bool = False, weight_type: str = "int8",
                  nodes_to_exclude: list[str] | None = None) -> dict:
     """``quantize_dynamic``: int8 weights, activations quantized per tensor at run time.
+
+    Conv stays float (DYNAMIC_INT8_OPS): ONNX Runtime's ConvInteger, what dynamic quantization
+    makes of a Conv, runs slower than the float Conv on CPU and costs accuracy. Measured on
+    tiny vision exports: GLPN at 512x512 took 136 ms with ConvInteger, 41 ms with its 24 Conv
+    left float (fp32: 184 ms), and ViT's min logits cosine to fp32 was 0.990 with its patch
+    Conv quantized, 0.999 without. Static QDQ int8 is the form for convolutions.
 
     Per-channel weights are the default: on all-MiniLM-L6-v2 per-tensor weights cost four to
     six times the cosine error at the same speed (tests/calibration/test_recipes.py measures
@@ -258,6 +301,10 @@ def dynamic_int8(source: Path, target: Path, *, feeds=None, per_channel: bool = 
     _need_matmuls(recipe, model, Path(source))
     exclude = _names_option(recipe, "nodes_to_exclude", nodes_to_exclude,
                             [n.name for n in model.graph.node if n.name], "node name")
+    # ONNX Runtime's dynamic quantizer turns each Gemm into a MatMul named "<Gemm>_MatMul"
+    # first and then reads nodes_to_exclude: an excluded Gemm (GPT-2's layers) is named so.
+    gemms = {n.name for n in model.graph.node if n.op_type == "Gemm"}
+    excluded = exclude + [f"{name}_MatMul" for name in exclude if name in gemms]
     external = _large(model)
     del model
     with _quiet_logging():
@@ -268,7 +315,8 @@ def dynamic_int8(source: Path, target: Path, *, feeds=None, per_channel: bool = 
             quantize_dynamic(
                 str(source), str(written), per_channel=per_channel, reduce_range=reduce_range,
                 weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
-                nodes_to_exclude=exclude, use_external_data_format=external,
+                op_types_to_quantize=list(DYNAMIC_INT8_OPS),
+                nodes_to_exclude=excluded, use_external_data_format=external,
                 # Shape inference leaves the outputs of fused (com.microsoft) ops untyped; this
                 # types them float so the quantizer can work on an optimize variant.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -276,7 +324,8 @@ def dynamic_int8(source: Path, target: Path, *, feeds=None, per_channel: bool = 
             _place(written, Path(target))
     _check_loads(recipe, Path(target), "exclude the failing node with nodes_to_exclude.")
     return {"per_channel": per_channel, "reduce_range": reduce_range,
-            "weight_type": weight_type, "nodes_to_exclude": exclude}
+            "weight_type": weight_type, "nodes_to_exclude": exclude,
+            "op_types": list(DYNAMIC_INT8_OPS)}
 
 
 # --- static-int8 ----------------------------------------------------------------------------------
@@ -511,6 +560,46 @@ def fp16(source: Path, target: Path, *, feeds=None, op_block_list: list[str] | N
 
 # --- int4 -----------------------------------------------------------------------------------------
 
+def _conv1d_gemms(model) -> list:
+    """The Gemm nodes that are GPT-2-style Conv1D linear layers: a constant [in, out] weight
+    (no transB), alpha = beta = 1. torch exports GPT-2's Conv1D (``addmm`` on the flattened
+    activations) so, where an ``nn.Linear`` on 3-D activations becomes MatMul + Add. An
+    ``nn.Linear`` on 2-D activations (a classifier head) is a Gemm with transB=1: not one of
+    these, it stays float as before."""
+    onnx = _onnx()
+    weights = {t.name: len(t.dims) for t in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "Gemm" or len(node.input) < 2 or weights.get(node.input[1]) != 2:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if (attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+                and not attrs.get("transA", 0) and not attrs.get("transB", 0)):
+            found.append(node)
+    return found
+
+
+def _gemms_as_matmuls(model, gemms: list) -> None:
+    """Each of ``gemms`` (see _conv1d_gemms) as MatMul (under the Gemm's name, so that
+    nodes_to_exclude names it as before) + Add of its bias: MatMulNBits takes MatMuls only."""
+    onnx = _onnx()
+    chosen = {node.output[0] for node in gemms}  # one producer per value: a node's key
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type != "Gemm" or node.output[0] not in chosen:
+            nodes.append(node)
+            continue
+        bias = len(node.input) > 2 and node.input[2]
+        product = f"{node.output[0]}_MatMul" if bias else node.output[0]
+        nodes.append(onnx.helper.make_node("MatMul", list(node.input[:2]), [product],
+                                           name=node.name))
+        if bias:
+            nodes.append(onnx.helper.make_node("Add", [product, node.input[2]],
+                                               [node.output[0]], name=f"{node.name}_Add"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
 def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
          symmetric: bool = False, nodes_to_exclude: list[str] | None = None) -> dict:
     """Weight-only 4-bit: each MatMul with a constant weight becomes MatMulNBits, its weight
@@ -518,7 +607,10 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     point unless ``symmetric``). Activations stay fp32. Asymmetric is the default: it keeps
     more of the weights at the same speed (all-MiniLM-L6-v2 sentence embeddings: min cosine
     0.90 to PyTorch, 0.87 symmetric). 4 bits are for large MatMuls (LLMs): small encoders lose
-    more than int8 and, on CPU, run slower than fp32 (benchmarks/quantization.py)."""
+    more than int8 and, on CPU, run slower than fp32 (benchmarks/quantization.py).
+
+    GPT-2's linear layers (Conv1D) export as Gemm: those (``_conv1d_gemms``) become MatMul +
+    Add first and are 4-bit too; without that only GPT-2's LM head would be."""
     recipe = "int4"
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 16 or (
             block_size & (block_size - 1)):
@@ -528,10 +620,13 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
         )
     symmetric = _flag(recipe, "symmetric", symmetric)
     model = _load_source(recipe, source)
-    _need_matmuls(recipe, model, Path(source))
+    gemms = _conv1d_gemms(model)
     candidates = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name]
+    candidates += [g.name for g in gemms if g.name]
     exclude = _names_option(recipe, "nodes_to_exclude", nodes_to_exclude, candidates,
                             "MatMul node name")
+    _gemms_as_matmuls(model, [g for g in gemms if g.name not in exclude])
+    _need_matmuls(recipe, model, Path(source), ops=("MatMul",))
     external = _large(model)
     with _quiet_logging():
         from onnxruntime.quantization import matmul_nbits_quantizer as nbits
@@ -542,28 +637,55 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
                                                nodes_to_exclude=exclude, algo_config=config)
         quantizer.process()
     converted = quantizer.model.model
-    if "MatMulNBits" not in _op_types(converted):
+    quantized = sum(1 for n in converted.graph.node if n.op_type == "MatMulNBits")
+    if not quantized:
         raise InputError(
             f"The int4 recipe quantized no MatMul of {Path(source).name}: every weight MatMul was "
             "excluded or unsupported. Note: exclude fewer nodes."
         )
     _save(converted, Path(target), external=external)
     _check_loads(recipe, Path(target), "exclude the failing MatMul with nodes_to_exclude.")
+    # What stayed float, said in the record: in a vision graph the Conv layers (a backbone, a
+    # patch embedding) keep their weights, and only the transformer's MatMuls are 4-bit.
+    by_name = {n.name: n.op_type for n in converted.graph.node}
+    kept: dict[str, int] = {}
+    for name in [*_weight_matmuls(converted), *_weight_convs(converted)]:
+        kept[by_name[name]] = kept.get(by_name[name], 0) + 1
     return {"block_size": block_size, "symmetric": symmetric, "nodes_to_exclude": exclude,
-            "bits": 4}
+            "bits": 4, "quantized_matmuls": quantized, "kept_float": kept,
+            "gemms_as_matmuls": len(gemms) - len([g for g in gemms if g.name in exclude])}
 
 
 # --- optimize -------------------------------------------------------------------------------------
 
 # Hugging Face model_type -> ONNX Runtime's optimizer model type. The encoders all take the
-# BERT fusions (ONNX Runtime's docs use "bert" for RoBERTa, DistilBERT, ... too).
+# BERT fusions (ONNX Runtime's docs use "bert" for RoBERTa, DistilBERT, ... too). ONNX
+# Runtime's "vit" (and "swin") type is the same BERT fusion set; the vision models it has no
+# type of its own for take it too: its fusions match patterns (LayerNorm, Add + LayerNorm,
+# Gelu, eager attention) and leave the rest alone. Measured on the tiny exports of
+# tests/calibration/test_vision_recipes.py: it fuses something in each of them (SegFormer's and
+# GLPN's attention too), with outputs within 2e-6 of fp32 relative to their scale.
 OPTIMIZER_MODEL_TYPES = {
     "bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
     "albert": "bert", "deberta-v2": "bert", "mpnet": "bert", "camembert": "bert",
-    "electra": "bert", "vit": "vit", "deit": "vit", "swin": "swin", "clip": "clip",
+    "electra": "bert", "vit": "vit", "deit": "vit", "beit": "vit", "data2vec-vision": "vit",
+    "vit_msn": "vit", "yolos": "vit", "dpt": "vit", "detr": "vit", "table-transformer": "vit",
+    "segformer": "vit", "glpn": "vit", "convnext": "vit", "convnextv2": "vit",
+    "mask2former": "vit", "swin": "swin", "clip": "clip",
     "gpt2": "gpt2", "gpt_neox": "gpt_neox", "phi": "phi", "qwen3": "qwen3", "bart": "bart",
     "t5": "t5", "mt5": "t5",
+    # Pegasus is BART's architecture with another normalization order: the bart fusions take
+    # its LayerNorms, residual adds and Gelu (measured on the tiny export: tokens the same).
+    "pegasus": "bart",
 }
+# Convolutional networks: the transformer optimizer has nothing to fuse in them (ONNX Runtime
+# fuses Conv + BatchNormalization + activation itself when it loads any graph), so optimize
+# refuses them up front rather than write a copy of fp32.
+CONVOLUTIONAL_MODEL_TYPES = ("resnet", "regnet")
+# ONNX Runtime optimizer types whose fusions make ops its CPU provider has no kernel for: the
+# t5 type always fuses T5's position buckets into RelativePositionBias (CUDA only in ONNX
+# Runtime 1.31), so the graph it writes does not load on a CPU.
+CPU_LACKS_FUSED_OPS = {"t5": "RelativePositionBias"}
 _OPT_LEVELS = (0, 1, 2, 99)
 
 
@@ -588,12 +710,26 @@ def optimize(source: Path, target: Path, *, feeds=None, model_type: str | None =
             "variant_from_bundle (edgeport quantize), which passes the bundle's model_type, or "
             f"pass model_type=, one of: {', '.join(sorted(OPTIMIZER_MODEL_TYPES))}."
         )
+    if model_type in CONVOLUTIONAL_MODEL_TYPES:
+        raise InputError(
+            f"The optimize recipe has nothing to do for {model_type!r}: a convolutional network "
+            "has none of the transformer patterns ONNX Runtime's optimizer fuses, and ONNX "
+            "Runtime fuses its Conv, BatchNormalization and activations itself when it loads "
+            "the fp32 graph. Note: run the fp32 graph as it is, or make an fp16 variant."
+        )
     known = sorted(set(OPTIMIZER_MODEL_TYPES) | set(MODEL_TYPES))
     optimizer_type = OPTIMIZER_MODEL_TYPES.get(model_type, model_type)
     if optimizer_type not in MODEL_TYPES:
         raise InputError(
             f"ONNX Runtime's optimizer has no fusions for model_type {model_type!r}. "
             + did_you_mean(str(model_type), known)
+        )
+    if optimizer_type in CPU_LACKS_FUSED_OPS:
+        raise InputError(
+            f"ONNX Runtime's {optimizer_type} fusions turn {model_type!r} graphs into "
+            f"{CPU_LACKS_FUSED_OPS[optimizer_type]} nodes, which its CPU provider cannot run "
+            "(ONNX Runtime has them for CUDA only), and no other optimizer type fuses this "
+            "architecture. Note: on a CPU use dynamic-int8 (or fp16, int4) on the fp32 graphs."
         )
     opt_level = _choice(recipe, "opt_level", opt_level, _OPT_LEVELS)
     for option, value in (("num_heads", num_heads), ("hidden_size", hidden_size)):
@@ -611,6 +747,13 @@ def optimize(source: Path, target: Path, *, feeds=None, model_type: str | None =
                                    provider="cpu")
     fused = {op: count for op, count in optimized.get_fused_operator_statistics().items()
              if count}
+    if not fused:  # ONNX Runtime would hand the graph back as it was, with only a log line
+        raise InputError(
+            f"ONNX Runtime's optimizer fused nothing in {Path(source).name} (model_type "
+            f"{model_type!r}, optimizer type {optimizer_type!r}): the variant would be the fp32 "
+            "graph. Note: ONNX Runtime applies its basic graph optimizations at load time "
+            "anyway; quantize the fp32 graph instead, or pass another model_type."
+        )
     _save(optimized.model, Path(target), external=external)
     _check_loads(recipe, Path(target), "try opt_level=0, or leave this graph unoptimized.")
     return {"model_type": model_type, "optimizer_model_type": optimizer_type,

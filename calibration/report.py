@@ -22,11 +22,14 @@ from pathlib import Path
 
 from runtime.bundle import Bundle, write_json_atomic
 
+from .metrics import LOWER_IS_BETTER
+
 REPORT_NAMES = {"json": "accuracy.json", "md": "accuracy.md", "html": "accuracy.html"}
 # Colours of the plots, one per variant in turn (readable on white, distinct in grey too).
 _PALETTE = ("#1f6fb2", "#d9822b", "#2e9e5b", "#b23b3b", "#7a4fb5", "#8c6d1f", "#2b8c99")
 _REFERENCE_COLOUR = "#555555"
-# Task metric thresholds for the colour of a summary cell: good, borderline, poor.
+# Task metric thresholds for the colour of a summary cell: good, borderline, poor (for the
+# metrics of LOWER_IS_BETTER, where 0 is the reference's own result: at most 1 - these).
 _GOOD, _FAIR = 0.99, 0.95
 
 
@@ -68,11 +71,34 @@ def _speedup(value) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _latency_unit(report: Mapping) -> str:
+    """"ms", or "ms/token" where latency is per generated token (generative bundles)."""
+    return "ms/token" if report.get("generation") else "ms"
+
+
+def _timing_text(report: Mapping) -> str:
+    """How the engines were run and timed, in one sentence."""
+    runs = report["timing"]["runs_per_sample"]
+    generation = report.get("generation")
+    if generation:
+        return (f"batch 1, {generation['search']} generation of at most "
+                f"{generation['max_new_tokens']} new tokens per text, {runs} timed run(s) per "
+                "text after a warm-up, engines in turn on each text; latency is per generated "
+                "token (a text's generation time over its new tokens)")
+    return (f"batch 1, {runs} run(s) per sample after a warm-up, engines in turn on each "
+            "sample")
+
+
+def _layers_note(report: Mapping) -> str | None:
+    return (report.get("generation") or {}).get("layers_note")
+
+
 def _summary_rows(report: Mapping) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-variant summary (reference first)."""
     metric = report["task_metric"]
-    header = ["variant", "recipe", metric, "cosine", "SQNR dB", "latency median ms",
-              "latency p90 ms", "size MB", "speedup"]
+    unit = _latency_unit(report)
+    header = ["variant", "recipe", metric, "cosine", "SQNR dB", f"latency median {unit}",
+              f"latency p90 {unit}", "size MB", "speedup"]
     ref = report["reference"]
     rows = [[f"{ref['name']} (reference)", "-", "-", "-", "-",
              _num(ref["latency_ms"]["median_ms"], 3), _num(ref["latency_ms"]["p90_ms"], 3),
@@ -110,7 +136,7 @@ def _changes(name: str, task: Mapping) -> tuple[str | None, list[str], list[list
     if task["flips"]:
         title = f"Samples whose result changed ({len(task['flips'])} of {task['count']})"
     elif changes:
-        title = "Samples with the lowest cosine"
+        title = task.get("changes_title") or "Samples that changed the most"
     else:
         return None, [], []
     keys = list(changes[0]) if changes else []
@@ -123,9 +149,14 @@ def _changes(name: str, task: Mapping) -> tuple[str | None, list[str], list[list
 # --- Markdown -----------------------------------------------------------------------------------
 def _task_details(variant: Mapping) -> list[str]:
     task = variant["task"]
-    skip = {"metric", "value", "flips", "changes"}
+    skip = {"metric", "value", "flips", "changes", "changes_title"}
     facts = [f"{k} {_num(v) if isinstance(v, float) else v}" for k, v in task.items()
-             if k not in skip]
+             if k not in skip and not isinstance(v, (Mapping, list))]
+    per_class = task.get("per_class")
+    if per_class:  # detection: AP of each class, the worst first
+        worst = sorted(per_class.items(), key=lambda item: (item[1], item[0]))[:10]
+        facts.append("AP per class " + ", ".join(f"{k} {_num(v)}" for k, v in worst)
+                     + (" ..." if len(per_class) > 10 else ""))
     return facts
 
 
@@ -145,8 +176,7 @@ def markdown_report(report: Mapping) -> str:
         f"- reference: {ref['name']}" + (f" (`{ref['checkpoint']}`)" if ref.get("checkpoint")
                                          else ""),
         f"- data: {data['source']}, {data['samples']} samples, seed {data['seed']}",
-        f"- timing: batch 1, {report['timing']['runs_per_sample']} run(s) per sample after a "
-        "warm-up, engines in turn on each sample",
+        f"- timing: {_timing_text(report)}",
         f"- created: {report['created']}; "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         "",
@@ -175,6 +205,8 @@ def markdown_report(report: Mapping) -> str:
                 more = " ..." if len(task["flips"]) > 50 else ""
                 lines += ["", f"All changed samples: {task['flips'][:50]}{more}"]
         layers = variant.get("layers")
+        if not layers and _layers_note(report):
+            lines += ["", f"Per-layer error: {_layers_note(report)}"]
         if layers:
             lines += ["", f"### Where the error enters ({layers['tensors_compared']} tensors "
                       f"compared on {layers['samples']} samples)", ""]
@@ -384,7 +416,8 @@ def _free_spot(placed: list[tuple[float, float]], x: float, y: float,
 
 
 def scatter_svg(points: Sequence[Mapping], metric: str, width: int = 800,
-                height: int = 340) -> str:
+                height: int = 340, lower_is_better: bool = False,
+                latency_unit: str = "ms") -> str:
     """Task metric against median latency, one point per variant (and the reference), with a
     legend beside the plot: variants often sit on top of each other (all at 1.0), where labels
     at the points would overlap.
@@ -404,17 +437,22 @@ def scatter_svg(points: Sequence[Mapping], metric: str, width: int = 800,
         x_ticks = _nice_ticks(low - pad, high + pad, 5)
     else:
         x_ticks = _nice_ticks(0.0, high * 1.1, 5)
-    y_low = min(ys)
-    y_low = min(y_low - max((1.0 - y_low) * 0.15, 0.002), 0.999)
-    y_ticks = _nice_ticks(y_low, 1.0, 5)
-    frame = _Frame(width, height, (x_ticks[0], x_ticks[-1]),
-                   (y_ticks[0], max(y_ticks[-1], 1.0)), left=70, right=legend_width + 16)
-    parts = [frame.axes(x_ticks, y_ticks, "latency median (ms, batch 1)", metric,
+    if lower_is_better:  # 0 is the reference's own result: from 0 up to the worst
+        y_ticks = _nice_ticks(0.0, max(max(ys) * 1.15, 1e-3), 5)
+        y_range = (y_ticks[0], y_ticks[-1])
+    else:  # 1.0 is the reference's own result: from below the worst up to 1.0
+        y_low = min(ys)
+        y_low = min(y_low - max((1.0 - y_low) * 0.15, 0.002), 0.999)
+        y_ticks = _nice_ticks(y_low, 1.0, 5)
+        y_range = (y_ticks[0], max(y_ticks[-1], 1.0))
+    frame = _Frame(width, height, (x_ticks[0], x_ticks[-1]), y_range, left=70,
+                   right=legend_width + 16)
+    parts = [frame.axes(x_ticks, y_ticks, f"latency median ({latency_unit}, batch 1)", metric,
                         y_format=lambda v: f"{v:.4g}")]
     legend_x = width - legend_width
     for i, p in enumerate(points):
         text = f"{p['name']}: " + ("n/a" if p["value"] is None else f"{p['value']:.4f}") + \
-            f", {p['latency']:.3g} ms"
+            f", {p['latency']:.3g} {latency_unit}"
         ly = frame.top + 8 + 20 * i
         parts.append(f'<circle cx="{legend_x + 6}" cy="{ly}" r="6" fill="{p["colour"]}"/>')
         parts.append(f'<text class="note" x="{legend_x + 18}" y="{ly + 4}">{_esc(text)}</text>')
@@ -458,9 +496,11 @@ code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; }
 """
 
 
-def _cell_class(value) -> str:
+def _cell_class(value, metric: str = "") -> str:
     if value is None:
         return ""
+    if metric in LOWER_IS_BETTER:
+        return "good" if value <= 1 - _GOOD else "fair" if value <= 1 - _FAIR else "poor"
     return "good" if value >= _GOOD else "fair" if value >= _FAIR else "poor"
 
 
@@ -493,12 +533,13 @@ def html_report(report: Mapping) -> str:
     header, rows = _summary_rows(report)
     classes = {}
     for r, variant in enumerate(report["variants"].values(), start=1):
-        classes[(r, 2)] = _cell_class(variant["task"]["value"])
+        classes[(r, 2)] = _cell_class(variant["task"]["value"], metric)
         classes[(r, 1)] = "text"
     summary = _html_table(header, rows, text_columns=(0, 1), classes=classes,
                           row_classes={0: "reference"})
+    lower = metric in LOWER_IS_BETTER
     points = [{"name": f"{ref['name']} (reference)", "latency": ref["latency_ms"]["median_ms"],
-               "value": 1.0, "colour": _REFERENCE_COLOUR}]
+               "value": 0.0 if lower else 1.0, "colour": _REFERENCE_COLOUR}]
     points += [{"name": name, "latency": v["latency_ms"]["median_ms"],
                 "value": v["task"]["value"], "colour": colours[name]}
                for name, v in report["variants"].items()]
@@ -514,28 +555,30 @@ def html_report(report: Mapping) -> str:
         + (f" (<code>{_esc(ref['checkpoint'])}</code>)" if ref.get("checkpoint") else "")
         + "</p>",
         f'<p class="meta">data: {_esc(data["source"])}, {data["samples"]} samples, seed '
-        f"{data['seed']} &middot; batch 1, {report['timing']['runs_per_sample']} timed run(s) "
-        "per sample after a warm-up</p>",
+        f"{data['seed']} &middot; {_esc(_timing_text(report))}</p>",
         f'<p class="meta">bundle <code>{_esc(report["bundle"])}</code> &middot; '
         f"{_esc(report['created'])} &middot; "
         + _esc(", ".join(f"{k} {v}" for k, v in report["versions"].items())) + "</p>",
         "<h2>Summary</h2>",
         summary,
         f'<p class="muted">{_esc(metric)} is measured against the reference, which counts as '
-        "the truth. cosine: the worst output's mean cosine over samples. SQNR: the worst "
-        "output's signal-to-noise ratio (∞: identical). speedup: reference median latency over "
-        "the variant's.</p>",
-        "<figure>" + scatter_svg(points, metric)
+        f"the truth ({'0' if lower else '1.0'}: the same result; "
+        f"{'lower' if lower else 'higher'} is better). cosine: the worst output's mean cosine "
+        "over samples. SQNR: the worst output's signal-to-noise ratio (∞: identical). "
+        "speedup: reference median latency over the variant's.</p>",
+        "<figure>" + scatter_svg(points, metric, lower_is_better=lower,
+                                 latency_unit=_latency_unit(report))
         + f"<figcaption>{_esc(metric)} against median latency per variant</figcaption>"
         "</figure>",
     ]
     for name, variant in report["variants"].items():
-        parts += _variant_html(name, variant, colours[name])
+        parts += _variant_html(name, variant, colours[name], _layers_note(report))
     parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
+def _variant_html(name: str, variant: Mapping, colour: str,
+                  layers_note: str | None = None) -> list[str]:
     task = variant["task"]
     recipe = variant.get("recipe") or {}
     parts = [f"<h2>{_esc(name)}</h2>",
@@ -543,7 +586,8 @@ def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
              + (f" <code>{_esc(recipe.get('options'))}</code>" if recipe.get("options") else "")
              + f" &middot; files {_esc(', '.join(variant['files'].values()))} &middot; "
              f"{_mb(variant['bytes'])} MB</p>",
-             f'<p>{_esc(task["metric"])} <b class="{_cell_class(task["value"])}">'
+             f'<p>{_esc(task["metric"])} '
+             f'<b class="{_cell_class(task["value"], task["metric"])}">'
              f"&nbsp;{_num(task['value'])}&nbsp;</b> ({_esc(', '.join(_task_details(variant)))})"
              "</p>"]
     rows = [[out, _sci(o["max_abs"]), _sci(o["mean_abs"]), _num(o["cosine_mean"], 6),
@@ -565,6 +609,8 @@ def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
             parts.append(f'<p class="muted">all changed samples: '
                          f"{_esc(task['flips'][:50])}{more}</p>")
     layers = variant.get("layers")
+    if not layers and layers_note:
+        parts.append(f'<p class="muted">Per-layer error: {_esc(layers_note)}</p>')
     if layers:
         parts.append(f"<h3>Where the error enters</h3><p class=\"muted\">relative error "
                      f"(‖variant − fp32‖ / ‖fp32‖) of {layers['tensors_compared']} tensors "

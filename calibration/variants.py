@@ -72,15 +72,23 @@ def staging_for(bundle: Bundle) -> Iterator[Path]:
 
 
 def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: Mapping,
-                  *, overwrite: bool = False, accuracy: Mapping | None = None) -> Bundle:
+                  *, overwrite: bool = False, accuracy: Mapping | None = None,
+                  reused: Mapping[str, str] | None = None) -> Bundle:
     """Move finished graph files into ``onnx/`` and record the variant in the manifest.
 
-    ``files`` maps graph name -> a finished file in the bundle's staging directory. The graph
-    files are renamed into place first, then the manifest is replaced atomically: a reader sees
-    the old manifest or the new one, never half of either. Returns the reloaded bundle.
+    ``files`` maps graph name -> a finished file in the bundle's staging directory; ``reused``
+    maps graph name -> the variant whose file of that graph this one shares as it is (a
+    recipe made for some graphs only). The graph files are renamed into place first, then the
+    manifest is replaced atomically: a reader sees the old manifest or the new one, never half
+    of either. Returns the reloaded bundle.
     """
     bundle = Bundle.load(bundle.path)  # the manifest on disk now, not a stale copy
     check_variant_name(bundle, name, overwrite=overwrite)
+    if name in (reused or {}).values():
+        raise InputError(
+            f"The variant {name!r} cannot share files with itself: replacing it would remove "
+            "them. Note: give the new variant another name."
+        )
     manifest = dict(bundle.manifest)
     checksums = dict(manifest["checksums"])
     old = bundle.variants.get(name)
@@ -97,12 +105,20 @@ def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: 
         placed[graph] = relative
     data_files = {g: [p + "_data"] for g, p in placed.items()
                   if (bundle.path / (p + "_data")).exists()}
+    for graph, owner in (reused or {}).items():
+        shared = bundle.variants[owner]
+        placed[graph] = shared["files"][graph]
+        if shared.get("data_files", {}).get(graph):
+            data_files[graph] = list(shared["data_files"][graph])
+    placed = {graph: placed[graph] for graph in bundle.graphs if graph in placed}
     variants = dict(manifest["variants"])
     variants[name] = {"files": placed, "data_files": data_files, "recipe": dict(recipe),
                       "accuracy": dict(accuracy) if accuracy else None}
     manifest["variants"] = variants
-    if old:  # files of the replaced variant that the new one does not reuse
-        kept = set(placed.values()) | {p for ps in data_files.values() for p in ps}
+    if old:  # files of the replaced variant that no variant uses any more
+        kept = {p for info in variants.values() for p in info["files"].values()}
+        kept |= {p for info in variants.values()
+                 for ps in info.get("data_files", {}).values() for p in ps}
         for relative in list(old["files"].values()) + [
                 p for ps in old.get("data_files", {}).values() for p in ps]:
             if relative not in kept:
