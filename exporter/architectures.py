@@ -2,9 +2,11 @@
 
 A row names the HF ``model_type``, its family (which decides the graphs and the preprocessing),
 the tasks edgeport exports it for, and the validation tolerance. optimum-onnx does the tracing;
-a row only says what to ask of it. Families: "text-encoder", "image-encoder", "text-image" (one
-graph, ``model``), "decoder" (one graph with a KV cache) and "encoder-decoder"
-(``encoder_model`` and ``decoder_model_merged``, the decoder with and without its KV cache).
+a row only says what to ask of it. Families: "text-encoder", "image-encoder", "text-image",
+"audio-encoder" (one graph, ``model``), "decoder" (one graph with a KV cache) and
+"encoder-decoder" (``encoder_model`` and ``decoder_model_merged``, the decoder with and without
+its KV cache; the encoder reads text, or audio features for Whisper). The modality ("text",
+"image", "text-image", "audio") decides the preprocessing files and the validation inputs.
 Every row has a test case (tests/exporter/test_coverage.py).
 """
 
@@ -22,6 +24,7 @@ TEXT_ENCODER_TASKS = (
     "feature-extraction",
 )
 TEXT2TEXT_TASKS = ("text2text-generation", "summarization", "translation")
+ASR, AUDIO_CLASSIFICATION = "automatic-speech-recognition", "audio-classification"
 
 # The graphs of a family's bundle, named by their file stems in onnx/ (Transformers.js's
 # layout); variants add a suffix to the stem. Families not listed have one graph, "model".
@@ -39,6 +42,9 @@ class Architecture:
     # The image size is baked into the model (absolute position embeddings without
     # interpolation): the graph's height and width are made static at export.
     fixed_image_size: bool = False
+    # The encoder takes one input length (Whisper: 30 s of features, 1500 positions out): the
+    # decoder's encoder_hidden_states are made static at config.max_source_positions.
+    fixed_encoder_sequence: bool = False
     # task -> transformers class, where the task's auto class does not load this architecture.
     model_classes: tuple[tuple[str, str], ...] = ()
     # task -> optimum-onnx's name for it, where the names differ.
@@ -79,6 +85,15 @@ def _encoder_decoder(model_type: str, **facts) -> Architecture:
         model_classes=tuple((task, "AutoModelForSeq2SeqLM") for task in TEXT2TEXT_TASKS),
         optimum_tasks=tuple((task, "text2text-generation-with-past") for task in TEXT2TEXT_TASKS),
         **facts)
+
+
+def _audio_encoder(model_type: str, **facts) -> Architecture:
+    """A speech encoder on the raw 16 kHz waveform (a convolution stack, then a transformer):
+    CTC logits per 20 ms frame for speech recognition, or one clip's labels."""
+    return Architecture(
+        model_type, "audio-encoder", (ASR, AUDIO_CLASSIFICATION), modality="audio",
+        model_classes=((ASR, "AutoModelForCTC"),
+                       (AUDIO_CLASSIFICATION, "AutoModelForAudioClassification")), **facts)
 
 
 _CLASSIFY, _DETECT, _SEGMENT, _DEPTH = (
@@ -122,6 +137,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         _image("dpt", _DEPTH, fixed_image_size=True),
         Architecture("clip", "text-image", ("zero-shot-image-classification",),
                      modality="text-image", fixed_image_size=True),
+        _audio_encoder("wav2vec2"),
+        _audio_encoder("hubert"),
+        Architecture("whisper", "encoder-decoder", (ASR,), modality="audio",
+                     fixed_encoder_sequence=True,
+                     model_classes=((ASR, "AutoModelForSpeechSeq2Seq"),),
+                     optimum_tasks=((ASR, "automatic-speech-recognition-with-past"),)),
     )
 }
 
@@ -142,6 +163,14 @@ _HEAD_TASKS = (
     ("LMHeadModel", "text-generation"),
     ("ForConditionalGeneration", "text2text-generation"),
     ("Model", "feature-extraction"),
+)
+# The same for audio rows, where a sequence classifier labels clips and a conditional generator
+# transcribes.
+_AUDIO_HEAD_TASKS = (
+    ("ForCTC", ASR),
+    ("ForSequenceClassification", AUDIO_CLASSIFICATION),
+    ("ForAudioClassification", AUDIO_CLASSIFICATION),
+    ("ForConditionalGeneration", ASR),
 )
 
 
@@ -164,12 +193,15 @@ def infer_task(config: dict, *, sentence_transformers: bool = False) -> str:
     'zero-shot-image-classification'
     >>> infer_task({"model_type": "t5", "architectures": ["T5WithLMHeadModel"]})
     'text2text-generation'
+    >>> infer_task({"model_type": "hubert", "architectures": ["HubertForSequenceClassification"]})
+    'audio-classification'
     """
     row = architecture_for(config.get("model_type"))
     if sentence_transformers:
         return "feature-extraction"
+    heads = _AUDIO_HEAD_TASKS if row.modality == "audio" else _HEAD_TASKS
     for name in config.get("architectures") or []:
-        for suffix, task in _HEAD_TASKS:
+        for suffix, task in heads:
             if name.endswith(suffix):
                 if suffix in ("Model", "LMHeadModel") and task not in row.tasks:
                     # a bare model with its own head-free task (CLIP), or an old name of a

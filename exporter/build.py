@@ -28,9 +28,10 @@ from runtime.dims import dim_name_from_optimum
 from runtime.errors import ExportError, MissingDependencyError
 from runtime.tasks import canonical_task
 
-from .architectures import architecture_for, infer_task
+from .architectures import ASR, architecture_for, infer_task
 from .validate import (
     BATCH_SIZES,
+    DECODER_LENGTHS,
     SEQUENCE_LENGTHS,
     validate_decoder,
     validate_encoder_decoder,
@@ -41,6 +42,8 @@ from .validate import (
 # sentence-transformers files the runtime reads for pooling; copied as they are.
 _SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
                                 "config_sentence_transformers.json")
+# The feature extractor's (audio) or image processor's settings.
+_PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
 
 def _require_export_extra():
@@ -180,14 +183,136 @@ def _save_image_processor(checkpoint: Path, staging: Path) -> str:
     return name
 
 
-def _save_preprocessing(checkpoint: Path, staging: Path, modality: str) -> dict:
-    """The files the runtime prepares inputs with: {kind: file name}."""
+def _feature_extractor_config(checkpoint: Path) -> dict:
+    """An audio checkpoint's preprocessor_config.json, refused now when there is none: the
+    runtime prepares audio from it (sampling rate, normalization, log-mel settings)."""
+    path = checkpoint / _PREPROCESSOR_CONFIG
+    if not path.is_file():
+        raise ExportError(
+            f"{checkpoint} has no {_PREPROCESSOR_CONFIG}, so edgeport cannot know how to prepare "
+            "audio for it. Note: save the feature extractor with the checkpoint "
+            "(`AutoFeatureExtractor.from_pretrained(...).save_pretrained(DIR)`)."
+        )
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path} is not valid JSON ({exc}). Note: save the feature extractor "
+                          "again with `save_pretrained`.") from None
+    missing = [key for key in ("feature_extractor_type", "sampling_rate") if key not in config]
+    if missing:
+        raise ExportError(
+            f"{path} has no {' or '.join(missing)}, so it is not an audio feature extractor's "
+            "settings. Note: save the feature extractor with `save_pretrained`."
+        )
+    from runtime.audio_features import FeatureExtractor
+
+    FeatureExtractor.from_config(config)  # one the runtime cannot run is refused now
+    return config
+
+
+def _save_ctc_vocabulary(checkpoint: Path, staging: Path) -> str:
+    """A CTC model's character vocabulary: vocab.json (id -> character, read by the runtime's
+    CTC decoding) with tokenizer_config.json and special_tokens_map.json (the blank, the word
+    delimiter, the case). Wav2Vec2CTCTokenizer has no fast tokenizer, so no tokenizer.json."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    except Exception as exc:
+        raise ExportError(
+            f"Could not load the CTC tokenizer of {checkpoint}: "
+            f"{str(exc).splitlines()[0][:300]}. Note: a speech recognition checkpoint needs its "
+            "vocab.json and tokenizer_config.json (`Wav2Vec2Processor.save_pretrained(DIR)`)."
+        ) from None
+    if type(tokenizer).__name__ != "Wav2Vec2CTCTokenizer":
+        raise ExportError(
+            f"The tokenizer of {checkpoint} is a {type(tokenizer).__name__}; edgeport decodes "
+            "CTC with a Wav2Vec2CTCTokenizer's character vocabulary only. Note: phoneme "
+            "tokenizers (Wav2Vec2PhonemeCTCTokenizer) are not supported yet."
+        )
+    tokenizer.save_pretrained(str(staging))
+    return "vocab.json"
+
+
+def _save_preprocessing(checkpoint: Path, staging: Path, row, task: str) -> dict:
+    """The files the runtime prepares inputs (and decodes outputs) with: {kind: file name}."""
     files = {}
-    if "text" in modality:
+    if "text" in row.modality:
         files["tokenizer"] = _save_tokenizer(checkpoint, staging)
-    if "image" in modality:
+    if "image" in row.modality:
         files["image_processor"] = _save_image_processor(checkpoint, staging)
+    if row.modality == "audio":  # checked before tracing (_feature_extractor_config)
+        shutil.copy2(checkpoint / _PREPROCESSOR_CONFIG, staging / _PREPROCESSOR_CONFIG)
+        files["feature_extractor"] = _PREPROCESSOR_CONFIG
+        if task == ASR:  # the transcript's tokens: a CTC vocabulary, or Whisper's BPE
+            files["tokenizer"] = (_save_tokenizer(checkpoint, staging)
+                                  if row.family == "encoder-decoder"
+                                  else _save_ctc_vocabulary(checkpoint, staging))
     return files
+
+
+def _masked_audio_onnx_config(model, optimum_task: str):
+    """optimum's config for a speech encoder, with the attention_mask input it leaves out.
+
+    optimum traces Wav2Vec2 and HuBERT on input_values alone, right for the group-norm models
+    (wav2vec2-base) whose feature extractor gives no mask; a layer-norm model
+    (hubert-large-ls960-ft) is fed one by transformers, and ignores padding only with it.
+    """
+    from optimum.exporters.tasks import TasksManager
+    from optimum.utils import DEFAULT_DUMMY_SHAPES, DummyInputGenerator
+
+    class MaskGenerator(DummyInputGenerator):
+        SUPPORTED_INPUT_NAMES = ("attention_mask",)
+
+        def __init__(self, task, normalized_config, *,
+                     batch_size=DEFAULT_DUMMY_SHAPES["batch_size"],
+                     audio_sequence_length=DEFAULT_DUMMY_SHAPES["audio_sequence_length"],
+                     **kwargs):
+            self.shape = [batch_size, audio_sequence_length]
+
+        def generate(self, input_name, framework="pt", int_dtype="int64", float_dtype="fp32"):
+            return self.random_mask_tensor(self.shape, framework=framework, dtype=int_dtype)
+
+    base = TasksManager.get_exporter_config_constructor(
+        "onnx", model=model, task=optimum_task, library_name="transformers").func
+
+    class MaskedAudioOnnxConfig(base):
+        DUMMY_INPUT_GENERATOR_CLASSES = (*base.DUMMY_INPUT_GENERATOR_CLASSES, MaskGenerator)
+
+        @property
+        def inputs(self):
+            return {**super().inputs, "attention_mask": {0: "batch_size", 1: "sequence_length"}}
+
+    return MaskedAudioOnnxConfig(model.config, task=optimum_task)
+
+
+def _name_audio_dims(onnx_path: Path) -> None:
+    """Name a speech encoder's axes in the graph itself: optimum calls the waveform's axis
+    sequence_length and the CTC frames a formula of it (((n - 10) // 5 + 1 ...); they are
+    audio_samples and audio_frames in edgeport's vocabulary."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for values, name in ((model.graph.input, "audio_samples"),
+                         (model.graph.output, "audio_frames")):
+        for value in values:
+            for d in value.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and "sequence_length" in d.dim_param:
+                    d.dim_param = name
+    onnx.save(model, str(onnx_path))
+
+
+def _fix_encoder_sequence(decoder_path: Path, config) -> None:
+    """Make the decoder's encoder_hidden_states static: Whisper's encoder takes 30 s windows
+    only, so its output always has max_source_positions (1500) positions. (The cross-attention
+    cache inputs stay dynamic: they are empty at the first step.)"""
+    import onnx
+
+    model = onnx.load(str(decoder_path), load_external_data=False)
+    for value in model.graph.input:
+        if value.name == "encoder_hidden_states":
+            value.type.tensor_type.shape.dim[1].dim_value = config.max_source_positions
+    onnx.save(model, str(decoder_path))
 
 
 def _copy_generation_config(checkpoint: Path, staging: Path, model) -> None:
@@ -205,8 +330,9 @@ def _validate(row, model, paths: dict[str, Path], signatures: dict[str, dict], *
               atol: float, say) -> dict:
     """The validation report of the traced graphs (a ValidationError when they disagree)."""
     if row.family in ("decoder", "encoder-decoder"):
-        cases = _axis_values({"batch": b, "sequence": n} for b in BATCH_SIZES
-                             for n in SEQUENCE_LENGTHS)
+        lengths = ([{"decoder_sequence": n} for n in DECODER_LENGTHS] if row.modality == "audio"
+                   else [{"sequence": n} for n in SEQUENCE_LENGTHS])
+        cases = _axis_values({"batch": b, **n} for b in BATCH_SIZES for n in lengths)
         say(f"validating every graph with and without the KV cache against PyTorch at {cases}")
         if row.family == "decoder":
             return validate_decoder(model, paths["model"], atol=atol)
@@ -313,6 +439,10 @@ def bundle_from_checkpoint(
         raise ExportError(f"opset {opset} is out of range for {model_type}. Note: use an opset "
                           f"from {row.min_opset} to 23.")
 
+    # An audio checkpoint without its feature extractor is refused before the slow part; the
+    # extractor also says whether the model is fed an attention mask.
+    feature_extractor = _feature_extractor_config(checkpoint) if row.modality == "audio" else {}
+
     auto_class = getattr(transformers, row.model_class(task))
     say(f"loading {model_type} for {task} from {source}")
     try:
@@ -331,6 +461,9 @@ def bundle_from_checkpoint(
             try:
                 with _quiet_tracing():
                     custom = custom_onnx_config(model, task)
+                    if row.family == "audio-encoder" and feature_extractor.get(
+                            "return_attention_mask"):
+                        custom = _masked_audio_onnx_config(model, row.optimum_task(task))
                     onnx_export_from_model(
                         model, traced, task=row.optimum_task(task), opset=opset,
                         do_validation=False, preprocessors=[],
@@ -357,6 +490,10 @@ def bundle_from_checkpoint(
 
         image_size = (_fix_image_dims(paths["model"], model.config) if row.fixed_image_size
                       else None)
+        if row.family == "audio-encoder":
+            _name_audio_dims(paths["model"])
+        if row.fixed_encoder_sequence:
+            _fix_encoder_sequence(paths["decoder_model_merged"], model.config)
         signatures = {graph: _graph_signature(path) for graph, path in paths.items()}
         report = _validate(row, model, paths, signatures, image_size=image_size,
                            atol=atol if atol else row.atol, say=say)
@@ -364,7 +501,7 @@ def bundle_from_checkpoint(
 
         model.config.save_pretrained(str(staging))
         _copy_generation_config(checkpoint, staging, model)
-        preprocessing = _save_preprocessing(checkpoint, staging, row.modality)
+        preprocessing = _save_preprocessing(checkpoint, staging, row, task)
         preprocessing["sentence_transformers"] = _copy_sentence_transformers(checkpoint, staging)
 
         files = {graph: f"onnx/{graph}.onnx" for graph in row.graphs}

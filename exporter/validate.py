@@ -1,9 +1,9 @@
 """Validation of an exported graph against the PyTorch model it came from.
 
 Runs both at two batch sizes and two values of every other dynamic axis (two sequence lengths,
-two image sizes; for generative models every graph, with and without the KV cache): tracing can
-bake a traced shape into the graph, and a single-shape check does not see it. Fails, not warns,
-beyond tolerance.
+two image sizes, two audio lengths; for generative models every graph, with and without the KV
+cache): tracing can bake a traced shape into the graph, and a single-shape check does not see
+it. Fails, not warns, beyond tolerance.
 
 The tolerance of an output is ``atol * max(1, max |reference|)``: float32 rounding grows with
 the magnitude of the values, and a depth map in the hundreds differs by more than logits near 1
@@ -27,6 +27,9 @@ SEQUENCE_LENGTHS = (9, 23)
 # which every vision family accepts; not multiples of Swin's 7x4-pixel windows, so its padding
 # code runs.
 IMAGE_SIZES = ((64, 96), (128, 64))
+# Two waveform lengths in samples (0.5 s and 1.3 s at 16 kHz): neither a multiple of the other,
+# nor of a speech encoder's 320-sample frame.
+AUDIO_LENGTHS = (8000, 20800)
 
 Shape = dict  # the axis values of one validation case, e.g. {"batch": 3, "sequence": 23}
 
@@ -52,6 +55,19 @@ def _image_feed(rng, input_names, batch: int, size: tuple[int, int], channels: i
     return {n: values[n] for n in input_names if n in values}
 
 
+def _audio_feed(rng, input_names, batch: int, samples: int) -> dict[str, np.ndarray]:
+    """Normalized waveforms (zero mean, unit variance, as Wav2Vec2's feature extractor makes
+    them); every row after the first is shorter, zero-padded at the end as the feature
+    extractor pads, with its mask at 0 there (for a graph that takes one)."""
+    values = rng.standard_normal((batch, samples)).astype(np.float32)
+    mask = np.ones((batch, samples), dtype=np.int64)
+    for row in range(1, batch):
+        mask[row, samples - samples * row // (2 * batch):] = 0
+    values[mask == 0] = 0.0
+    feed = {"input_values": values, "attention_mask": mask}
+    return {n: feed[n] for n in input_names if n in feed}
+
+
 def validation_feeds(modality: str, input_names: Sequence[str], config, *,
                      image_size: tuple[int, int] | None = None, seed: int = 0
                      ) -> Iterator[tuple[Shape, dict[str, np.ndarray]]]:
@@ -66,6 +82,12 @@ def validation_feeds(modality: str, input_names: Sequence[str], config, *,
             for length in SEQUENCE_LENGTHS:
                 yield ({"batch": batch, "sequence": length},
                        _text_feed(rng, input_names, batch, length, config))
+        return
+    if modality == "audio":
+        for batch in BATCH_SIZES:
+            for samples in AUDIO_LENGTHS:
+                yield ({"batch": batch, "audio_samples": samples},
+                       _audio_feed(rng, input_names, batch, samples))
         return
     vision = getattr(config, "vision_config", config)
     channels = getattr(vision, "num_channels", 3)
@@ -254,9 +276,34 @@ def validate_decoder(model, onnx_path: Path, *, atol: float, seed: int = 0) -> d
     return comparison.report()
 
 
+def _encoder_sources(rng, encoder: OrtEngine, config, batch: int):
+    """(shape, feed) of the encoder cases at ``batch``, one per DECODER_LENGTHS: padded source
+    texts at SEQUENCE_LENGTHS, or (Whisper) log-mel features of the one size the graph takes."""
+    if "input_features" not in {spec.name for spec in encoder.inputs}:
+        for length in SEQUENCE_LENGTHS:
+            yield ({"encoder_sequence": length},
+                   _text_feed(rng, ["input_ids", "attention_mask"], batch, length, config))
+        return
+    spec = next(spec for spec in encoder.inputs if spec.name == "input_features")
+    bins, frames = spec.dims[1:]
+    if not (isinstance(bins, int) and isinstance(frames, int)):
+        raise ValidationError(
+            f"The encoder's input_features have dims {list(spec.dims)}: edgeport expects mel "
+            "bins and frames fixed (a 30 s window). Note: report this architecture."
+        )
+    for _ in DECODER_LENGTHS:
+        # log-mel features as Whisper's extractor scales them: within about [-1.5, 1.5]
+        features = rng.uniform(-1.5, 1.5, size=(batch, bins, frames)).astype(np.float32)
+        yield {}, {"input_features": features}
+
+
 def validate_encoder_decoder(model, encoder_path: Path, decoder_path: Path, *, atol: float,
                              seed: int = 0) -> dict:
-    """The encoder graph and the merged decoder graph (first step, and a step with past)."""
+    """The encoder graph and the merged decoder graph (first step, and a step with past).
+
+    The encoder reads padded texts, or log-mel features when it takes ``input_features``
+    (Whisper, whose encoder length is fixed: then only batch and decoder lengths vary).
+    """
     import torch
     from transformers.modeling_outputs import BaseModelOutput
 
@@ -268,27 +315,27 @@ def validate_encoder_decoder(model, encoder_path: Path, decoder_path: Path, *, a
     rng = np.random.default_rng(seed)
     vocab_size = model.config.vocab_size
     for batch in BATCH_SIZES:
-        for length, decoder_length in zip(SEQUENCE_LENGTHS, DECODER_LENGTHS):
-            source = _text_feed(rng, ["input_ids", "attention_mask"], batch, length,
-                                model.config)
-            shape = {"graph": encoder_path.stem, "batch": batch, "encoder_sequence": length}
+        sources = _encoder_sources(rng, encoder, model.config, batch)
+        for (axes, source), decoder_length in zip(sources, DECODER_LENGTHS):
+            shape = {"graph": encoder_path.stem, "batch": batch, **axes}
             got = comparison.run(encoder, source, shape)
             torch_source = {k: torch.from_numpy(v) for k, v in source.items()}
             with torch.no_grad():
                 hidden = model.get_encoder()(**torch_source, **no_cache).last_hidden_state
             comparison.compare(shape, got, {"last_hidden_state": hidden.numpy()})
 
-            context = {"encoder_hidden_states": hidden.numpy(),
-                       "encoder_attention_mask": source["attention_mask"]}
+            mask = torch_source.get("attention_mask")
+            context = {"encoder_hidden_states": hidden.numpy()}
+            if mask is not None:
+                context["encoder_attention_mask"] = source["attention_mask"]
             ids = rng.integers(0, vocab_size, size=(batch, decoder_length), dtype=np.int64)
             feed = {"input_ids": ids, **context, "use_cache_branch": np.array([False]),
                     **_past_feed(decoder, batch, None)}
-            shape = {"graph": decoder_path.stem, "step": "first", "batch": batch,
-                     "encoder_sequence": length, "decoder_sequence": decoder_length,
-                     "past_sequence": 0}
+            shape = {"graph": decoder_path.stem, "step": "first", "batch": batch, **axes,
+                     "decoder_sequence": decoder_length, "past_sequence": 0}
             got = comparison.run(decoder, _only(feed, decoder), shape)
             with torch.no_grad():
-                expected = model(attention_mask=torch_source["attention_mask"],
+                expected = model(attention_mask=mask,
                                  encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                  decoder_input_ids=torch.from_numpy(ids), use_cache=True)
             present = _cache_arrays(expected.past_key_values)
@@ -297,15 +344,14 @@ def validate_encoder_decoder(model, encoder_path: Path, decoder_path: Path, *, a
             token = rng.integers(0, vocab_size, size=(batch, 1), dtype=np.int64)
             feed = {"input_ids": token, **context, "use_cache_branch": np.array([True]),
                     **_past_feed(decoder, batch, present)}
-            shape = {"graph": decoder_path.stem, "step": "with past", "batch": batch,
-                     "encoder_sequence": length, "decoder_sequence": 1,
-                     "past_sequence": decoder_length}
+            shape = {"graph": decoder_path.stem, "step": "with past", "batch": batch, **axes,
+                     "decoder_sequence": 1, "past_sequence": decoder_length}
             got = comparison.run(decoder, _only(feed, decoder), shape)
             # The cached branch computes no cross-attention cache: its present.*.encoder.* are
             # constant placeholders (optimum's merge), and the first step's stay in use.
             got = {name: value for name, value in got.items() if ".encoder." not in name}
             with torch.no_grad():
-                expected = model(attention_mask=torch_source["attention_mask"],
+                expected = model(attention_mask=mask,
                                  encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                  decoder_input_ids=torch.from_numpy(token),
                                  past_key_values=expected.past_key_values, use_cache=True)

@@ -17,8 +17,8 @@ DIM_NAMES = (
     "channels",
     "height",
     "width",
-    "audio_samples",
-    "audio_frames",
+    "audio_samples",  # a raw waveform's length (Wav2Vec2's input_values and attention_mask)
+    "audio_frames",  # frames of audio after a model's framing (a CTC model's logits, 20 ms each)
     "num_queries",
 )
 

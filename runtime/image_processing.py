@@ -35,7 +35,6 @@ and no normalize).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import BundleNotFoundError, InputError, did_you_mean
+from .preprocessor_config import given, integer, number, read_config
 
 IMAGENET_DEFAULT = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 IMAGENET_STANDARD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -94,10 +94,10 @@ class ImageProcessor:
                 f"No preprocessor_config.json in {directory}. Note: an image bundle carries its "
                 "image processor's config; export the checkpoint again with `edgeport export`."
             )
-        config = _read_json(path)
+        config = read_config(path)
         model_type = None
         if (directory / "config.json").is_file():
-            model_type = _read_json(directory / "config.json").get("model_type")
+            model_type = read_config(directory / "config.json").get("model_type")
         return cls.from_config(config, model_type=model_type)
 
     @classmethod
@@ -122,8 +122,8 @@ class ImageProcessor:
         self.size = self.read_size(config)
         self.resample = _resample(config.get("resample", self.default_resample), self.do_resize)
         self.do_rescale = bool(config.get("do_rescale", True))
-        self.rescale_factor = (_number(config, "rescale_factor", 1 / 255) if self.do_rescale
-                               else 1.0)
+        self.rescale_factor = (number(config, "rescale_factor", 1 / 255, self.type_name)
+                               if self.do_rescale else 1.0)
         self.do_normalize = self.normalizes and bool(config.get("do_normalize", True))
         if self.do_normalize:
             default_mean, default_std = self.default_mean_std
@@ -133,7 +133,7 @@ class ImageProcessor:
         if self.default_center_crop is not None:
             self.do_center_crop = bool(config.get("do_center_crop", self.default_center_crop))
         if self.do_center_crop:
-            crop = _size_dict(_given(config, "crop_size", {"height": 224, "width": 224}),
+            crop = _size_dict(given(config, "crop_size", {"height": 224, "width": 224}),
                               default_to_square=True, name="crop_size")
             self.crop_size = _height_width(crop, "crop_size", self.type_name)
         if self.do_resize:
@@ -152,7 +152,7 @@ class ImageProcessor:
                                  self.image_std.astype(np.float32))
 
     def read_size(self, config: Mapping[str, Any]) -> dict:
-        return _size_dict(_given(config, "size", self.default_size),
+        return _size_dict(given(config, "size", self.default_size),
                           default_to_square=self.size_default_to_square)
 
     def check_size_form(self) -> None:
@@ -359,7 +359,7 @@ class ConvNextImageProcessor(ImageProcessor):
 
     def __init__(self, config=None):
         super().__init__(config)
-        self.crop_pct = _number(self.config, "crop_pct", 224 / 256)
+        self.crop_pct = number(self.config, "crop_pct", 224 / 256, self.type_name)
 
     def resized_size(self, height, width):
         edge = self.size["shortest_edge"]
@@ -385,7 +385,7 @@ class GLPNImageProcessor(ImageProcessor):
         config = dict(config or {})
         config.pop("rescale_factor", None)
         super().__init__(config)
-        self.size_divisor = _integer(self.config, "size_divisor", 32)
+        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name)
 
     def read_size(self, config):
         return {}
@@ -410,11 +410,11 @@ class DPTImageProcessor(ViTImageProcessor):
     def __init__(self, config=None):
         super().__init__(config)
         self.keep_aspect_ratio = bool(self.config.get("keep_aspect_ratio", False))
-        self.ensure_multiple_of = _integer(self.config, "ensure_multiple_of", 1)
+        self.ensure_multiple_of = integer(self.config, "ensure_multiple_of", 1, self.type_name)
         self.do_pad = bool(self.config.get("do_pad", False))
         self.size_divisor = self.config.get("size_divisor")
         if self.do_pad:
-            self.size_divisor = _integer(self.config, "size_divisor", 0)
+            self.size_divisor = integer(self.config, "size_divisor", 0, self.type_name)
             if self.size_divisor < 1:
                 raise InputError(
                     "DPTImageProcessor has do_pad=true but no size_divisor. Note: set "
@@ -470,7 +470,7 @@ class DetrImageProcessor(ImageProcessor):
             max_size = config["max_size"]
         else:
             max_size = None if config.get("size") is None else 1333
-        return _size_dict(_given(config, "size", self.default_size), default_to_square=False,
+        return _size_dict(given(config, "size", self.default_size), default_to_square=False,
                           max_size=max_size)
 
     def resized_size(self, height, width):
@@ -546,7 +546,7 @@ class Mask2FormerImageProcessor(ImageProcessor):
 
     def __init__(self, config=None):
         super().__init__(config)
-        self.size_divisor = _integer(self.config, "size_divisor", 32)
+        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name)
         pad_size = self.config.get("pad_size")
         self.pad_size = _height_width(pad_size, "pad_size", self.type_name) if pad_size else None
         shortest, longest = self.size.get("shortest_edge"), self.size.get("longest_edge")
@@ -558,7 +558,7 @@ class Mask2FormerImageProcessor(ImageProcessor):
 
     def read_size(self, config):
         max_size = config.get("max_size", 1333)
-        return _size_dict(_given(config, "size", self.default_size), default_to_square=False,
+        return _size_dict(given(config, "size", self.default_size), default_to_square=False,
                           max_size=max_size)
 
     def resized_size(self, height, width):
@@ -615,42 +615,8 @@ def processor_class(config: Mapping[str, Any], *, model_type: str | None = None
 
 
 # --- reading config values ------------------------------------------------------------------
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"Cannot read {path}: {error}. Note: it must be a JSON object, as "
-                         "transformers' save_pretrained writes it.") from error
-    if not isinstance(value, dict):
-        raise InputError(f"{path} holds a {type(value).__name__}, not a JSON object. Note: it "
-                         "must be a JSON object, as transformers' save_pretrained writes it.")
-    return value
-
-
-def _given(config: Mapping[str, Any], key: str, default):
-    """config[key] unless absent or null, as transformers' ``x if x is not None else d``."""
-    value = config.get(key)
-    return default if value is None else value
-
-
-def _number(config, key, default) -> float:
-    value = _given(config, key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"The image processor's {key} must be a number, got {value!r}. Note: "
-                         "fix it in preprocessor_config.json.")
-    return float(value)
-
-
-def _integer(config, key, default) -> int:
-    value = _given(config, key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"The image processor's {key} must be an integer, got {value!r}. "
-                         "Note: fix it in preprocessor_config.json.")
-    return value
-
-
 def _channels(config, key, default) -> np.ndarray:
-    value = _given(config, key, default)
+    value = given(config, key, default)
     values = [value] * 3 if isinstance(value, (int, float)) else value
     if (not isinstance(values, (list, tuple)) or len(values) != 3
             or not all(isinstance(v, (int, float)) for v in values)):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from .audio_features import FeatureExtractor
 from .bundle import Bundle
-from .errors import InputError
+from .errors import InputError, TaskError
 from .image_processing import ImageProcessor
 from .tasks import TASKS, Pipeline
 from .tokenizer import TextTokenizer
@@ -56,11 +57,20 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
         model = OnnxGenerationModel.from_bundle(bundle, variant, **options)
         kwargs.update(generation_model=model, task_name=task_name or bundle.task)
         engine = model.decoder
+    elif "model" not in bundle.graphs:
+        raise TaskError(
+            f"The runtime cannot run {task} on a {bundle.manifest.get('family')} bundle (graphs "
+            f"{sorted(bundle.graphs)}) yet: Whisper-style speech recognition is not supported "
+            "by the pipeline so far. Note: use a CTC bundle (Wav2Vec2, HuBERT)."
+        )
     else:
         engine = bundle.engine("model", variant, **options)
     wanted = TASKS[task].preprocessors
     tokenizer = TextTokenizer.from_dir(bundle.path) if "tokenizer" in wanted else None
     image_processor = (ImageProcessor.from_dir(bundle.path) if "image_processor" in wanted
                        else None)
+    feature_extractor = (FeatureExtractor.from_dir(bundle.path) if "feature_extractor" in wanted
+                         else None)
     return TASKS[task](config=bundle.config, engine=engine, tokenizer=tokenizer,
-                       image_processor=image_processor, bundle=bundle, **kwargs)
+                       image_processor=image_processor, feature_extractor=feature_extractor,
+                       bundle=bundle, **kwargs)

@@ -15,6 +15,7 @@ from generation_checkpoints import (  # noqa: E402
     TINY_GENERATION,
     build_tiny_generation_checkpoint,
 )
+from speech_checkpoints import TINY_SPEECH, build_tiny_speech_checkpoint  # noqa: E402
 from vision_checkpoints import TINY_VISION, build_tiny_vision_checkpoint  # noqa: E402
 
 
@@ -29,6 +30,7 @@ def tiny_checkpoint(tmp_path_factory):
             directory = tmp_path_factory.mktemp(f"ckpt-{model_type}-{task}")
             build = (build_tiny_vision_checkpoint if key in TINY_VISION
                      else build_tiny_generation_checkpoint if key in TINY_GENERATION
+                     else build_tiny_speech_checkpoint if key in TINY_SPEECH
                      else build_tiny_checkpoint)
             cache[key] = build(model_type, task, directory)
         return cache[key]

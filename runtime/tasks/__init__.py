@@ -6,6 +6,8 @@ One module per task; this table is the only registry. Task names are HF pipeline
 from __future__ import annotations
 
 from ..errors import TaskError, did_you_mean
+from .audio_classification import AudioClassificationPipeline
+from .automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 from .base import Pipeline
 from .depth_estimation import DepthEstimationPipeline
 from .feature_extraction import FeatureExtractionPipeline
@@ -37,6 +39,8 @@ TASKS: dict[str, type[Pipeline]] = {
     "text2text-generation": Text2TextGenerationPipeline,
     "summarization": SummarizationPipeline,
     "translation": TranslationPipeline,
+    "automatic-speech-recognition": AutomaticSpeechRecognitionPipeline,
+    "audio-classification": AudioClassificationPipeline,
 }
 
 # The transformers auto class that loads a checkpoint for each task: names only, used by the
@@ -56,6 +60,8 @@ TASK_MODEL_CLASSES = {
     "text2text-generation": "AutoModelForSeq2SeqLM",
     "summarization": "AutoModelForSeq2SeqLM",
     "translation": "AutoModelForSeq2SeqLM",
+    "automatic-speech-recognition": "AutoModelForCTC",
+    "audio-classification": "AutoModelForAudioClassification",
 }
 
 # transformers' aliases for the same tasks.

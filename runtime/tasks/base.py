@@ -24,7 +24,8 @@ class Pipeline:
     parameters: ClassVar[Mapping[str, Any]] = {}
     preprocessors: ClassVar[tuple[str, ...]] = ("tokenizer",)
     _PREPROCESSOR_FILES = {"tokenizer": "tokenizer.json",
-                           "image_processor": "preprocessor_config.json"}
+                           "image_processor": "preprocessor_config.json",
+                           "feature_extractor": "preprocessor_config.json"}
 
     def __init__(
         self,
@@ -33,10 +34,12 @@ class Pipeline:
         engine: Engine,
         tokenizer: TextTokenizer | None = None,
         image_processor=None,
+        feature_extractor=None,
         bundle=None,
         **defaults,
     ):
-        given = {"tokenizer": tokenizer, "image_processor": image_processor}
+        given = {"tokenizer": tokenizer, "image_processor": image_processor,
+                 "feature_extractor": feature_extractor}
         for name in self.preprocessors:
             if given[name] is None:
                 raise InputError(
@@ -48,6 +51,7 @@ class Pipeline:
         self.engine = engine
         self.tokenizer = tokenizer
         self.image_processor = image_processor
+        self.feature_extractor = feature_extractor
         self.bundle = bundle
         self.defaults = self.arguments(defaults, base={})
         self.input_names = {spec.name for spec in engine.inputs}

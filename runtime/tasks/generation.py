@@ -40,7 +40,8 @@ class GenerationPipeline(Pipeline):
         self.model = generation_model
         self.task_name = task_name or self.task
         given = {k: v for k, v in kwargs.items()
-                 if k not in ("config", "engine", "tokenizer", "image_processor", "bundle")}
+                 if k not in ("config", "engine", "tokenizer", "image_processor",
+                              "feature_extractor", "bundle")}
         pipeline_kwargs = {k: v for k, v in kwargs.items() if k not in given}
         own, generation = self._split(given)
         super().__init__(**pipeline_kwargs, **own)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from checkpoints import TINY_CONFIGS
 from generation_checkpoints import TINY_GENERATION
+from speech_checkpoints import TINY_SPEECH
 from vision_checkpoints import TINY_VISION
 
 from exporter.architectures import ARCHITECTURES
@@ -15,7 +16,8 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def test_every_architecture_row_has_a_tiny_checkpoint():
-    tiny = {*TINY_CONFIGS, *(model_type for model_type, _ in [*TINY_VISION, *TINY_GENERATION])}
+    tables = [*TINY_VISION, *TINY_GENERATION, *TINY_SPEECH]
+    tiny = {*TINY_CONFIGS, *(model_type for model_type, _ in tables)}
     missing = set(ARCHITECTURES) - tiny
     assert not missing, f"architecture rows without a tiny checkpoint in tests/support: {missing}"
 
@@ -26,7 +28,8 @@ def test_every_task_has_a_test_module_against_transformers():
         assert module.is_file(), f"task {task!r} has no test module {module}"
         text = module.read_text()
         assert "reference_pipeline" in text and (
-            "TINY_CONFIGS" in text or "TINY_VISION" in text or "TINY_GENERATION" in text), (
+            any(table in text for table in ("TINY_CONFIGS", "TINY_VISION", "TINY_GENERATION",
+                                            "TINY_SPEECH"))), (
             f"{module.name} must compare with transformers on every architecture")
 
 

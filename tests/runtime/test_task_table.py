@@ -14,7 +14,8 @@ def test_tags_and_aliases():
                           "fill-mask", "feature-extraction", "image-classification",
                           "object-detection", "image-segmentation", "depth-estimation",
                           "zero-shot-image-classification", "text-generation",
-                          "text2text-generation", "summarization", "translation"}
+                          "text2text-generation", "summarization", "translation",
+                          "automatic-speech-recognition", "audio-classification"}
     assert canonical_task("translation_en_to_de") == "translation"
     assert canonical_task("sentiment-analysis") == "text-classification"
     assert canonical_task("ner") == "token-classification"

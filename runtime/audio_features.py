@@ -1,0 +1,350 @@
+"""Audio feature extractors read from ``preprocessor_config.json``, as data: no transformers needed.
+
+Each class mirrors one transformers feature extractor and reads every field that class reads,
+with its defaults; each takes mono float32 signals already at its ``sampling_rate`` (what
+``runtime.audio.load_audios`` makes) and returns the model's inputs as numpy arrays:
+
+    FeatureExtractor                  base: from_dir / from_config dispatch, signal checks
+    ├── Wav2Vec2FeatureExtractor      raw samples, zero-mean unit-variance per signal, padded
+    │                                   -> input_values (+ attention_mask)   wav2vec2, HuBERT, ...
+    └── WhisperFeatureExtractor       30 s padded or cut, log-mel (80 or 128 Slaney bins)
+                                        -> input_features (+ attention_mask)
+
+A batch is normalized signal by signal over its own samples and then padded to its longest
+signal, as transformers' pipelines batch (each signal through the extractor alone, then
+``pad_collate_fn``), and as its extractors give with ``return_attention_mask=True``.
+
+The Whisper log-mel is transformers' numpy ``spectrogram`` (reflect-padded frames, periodic Hann
+window, power spectrum, Slaney mel filters, log10 floored at 1e-10, then
+``max(x, x.max() - 8)`` and ``(x + 4) / 4``) done on all frames at once: one ``rfft`` over a
+strided view of the frames and one matrix product. 30 s take ~11 ms on one idle core (~50 ms on
+a busy two-core machine), where transformers' numpy frame loop takes ~100 ms and its torch.stft
+path ~140 ms; the features are within 3e-7 of its numpy path and 5e-5 of its torch path (which
+differ from each other by as much) on speech, sweeps and noise.
+
+>>> extractor = FeatureExtractor.from_config({"feature_extractor_type": "WhisperFeatureExtractor"})
+>>> extractor([np.zeros(16000, np.float32)])["input_features"].shape
+(1, 80, 3000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import BundleNotFoundError, InputError, did_you_mean
+from .preprocessor_config import given, integer, number, read_config
+
+
+class FeatureExtractor:
+    """Base of the extractors: ``from_dir`` / ``from_config`` pick the class the config names.
+
+    A subclass sets its transformers name, the model types it is the default of, and
+    ``features`` (the model inputs of a batch of checked signals).
+    """
+
+    type_name: ClassVar[str] = ""
+    model_types: ClassVar[tuple[str, ...]] = ()  # config.json model_types it is the default of
+    model_input_names: tuple[str, ...] = ()
+    default_return_attention_mask: ClassVar[bool] = False
+
+    # --- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> FeatureExtractor:
+        """The extractor of a bundle or checkpoint directory (its preprocessor_config.json; a
+        config.json beside it gives the model_type when the extractor config names no type)."""
+        directory = Path(directory)
+        path = directory / "preprocessor_config.json"
+        if not path.is_file():
+            raise BundleNotFoundError(
+                f"No preprocessor_config.json in {directory}. Note: an audio bundle carries its "
+                "feature extractor's config; export the checkpoint again with `edgeport export`."
+            )
+        config = read_config(path)
+        model_type = None
+        if (directory / "config.json").is_file():
+            model_type = read_config(directory / "config.json").get("model_type")
+        return cls.from_config(config, model_type=model_type)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, model_type: str | None = None
+                    ) -> FeatureExtractor:
+        """The extractor a preprocessor_config.json dict names (``feature_extractor_type``,
+        else the model's ``model_type``). Called on a subclass, that subclass is made whatever
+        the config names."""
+        if not isinstance(config, Mapping):
+            raise InputError(
+                f"A feature extractor config must be a dict, got {type(config).__name__}. Note: "
+                "pass the parsed preprocessor_config.json."
+            )
+        if cls is not FeatureExtractor:
+            return cls(config)
+        return extractor_class(config, model_type=model_type)(config)
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        config = dict(config or {})
+        self.config = config
+        self.sampling_rate = integer(config, "sampling_rate", 16000, self.type_name)
+        if self.sampling_rate < 1:
+            raise InputError(f"{self.type_name} has sampling_rate={self.sampling_rate}. Note: "
+                             "it must be positive; fix it in preprocessor_config.json.")
+        self.padding_value = number(config, "padding_value", 0.0, self.type_name)
+        self.padding_side = config.get("padding_side") or "right"
+        if self.padding_side not in ("right", "left"):
+            raise InputError(
+                f"{self.type_name} has padding_side={self.padding_side!r}. Note: it is 'right' "
+                "or 'left' (transformers refuses others too)."
+            )
+        self.return_attention_mask = bool(
+            given(config, "return_attention_mask", self.default_return_attention_mask))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    # --- running ----------------------------------------------------------------------------
+    def __call__(self, signals: Sequence[np.ndarray] | np.ndarray, *,
+                 return_attention_mask: bool | None = None) -> dict[str, np.ndarray]:
+        """The model's inputs for a batch of mono float32 signals at ``sampling_rate``; one
+        1-D array is a batch of one. ``return_attention_mask`` overrides the config's."""
+        raise NotImplementedError
+
+    def checked(self, signals) -> list[np.ndarray]:
+        """The signals as a list of non-empty 1-D float32 arrays."""
+        if isinstance(signals, np.ndarray) and signals.ndim == 1:
+            signals = [signals]
+        if not isinstance(signals, Sequence) or isinstance(signals, (str, bytes)) or not signals:
+            raise InputError(
+                f"{self.type_name} needs a non-empty list of 1-D float signals, got "
+                f"{type(signals).__name__}. Note: runtime.audio.load_audios makes them from "
+                "paths, bytes, arrays and dicts, at the model's sampling rate."
+            )
+        checked = []
+        for index, signal in enumerate(signals):
+            if (not isinstance(signal, np.ndarray) or signal.ndim != 1 or not signal.size
+                    or not np.issubdtype(signal.dtype, np.floating)):
+                shown = (f"a {signal.dtype} array of shape {signal.shape}"
+                         if isinstance(signal, np.ndarray) else type(signal).__name__)
+                raise InputError(
+                    f"{self.type_name} takes non-empty 1-D float signals, got {shown} at index "
+                    f"{index}. Note: runtime.audio.load_audios makes them from paths, bytes, "
+                    "arrays and dicts, at the model's sampling rate."
+                )
+            signal = signal.astype(np.float32, copy=False)
+            if not np.isfinite(signal).all():
+                raise InputError(
+                    f"Signal {index} given to {self.type_name} holds NaN or infinite samples. "
+                    "Note: a signal must be finite; runtime.audio.load_audios refuses such "
+                    "signals with the position of the first one."
+                )
+            checked.append(signal)
+        return checked
+
+    def padded(self, signals: list[np.ndarray], length: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(batch x length float32 of the signals padded with padding_value on padding_side,
+        batch x length int32 mask of real samples); each signal at most ``length`` long."""
+        values = np.full((len(signals), length), self.padding_value, dtype=np.float32)
+        mask = np.zeros((len(signals), length), dtype=np.int32)
+        for row, mask_row, signal in zip(values, mask, signals):
+            span = slice(0, signal.size) if self.padding_side == "right" else slice(
+                length - signal.size, length)
+            row[span] = signal
+            mask_row[span] = 1
+        return values, mask
+
+    def wants_mask(self, return_attention_mask: bool | None) -> bool:
+        return self.return_attention_mask if return_attention_mask is None else bool(
+            return_attention_mask)
+
+
+class Wav2Vec2FeatureExtractor(FeatureExtractor):
+    """The raw samples, each signal normalized to zero mean and unit variance (do_normalize),
+    padded to the longest of the batch; attention_mask per return_attention_mask."""
+
+    type_name = "Wav2Vec2FeatureExtractor"
+    model_types = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "unispeech",
+                   "unispeech-sat", "data2vec-audio", "sew", "sew-d")
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        feature_size = integer(self.config, "feature_size", 1, self.type_name)
+        if feature_size != 1:
+            raise InputError(
+                f"{self.type_name} has feature_size={feature_size}; the runtime takes raw mono "
+                "samples (feature_size 1) only. Note: wav2vec2-style checkpoints have 1."
+            )
+        self.do_normalize = bool(given(self.config, "do_normalize", True))
+        self.model_input_names = (("input_values", "attention_mask")
+                                  if self.return_attention_mask else ("input_values",))
+
+    def __call__(self, signals, *, return_attention_mask=None):
+        """{"input_values": float32 batch x samples, and "attention_mask": int32 batch x
+        samples when asked}, equal to transformers' ``extractor(signals, padding=True,
+        return_attention_mask=True)`` (less the mask when not asked)."""
+        signals = self.checked(signals)
+        if self.do_normalize:
+            signals = [_zero_mean_unit_var(signal) for signal in signals]
+        values, mask = self.padded(signals, max(signal.size for signal in signals))
+        result = {"input_values": values}
+        if self.wants_mask(return_attention_mask):
+            result["attention_mask"] = mask
+        return result
+
+
+class WhisperFeatureExtractor(FeatureExtractor):
+    """Each signal cut or padded to chunk_length seconds, then its log-mel spectrogram:
+    feature_size Slaney mel bins from 0 to 8 kHz of an n_fft STFT every hop_length samples."""
+
+    type_name = "WhisperFeatureExtractor"
+    model_types = ("whisper",)
+    model_input_names = ("input_features",)
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        name = self.type_name
+        self.feature_size = integer(self.config, "feature_size", 80, name)
+        self.hop_length = integer(self.config, "hop_length", 160, name)
+        self.chunk_length = integer(self.config, "chunk_length", 30, name)
+        self.n_fft = integer(self.config, "n_fft", 400, name)
+        self.dither = number(self.config, "dither", 0.0, name)
+        for key in ("feature_size", "hop_length", "chunk_length", "n_fft"):
+            if getattr(self, key) < 1:
+                raise InputError(f"{name} has {key}={getattr(self, key)}. Note: it must be "
+                                 "positive; fix it in preprocessor_config.json.")
+        # Derived, as transformers derives them: the config's n_samples and nb_max_frames, and
+        # its saved mel_filters, are not read.
+        self.n_samples = self.chunk_length * self.sampling_rate
+        self.nb_max_frames = self.n_samples // self.hop_length
+        self.mel_filters = mel_filter_bank(1 + self.n_fft // 2, self.feature_size, 0.0, 8000.0,
+                                           self.sampling_rate)
+        self.window = hann_window(self.n_fft)
+        # dither: Gaussian noise added to every frame, unseeded, as transformers' numpy path
+        self._rng = np.random.default_rng() if self.dither else None
+
+    def __call__(self, signals, *, return_attention_mask=None, padding: str = "max_length",
+                 truncation: bool = True):
+        """{"input_features": float32 batch x feature_size x frames, and "attention_mask":
+        int32 batch x frames when asked (by the call, else the config: where only the config
+        asks, transformers returns the mask by sample, 1 x 480000, which no model takes).
+
+        By default every signal is cut or padded to chunk_length seconds (3000 frames);
+        ``padding="longest"`` with ``truncation=False`` keeps long signals whole (transformers'
+        long-form transcription), padding the batch to its longest. Equal to transformers'
+        ``extractor(signals, return_attention_mask=..., padding=..., truncation=...)``."""
+        if padding not in ("max_length", "longest"):
+            raise InputError(
+                f"{self.type_name} pads to 'max_length' ({self.chunk_length} s) or 'longest', "
+                f"got padding={padding!r}. " + did_you_mean(str(padding), ["longest", "max_length"])
+            )
+        signals = self.checked(signals)
+        if truncation:
+            signals = [signal[:self.n_samples] for signal in signals]
+        length = max(signal.size for signal in signals)
+        if padding == "max_length":
+            length = max(length, self.n_samples)
+        waveforms, mask = self.padded(signals, length)
+        features = np.stack([self.log_mel(waveform) for waveform in waveforms])
+        result = {"input_features": features}
+        if self.wants_mask(return_attention_mask):
+            result["attention_mask"] = np.ascontiguousarray(
+                mask[:, ::self.hop_length][:, :features.shape[-1]])
+        return result
+
+    def log_mel(self, waveform: np.ndarray) -> np.ndarray:
+        """The normalized log-mel spectrogram (feature_size x len // hop_length, float32) of one
+        padded signal, as transformers' ``_np_extract_fbank_features``."""
+        half = self.n_fft // 2
+        padded = np.pad(waveform, half, mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft)[::self.hop_length]
+        frames = frames[:-1]  # transformers drops the last frame
+        if self._rng is not None:
+            frames = frames + self.dither * self._rng.standard_normal(frames.shape)
+        spectrum = np.fft.rfft(frames * self.window, axis=-1)
+        power = np.square(spectrum.real) + np.square(spectrum.imag)
+        mel = power @ self.mel_filters  # frames x feature_size
+        log_spec = np.log10(np.maximum(mel, 1e-10)).T.astype(np.float32)
+        log_spec = np.maximum(log_spec, log_spec.max() - np.float32(8.0))
+        return (log_spec + np.float32(4.0)) / np.float32(4.0)
+
+
+def _zero_mean_unit_var(signal: np.ndarray) -> np.ndarray:
+    """transformers' zero_mean_unit_var_norm of one signal, in float32 as there."""
+    return (signal - signal.mean()) / np.sqrt(signal.var() + 1e-7)
+
+
+# --- the Whisper filters --------------------------------------------------------------------
+def hann_window(length: int) -> np.ndarray:
+    """The periodic Hann window (float64), as transformers' ``window_function(length)``."""
+    return np.hanning(length + 1)[:-1]
+
+
+def _hertz_to_mel(freq):
+    """The Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    freq = np.asarray(freq, dtype=np.float64)
+    mels = 3.0 * freq / 200.0
+    log_region = freq >= 1000.0
+    return np.where(log_region, 15.0 + np.log(np.maximum(freq, 1e-300) / 1000.0)
+                    * (27.0 / np.log(6.4)), mels)
+
+
+def _mel_to_hertz(mels):
+    mels = np.asarray(mels, dtype=np.float64)
+    freq = 200.0 * mels / 3.0
+    return np.where(mels >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mels - 15.0)), freq)
+
+
+def mel_filter_bank(num_frequency_bins: int, num_mel_filters: int, min_frequency: float,
+                    max_frequency: float, sampling_rate: int) -> np.ndarray:
+    """Slaney-normalized triangular filters on the Slaney mel scale (frequency bins x filters,
+    float64), as transformers' ``mel_filter_bank(..., norm="slaney", mel_scale="slaney")``.
+
+    >>> mel_filter_bank(201, 80, 0.0, 8000.0, 16000).shape
+    (201, 80)
+    """
+    mel_freqs = np.linspace(_hertz_to_mel(min_frequency), _hertz_to_mel(max_frequency),
+                            num_mel_filters + 2)
+    filter_freqs = _mel_to_hertz(mel_freqs)
+    fft_freqs = np.linspace(0, sampling_rate // 2, num_frequency_bins)
+    filter_diff = np.diff(filter_freqs)
+    slopes = filter_freqs[None, :] - fft_freqs[:, None]
+    down = -slopes[:, :-2] / filter_diff[:-1]
+    up = slopes[:, 2:] / filter_diff[1:]
+    filters = np.maximum(0.0, np.minimum(down, up))
+    return filters * (2.0 / (filter_freqs[2:num_mel_filters + 2] - filter_freqs[:num_mel_filters]))
+
+
+# The table: transformers' class name -> ours.
+EXTRACTORS: dict[str, type[FeatureExtractor]] = {cls.type_name: cls for cls in (
+    Wav2Vec2FeatureExtractor, WhisperFeatureExtractor,
+)}
+MODEL_TYPES: dict[str, type[FeatureExtractor]] = {
+    model_type: cls for cls in EXTRACTORS.values() for model_type in cls.model_types}
+
+
+def extractor_class(config: Mapping[str, Any], *, model_type: str | None = None
+                    ) -> type[FeatureExtractor]:
+    """The class for a preprocessor_config.json dict."""
+    given = config.get("feature_extractor_type")
+    if given:
+        if given in EXTRACTORS:
+            return EXTRACTORS[given]
+        raise InputError(
+            f"The runtime has no feature extractor {given!r}. " + did_you_mean(given, EXTRACTORS)
+        )
+    if config.get("image_processor_type"):
+        raise InputError(
+            f"The preprocessor config names the image processor "
+            f"{config['image_processor_type']!r}, not an audio feature extractor. Note: the "
+            "feature extractors are: " + ", ".join(sorted(EXTRACTORS)) + "."
+        )
+    if model_type in MODEL_TYPES:
+        return MODEL_TYPES[model_type]
+    raise InputError(
+        "The preprocessor config names no feature_extractor_type"
+        + (f", and the model type {model_type!r} has no default extractor" if model_type else "")
+        + ". Note: add \"feature_extractor_type\" to preprocessor_config.json, one of: "
+        + ", ".join(sorted(EXTRACTORS)) + "."
+    )
