@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from audio_samples import JFK
 
 from runtime.audio import STEREO_TO_MONO, load_audio, load_audios, resample
 from runtime.errors import InputError
 
-JFK = Path(__file__).resolve().parents[3] / "shared" / "data" / "jfk.flac"
 RATE = 16000
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import functools
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import soxr
+from audio_samples import JFK
 
 from runtime.audio_features import (
     EXTRACTORS,
@@ -26,7 +26,6 @@ from runtime.errors import BundleNotFoundError, InputError
 
 TOLERANCE = 1e-4
 RATE = 16000
-JFK = Path(__file__).resolve().parents[3] / "shared" / "data" / "jfk.flac"
 
 # The preprocessor_config.json of Hub checkpoints, as from_pretrained reads them.
 HUB_CONFIGS = {

@@ -4,11 +4,22 @@ generated signals."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
 
-JFK = Path(__file__).resolve().parents[3] / "shared" / "data" / "jfk.flac"
+
+def _jfk() -> Path:
+    """jfk.flac: $EDGEPORT_JFK, else ../shared/data beside the repository (the project's
+    layout), else the workplace's /work/shared/data."""
+    candidates = [Path(os.environ["EDGEPORT_JFK"])] if os.environ.get("EDGEPORT_JFK") else []
+    candidates += [Path(__file__).resolve().parents[3] / "shared" / "data" / "jfk.flac",
+                   Path("/work/shared/data/jfk.flac")]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+JFK = _jfk()
 
 
 @functools.cache
