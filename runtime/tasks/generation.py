@@ -35,17 +35,14 @@ class GenerationPipeline(Pipeline):
     generates: ClassVar[bool] = True
     pipeline_generation_defaults: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, *, generation_model: OnnxGenerationModel, task_name: str | None = None,
-                 **kwargs):
+    def __init__(self, *, generation_model: OnnxGenerationModel, config, engine, bundle=None,
+                 tokenizer=None, task_name: str | None = None, **defaults):
         self.model = generation_model
         self.task_name = task_name or self.task
-        given = {k: v for k, v in kwargs.items()
-                 if k not in ("config", "engine", "tokenizer", "image_processor",
-                              "feature_extractor", "bundle")}
-        pipeline_kwargs = {k: v for k, v in kwargs.items() if k not in given}
-        own, generation = self._split(given)
-        super().__init__(**pipeline_kwargs, **own)
-        bundle = pipeline_kwargs.get("bundle")
+        defaults.pop("image_processor", None)  # pipeline_from_bundle passes every kind
+        defaults.pop("feature_extractor", None)
+        own, generation = self._split(defaults)
+        super().__init__(config=config, engine=engine, tokenizer=tokenizer, bundle=bundle, **own)
         file = bundle.read_json("generation_config.json", required=False) if bundle else None
         self.model_defaults = model_generation_config(file, self.config)
         self.prefix = self.config.get("prefix")
