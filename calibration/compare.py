@@ -909,6 +909,24 @@ def _choose_variants(bundle: Bundle, variants, reference: str) -> list[str]:
     return chosen
 
 
+def report_header(bundle: Bundle, reference: str, latency: dict) -> dict:
+    """What every accuracy report starts with: schema, bundle, task, time, the reference."""
+    return {
+        "schema_version": REPORT_SCHEMA,
+        "bundle": str(bundle.path),
+        "task": bundle.task,
+        "model_type": bundle.model_type,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "reference": {
+            "name": reference,
+            "latency_ms": latency,
+            "bytes": variant_bytes(bundle, "fp32") if reference == "fp32" else None,
+            "checkpoint": (bundle.manifest.get("source") or {}).get("checkpoint")
+            if reference == "pytorch" else None,
+        },
+    }
+
+
 def variant_bytes(bundle: Bundle, name: str) -> int:
     """The size on disk of a variant's graph files (with their external weights)."""
     info = bundle.variants[name]
@@ -1056,18 +1074,7 @@ def compare_variants(
 
     reference_latency = metrics.latency_summary(times[None])
     report = {
-        "schema_version": REPORT_SCHEMA,
-        "bundle": str(bundle.path),
-        "task": bundle.task,
-        "model_type": bundle.model_type,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "reference": {
-            "name": reference,
-            "latency_ms": reference_latency,
-            "bytes": variant_bytes(bundle, "fp32") if reference == "fp32" else None,
-            "checkpoint": (bundle.manifest.get("source") or {}).get("checkpoint")
-            if reference == "pytorch" else None,
-        },
+        **report_header(bundle, reference, reference_latency),
         "data": {"source": source, "samples": len(feeds), "seed": seed},
         "task_metric": scorer.metric,
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1},

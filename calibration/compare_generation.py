@@ -32,7 +32,6 @@ instrumented yet.
 from __future__ import annotations
 
 import copy
-import datetime
 import inspect
 import math
 import time
@@ -196,12 +195,12 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     ``loaded`` holds the texts (``calibration.data.Samples``)."""
     from .compare import (
         LISTED_CHANGES,
-        REPORT_SCHEMA,
         _add_layers,
         _OutputStats,
         _progress,
         _versions,
         json_ready,
+        report_header,
         variant_bytes,
     )
 
@@ -239,20 +238,9 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
 
     tokenizer = runners[None].pipe.tokenizer
     reference_latency = metrics.latency_summary(seconds[None])
-    report = {
-        "schema_version": REPORT_SCHEMA,
-        "bundle": str(bundle.path),
-        "task": bundle.task,
-        "model_type": bundle.model_type,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "reference": {
-            "name": reference,
-            "latency_ms": reference_latency,
-            "bytes": variant_bytes(bundle, "fp32") if reference == "fp32" else None,
-            "checkpoint": (bundle.manifest.get("source") or {}).get("checkpoint")
-            if reference == "pytorch" else None,
-            "new_tokens": int(np.sum(counts[None])),
-        },
+    report = report_header(bundle, reference, reference_latency)
+    report["reference"]["new_tokens"] = int(np.sum(counts[None]))
+    report.update({
         "data": {"source": source, "samples": len(texts), "seed": seed},
         "task_metric": "token_agreement",
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1,
@@ -266,7 +254,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         },
         "variants": {},
         "versions": _versions(),
-    }
+    })
     for name in chosen:
         latency = metrics.latency_summary(seconds[name])
         output = stats[name].summary()

@@ -35,8 +35,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import BundleNotFoundError, InputError, did_you_mean
-from .preprocessor_config import given, integer, number, read_config
+from .errors import InputError, did_you_mean
+from .preprocessor_config import given, integer, number, read_directory
 
 
 class FeatureExtractor:
@@ -56,17 +56,7 @@ class FeatureExtractor:
     def from_dir(cls, directory: str | Path) -> FeatureExtractor:
         """The extractor of a bundle or checkpoint directory (its preprocessor_config.json; a
         config.json beside it gives the model_type when the extractor config names no type)."""
-        directory = Path(directory)
-        path = directory / "preprocessor_config.json"
-        if not path.is_file():
-            raise BundleNotFoundError(
-                f"No preprocessor_config.json in {directory}. Note: an audio bundle carries its "
-                "feature extractor's config; export the checkpoint again with `edgeport export`."
-            )
-        config = read_config(path)
-        model_type = None
-        if (directory / "config.json").is_file():
-            model_type = read_config(directory / "config.json").get("model_type")
+        config, model_type = read_directory(directory, "feature extractor")
         return cls.from_config(config, model_type=model_type)
 
     @classmethod

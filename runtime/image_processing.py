@@ -43,8 +43,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from .errors import BundleNotFoundError, InputError, did_you_mean
-from .preprocessor_config import given, integer, number, read_config
+from .errors import InputError, did_you_mean
+from .preprocessor_config import given, integer, number, read_directory
 
 IMAGENET_DEFAULT = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 IMAGENET_STANDARD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -87,17 +87,7 @@ class ImageProcessor:
     def from_dir(cls, directory: str | Path) -> ImageProcessor:
         """The processor of a bundle or checkpoint directory (its preprocessor_config.json; a
         config.json beside it gives the model_type when the processor config names no type)."""
-        directory = Path(directory)
-        path = directory / "preprocessor_config.json"
-        if not path.is_file():
-            raise BundleNotFoundError(
-                f"No preprocessor_config.json in {directory}. Note: an image bundle carries its "
-                "image processor's config; export the checkpoint again with `edgeport export`."
-            )
-        config = read_config(path)
-        model_type = None
-        if (directory / "config.json").is_file():
-            model_type = read_config(directory / "config.json").get("model_type")
+        config, model_type = read_directory(directory, "image processor")
         return cls.from_config(config, model_type=model_type)
 
     @classmethod

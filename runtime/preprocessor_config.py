@@ -8,7 +8,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import BundleNotFoundError, InputError
+
+
+def read_directory(directory: str | Path, what: str) -> tuple[dict, str | None]:
+    """(preprocessor_config.json of a bundle or checkpoint directory, the model_type of the
+    config.json beside it, which picks the class when the preprocessor config names none).
+    ``what`` names the preprocessor in the error: "image processor", "feature extractor"."""
+    directory = Path(directory)
+    path = directory / "preprocessor_config.json"
+    if not path.is_file():
+        raise BundleNotFoundError(
+            f"No preprocessor_config.json in {directory}. Note: the bundle carries its {what}'s "
+            "config; export the checkpoint again with `edgeport export`."
+        )
+    model_type = None
+    if (directory / "config.json").is_file():
+        model_type = read_config(directory / "config.json").get("model_type")
+    return read_config(path), model_type
 
 
 def read_config(path: Path) -> dict:
