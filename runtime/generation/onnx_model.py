@@ -14,8 +14,10 @@ first step, so no architecture has code of its own here.
 >>> logits.shape                                                           # doctest: +SKIP
 (2, 50257)
 
-Future work: on a GPU, ONNX Runtime's IOBinding could keep ``present.*`` on the device and bind
-it as the next step's past; here every step copies the cache to the host and back.
+With ``io_binding`` (the default when the decoder runs on CUDA) the cache stays where the
+session runs: ``present.*`` come back as ONNX Runtime OrtValues on the device and are bound as
+the next step's past without a copy to the host; only the logits (and, for a beam search
+reorder, the cache rows being reordered) cross to the host.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class OnnxGenerationState:
     @property
     def rows(self) -> int:
         arrays = [*self.past.values(), self.attention_mask, *self.encoder.values()]
-        return len(next(a for a in arrays if a is not None))
+        return _shape(next(a for a in arrays if a is not None))[0]
 
 
 class OnnxGenerationModel:
@@ -67,9 +69,16 @@ class OnnxGenerationModel:
     """
 
     def __init__(self, decoder: Engine, encoder: Engine | None = None, *,
-                 vocab_size: int | None = None):
-        """``vocab_size`` is needed only when the graph leaves the logits' width dynamic."""
+                 vocab_size: int | None = None, io_binding: bool | None = None):
+        """``vocab_size`` is needed only when the graph leaves the logits' width dynamic.
+        ``io_binding`` keeps the cache on the decoder's device between steps (None: when the
+        decoder is an OrtEngine on CUDA)."""
         self.decoder, self.encoder = decoder, encoder
+        if io_binding is None:
+            io_binding = getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
+        if io_binding and not hasattr(decoder, "run_bound"):
+            raise EngineError("io_binding needs an OrtEngine decoder (ONNX Runtime's IOBinding).")
+        self.io_binding = bool(io_binding)
         self.is_encoder_decoder = encoder is not None
         self._inputs = {spec.name: spec for spec in decoder.inputs}
         outputs = {spec.name for spec in decoder.outputs}
@@ -98,8 +107,8 @@ class OnnxGenerationModel:
         self.vocab_size = width if isinstance(width, int) else int(vocab_size)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, variant: str = "fp32",
-                    **engine_options) -> OnnxGenerationModel:
+    def from_bundle(cls, bundle: Bundle, variant: str = "fp32", *,
+                    io_binding: bool | None = None, **engine_options) -> OnnxGenerationModel:
         """The model over a generative bundle's graphs in ``variant``; ``engine_options`` go to
         ``bundle.engine`` (device, threads, providers, session_options)."""
         family = bundle.manifest.get("family")
@@ -122,7 +131,7 @@ class OnnxGenerationModel:
                 )
         return cls(bundle.engine(decoder, variant, **engine_options),
                    bundle.engine(encoder, variant, **engine_options) if encoder else None,
-                   vocab_size=bundle.config.get("vocab_size"))
+                   vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding)
 
     # --- the protocol ----------------------------------------------------------------------
     def begin(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> OnnxGenerationState:
@@ -150,7 +159,15 @@ class OnnxGenerationModel:
         rows = np.asarray(rows, dtype=np.int64)
 
         def take(array):
-            return None if array is None else np.take(array, rows, axis=0)
+            if array is None:
+                return None
+            if isinstance(array, np.ndarray):
+                return np.take(array, rows, axis=0)
+            # an OrtValue on the device: reordered on the host, then put back where it was
+            import onnxruntime as ort
+
+            return ort.OrtValue.ortvalue_from_numpy(np.take(array.numpy(), rows, axis=0),
+                                                    array.device_name().lower(), 0)
 
         return OnnxGenerationState(
             past={name: take(array) for name, array in state.past.items()},
@@ -187,7 +204,12 @@ class OnnxGenerationModel:
             feed["position_ids"] = _position_ids(mask)[:, -new.shape[1]:]
         if "use_cache_branch" in self._inputs:
             feed["use_cache_branch"] = np.array([state.length > 0])
-        outputs = self.decoder.run({k: v for k, v in feed.items() if k in self._inputs})
+        feed = {k: v for k, v in feed.items() if k in self._inputs}
+        if self.io_binding:
+            outputs = self.decoder.run_bound(feed, keep={PRESENT + name[len(PAST):]
+                                                         for name in self._past})
+        else:
+            outputs = self.decoder.run(feed)
         logits = np.asarray(outputs["logits"][:, -1, :], dtype=np.float32)
         past = {name: outputs[PRESENT + name[len(PAST):]] for name in self._past}
         if state.length > 0:
@@ -209,6 +231,11 @@ class OnnxGenerationModel:
                 "empty cache. Note: export the bundle again with `edgeport export`."
             )
         return np.zeros(dims, dtype=spec.dtype)
+
+
+def _shape(value) -> tuple[int, ...]:
+    """The shape of a numpy array or an ONNX Runtime OrtValue."""
+    return tuple(value.shape()) if callable(getattr(value, "shape", None)) else value.shape
 
 
 def _position_ids(mask: np.ndarray) -> np.ndarray:

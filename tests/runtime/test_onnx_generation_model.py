@@ -197,3 +197,35 @@ def test_a_bundle_that_does_not_generate_is_refused(tiny_bundle, tmp_path):
     bundle = _edited_copy(tiny_bundle("gpt2", "text-generation"), tmp_path, encoder_family)
     with pytest.raises(InputError, match="'text-encoder' model, which does not generate"):
         OnnxGenerationModel.from_bundle(bundle)
+
+
+@pytest.mark.parametrize(("model_type", "task"), [("gpt2", "text-generation"),
+                                                  ("bart", "text2text-generation")])
+def test_io_binding_keeps_the_cache_as_ortvalues_and_changes_nothing(model_type, task,
+                                                                     tiny_bundle):
+    """With io_binding the present.* outputs stay OrtValues (on the GPU they stay on the
+    device) and are bound as the next past; greedy and beam search give the same tokens."""
+    import onnxruntime as ort
+
+    from runtime import Bundle
+    from runtime.generation import OnnxGenerationModel
+    from runtime.generation.search import generate
+
+    bundle = Bundle.load(tiny_bundle(model_type, task))
+    plain = OnnxGenerationModel.from_bundle(bundle)
+    bound = OnnxGenerationModel.from_bundle(bundle, io_binding=True)
+    assert not plain.io_binding and bound.io_binding
+    ids = np.array([[5, 9, 14, 3], [0, 0, 7, 22]], dtype=np.int64)
+    if model_type == "bart":
+        ids[1, :2] = [7, 22]
+    mask = np.ones_like(ids)
+    if model_type == "gpt2":
+        mask[1, :2] = 0
+    state = bound.begin(ids, mask)
+    start = ids if model_type == "gpt2" else np.full((2, 1), 2, dtype=np.int64)
+    _, state = bound.next_logits(state, start)
+    assert all(isinstance(v, ort.OrtValue) for v in state.past.values())
+    for search in ({"num_beams": 1}, {"num_beams": 3, "num_return_sequences": 2}):
+        options = dict(max_length=12, decoder_start_token_id=2, **search)
+        assert np.array_equal(generate(plain, ids, mask, **options).sequences,
+                              generate(bound, ids, mask, **options).sequences)
