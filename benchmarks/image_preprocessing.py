@@ -13,9 +13,7 @@ is under --min-speedup. Needs transformers (the export extra) and scikit-image.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import summary, timed_rounds  # noqa: E402
 
 from runtime.image_processing import ImageProcessor  # noqa: E402
 from runtime.images import load_image  # noqa: E402
@@ -68,31 +68,6 @@ def check_outputs(ours, reference, inputs) -> float:
         worst = max(worst, float(difference.max()))
     assert worst <= TOLERANCE, f"pixel_values differ by {worst:.2e} > {TOLERANCE}"
     return worst
-
-
-def timed_rounds(calls: dict, inputs: list, seconds: float, rounds: int = 6) -> dict:
-    """Latency samples per name: each round runs every callable in turn (rotating who goes
-    first) on every input for an equal share of the time, so machine noise spreads over both."""
-    share = seconds / rounds / len(calls)
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    order = list(calls)
-    for round_number in range(rounds):
-        shift = round_number % len(order)
-        for name in order[shift:] + order[:shift]:
-            call = calls[name]
-            call(inputs[0])  # untimed warm-up
-            deadline = time.perf_counter() + share
-            while time.perf_counter() < deadline:
-                for item in inputs:
-                    started = time.perf_counter()
-                    call(item)
-                    samples[name].append(time.perf_counter() - started)
-    return samples
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    values = sorted(samples)
-    return statistics.median(values) * 1e3, values[int(0.9 * (len(values) - 1))] * 1e3
 
 
 def main(argv=None) -> int:

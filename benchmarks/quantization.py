@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # benchmarks/ sits above the packages (like exporter/): it may import all of them
+from timing import summary, timed_rounds  # noqa: E402
+
 from calibration.quantize import variant_from_bundle  # noqa: E402
 from runtime import Bundle, pipeline  # noqa: E402
 
@@ -86,36 +87,6 @@ def make_variants(path: Path, say) -> list[str]:
         say(f"made {name} ({recipe}) in {time.perf_counter() - started:.1f} s")
         names.append(name)
     return names
-
-
-def timed_rounds(calls: dict, inputs: list, seconds: float, rounds: int = 5) -> dict:
-    """Latency samples per name. Each round runs every callable in turn (in a rotated order) on
-    all inputs for an equal share of the time, so machine noise spreads over the variants; in a
-    round a callable runs in one block, its first pass untimed: ONNX Runtime's intra-op threads
-    spin for a while after a run, and interleaving sessions call by call would time each
-    session against the previous one's spinning threads (on 2 cores that doubled fp32's
-    median)."""
-    share = seconds / rounds / len(calls)
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    order = list(calls)
-    for round_number in range(rounds):
-        shift = round_number % len(order)  # rotate: no variant always runs after the same one
-        for name in order[shift:] + order[:shift]:
-            call = calls[name]
-            for item in inputs:  # untimed pass: warm-up, and lets other sessions go quiet
-                call(item)
-            deadline = time.perf_counter() + share
-            while time.perf_counter() < deadline:
-                for item in inputs:
-                    started = time.perf_counter()
-                    call(item)
-                    samples[name].append(time.perf_counter() - started)
-    return samples
-
-
-def summary(samples: list[float]) -> tuple[float, float]:
-    values = sorted(samples)
-    return statistics.median(values) * 1e3, values[int(0.9 * (len(values) - 1))] * 1e3
 
 
 def graph_ops(path: Path) -> str:

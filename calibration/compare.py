@@ -927,6 +927,18 @@ def report_header(bundle: Bundle, reference: str, latency: dict) -> dict:
     }
 
 
+def variant_header(bundle: Bundle, name: str, latency: dict, reference_latency: dict) -> dict:
+    """What every report says of a variant first: its recipe, files, size, latency, speed-up."""
+    return {
+        "recipe": bundle.variants[name].get("recipe"),
+        "files": dict(bundle.variants[name]["files"]),
+        "bytes": variant_bytes(bundle, name),
+        "latency_ms": latency,
+        "speedup": reference_latency["median_ms"] / latency["median_ms"]
+        if latency["median_ms"] > 0 else None,
+    }
+
+
 def variant_bytes(bundle: Bundle, name: str) -> int:
     """The size on disk of a variant's graph files (with their external weights)."""
     info = bundle.variants[name]
@@ -1086,12 +1098,7 @@ def compare_variants(
         latency = metrics.latency_summary(times[name])
         sqnrs = [o["sqnr_db"] for o in outputs.values() if o["sqnr_db"] is not None]
         report["variants"][name] = {
-            "recipe": bundle.variants[name].get("recipe"),
-            "files": dict(bundle.variants[name]["files"]),
-            "bytes": variant_bytes(bundle, name),
-            "latency_ms": latency,
-            "speedup": reference_latency["median_ms"] / latency["median_ms"]
-            if latency["median_ms"] > 0 else None,
+            **variant_header(bundle, name, latency, reference_latency),
             "task": scorer.score(reduced[None], reduced[name], inputs),
             # The worst output's mean cosine; NaN (None in JSON) when any output has NaN,
             # which a plain min() could skip over.

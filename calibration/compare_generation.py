@@ -201,7 +201,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         _versions,
         json_ready,
         report_header,
-        variant_bytes,
+        variant_header,
     )
 
     texts = list(loaded.inputs)
@@ -270,12 +270,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
                    for i in changed[:LISTED_CHANGES]]
         steps = [divergences[i] for i in changed]
         report["variants"][name] = {
-            "recipe": bundle.variants[name].get("recipe"),
-            "files": dict(bundle.variants[name]["files"]),
-            "bytes": variant_bytes(bundle, name),
-            "latency_ms": latency,
-            "speedup": reference_latency["median_ms"] / latency["median_ms"]
-            if latency["median_ms"] > 0 else None,
+            **variant_header(bundle, name, latency, reference_latency),
             "task": {
                 "metric": "token_agreement", "value": agreement["prefix"],
                 "position_agreement": agreement["position"],
