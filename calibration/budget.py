@@ -14,10 +14,12 @@ from runtime.bundle import Bundle
 from runtime.errors import InputError
 
 from .metrics import metric_drop
+from .quantize import _chosen_graphs, _exclusions_per_graph
 from .recipes import RECIPES
+from .variants import source_graphs
 
 # Short names users type -> the task metric compare reports (1.0 = same as fp32; for
-# depth_abs_rel 0 is, and the drop is the value itself).
+# depth_abs_rel and wer 0 is, and the drop is the value itself).
 METRIC_ALIASES = {
     "top1": "top1_agreement",
     "f1": ("entity_f1", "span_f1"),
@@ -34,9 +36,16 @@ METRIC_ALIASES = {
     "depth_abs_rel": "depth_abs_rel",
     "tokens": "token_agreement",
     "token_agreement": "token_agreement",
+    "wer": "wer",
 }
-# Nodes the recipes can leave in fp32 (what nodes_to_exclude accepts).
-QUANTIZED_OPS = ("MatMul", "Gemm", "Gather")  # Gather: int8 embedding tables
+# The ops each recipe quantizes, whose nodes it can leave in fp32 (nodes_to_exclude): (op
+# types, only those with a weight). dynamic-int8 quantizes weight MatMuls and Gemms (ONNX
+# Runtime makes a Gemm a MatMul first) and the Gathers of embedding tables; int4 weight
+# MatMuls (and GPT-2's Conv1D Gemms, made MatMuls); static-int8 (QDQ) every MatMul and Gemm,
+# the attention products of two activations too, where a fixed range suits the scores least.
+QUANTIZED_OPS = {"dynamic-int8": (("MatMul", "Gemm", "Gather"), True),
+                 "int4": (("MatMul", "Gemm"), True),
+                 "static-int8": (("MatMul", "Gemm"), False)}
 
 
 def parse_max_drop(text: str) -> tuple[str, float]:
@@ -51,7 +60,7 @@ def parse_max_drop(text: str) -> tuple[str, float]:
             f"--max-drop takes METRIC=VALUE with VALUE in [0, 1), got {text!r}. Note: e.g. "
             "top1=0.01 (classification), f1=0.02 (entities, answers), cosine=0.01 "
             "(embeddings), map50=0.02 (detection), miou=0.02 (segmentation), abs_rel=0.01 "
-            "(depth), tokens=0.05 (text generation)."
+            "(depth), wer=0.02 (speech recognition), tokens=0.05 (text generation)."
         )
     return key, budget
 
@@ -67,19 +76,29 @@ def _metric_for(key: str, task_metric: str, task: str) -> str:
     return task_metric
 
 
-def _graph_facts(path) -> tuple[set[str], dict[str, list[str]]]:
-    """The node names the recipes quantize, and for every node the nodes feeding it."""
+def _graph_facts(path, recipe: str) -> tuple[set[str], dict[str, list[str]]]:
+    """The node names ``recipe`` quantizes in the graph file at ``path``, and for every node
+    the nodes feeding it; a merged decoder's nodes are those of its branches (the same name is
+    usually in both, as nodes_to_exclude takes it)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    producer = {out: node.name for node in graph.node for out in node.output}
-    feeders = {node.name: [producer[i] for i in node.input if i in producer] for node in graph.node}
-    # Only such an op with a weight (an initializer input) is quantized by the recipes;
-    # the attention MatMuls of two activations stay fp32 anyway.
-    weights = {init.name for init in graph.initializer}
-    quantized = {n.name for n in graph.node if n.op_type in QUANTIZED_OPS and n.name
-                 and any(i in weights for i in n.input)}
-    return quantized, feeders
+    outer = onnx.load(str(path), load_external_data=False).graph
+    graphs, nodes = [outer], []
+    while graphs:  # the graph and its subgraphs (an If's branches)
+        graph = graphs.pop()
+        nodes += graph.node
+        graphs += [sub for node in graph.node for attribute in node.attribute
+                   for sub in ([attribute.g] if attribute.HasField("g") else attribute.graphs)]
+    producer = {out: node.name for node in nodes for out in node.output}
+    feeders: dict[str, list[str]] = {}
+    for node in nodes:
+        feeders.setdefault(node.name, []).extend(producer[i] for i in node.input if i in producer)
+    types, weighted = QUANTIZED_OPS[recipe]
+    ops = [n for n in nodes if n.op_type in types and n.name]
+    if weighted:  # a weight is an initializer of the outer graph (a branch reads it there)
+        weights = {init.name for init in outer.initializer}
+        ops = [n for n in ops if any(i in weights for i in n.input)]
+    return {n.name for n in ops}, feeders
 
 
 def _culprit(name: str, candidates: set[str], feeders: Mapping[str, list[str]]) -> str | None:
@@ -114,7 +133,7 @@ def variant_within_budget(
     ``data`` (built-in samples when None), excluding the most sensitive nodes round by round
     (1, 2, 4, ... more each round), then bisecting for the fewest nodes that meet the budget.
     The drop is 1 - the metric (which is 1.0 when the variant agrees with fp32), or the metric
-    itself for those where 0 is agreement (LOWER_IS_BETTER: depth AbsRel).
+    itself for those where 0 is agreement (LOWER_IS_BETTER: depth AbsRel, WER).
     Records the excluded nodes and the rounds in the manifest; returns that record. An
     InputError when the budget cannot be met within ``max_rounds`` growing rounds."""
     from .compare import builtin_rows, compare_variants
@@ -131,31 +150,45 @@ def variant_within_budget(
         )
     if recipe_options.get("source", "fp32") != "fp32":
         raise InputError("--max-drop starts from the fp32 graph; leave --from out.")
-    if set(bundle.graphs) != {"model"}:
-        # The nodes to leave in fp32 are ranked by the per-layer error of the one graph; an
-        # encoder-decoder's graphs (and a merged decoder's branches) are not instrumented.
-        raise InputError(
-            f"--max-drop is not supported for bundles of several graphs yet; {bundle.path} has "
-            f"{', '.join(bundle.graphs)}. Note: make the variant without --max-drop, measure it "
-            "with `edgeport compare BUNDLE` (token_agreement, bleu), and leave nodes in fp32 "
-            "with --option 'nodes_to_exclude=[...]' (the --graphs option makes some graphs "
-            "only)."
-        )
     name = name or DEFAULT_NAMES[recipe]
     if data is None:  # measure on the calibration data when there is some
         data = recipe_options.get("calibration")
     if data is None:
         builtin_rows(bundle)  # image bundles have none: say so before quantizing anything
-    candidates, feeders = _graph_facts(bundle.graph_path("model", "fp32"))
-    excluded = list(recipe_options.pop("nodes_to_exclude", None) or [])
+    # The graphs the recipe makes, their quantized nodes and what feeds each node. A node is
+    # (graph, name): an encoder and a decoder exported apart may have nodes of the same name.
+    sources = source_graphs(bundle, "fp32")
+    chosen = _chosen_graphs(bundle, sources, recipe_options.get("graphs"))
+    facts = {graph: _graph_facts(sources[graph], recipe) for graph in chosen}
+    candidates = {(graph, node) for graph, (names, _) in facts.items() for node in names}
+    given = recipe_options.pop("nodes_to_exclude", None)
+    excluded = [(graph, node) for graph, nodes in
+                _exclusions_per_graph(recipe, given, sources, chosen).items()
+                for node in nodes or []] if given else []
+    single = list(bundle.graphs) == ["model"]
+    recipe_options.pop("graphs", None)
     rounds: list[dict] = []
 
-    def attempt(nodes: list[str]) -> tuple[dict, str, float]:
+    def made(nodes) -> list[str]:
+        """The graphs with a node left to quantize: a graph whose every such node is left in
+        fp32 is shared with fp32 as it is (a recipe refuses to quantize nothing)."""
+        return [graph for graph in chosen if any((graph, node) not in nodes
+                                                 for node in facts[graph][0])]
+
+    def as_option(nodes: list[tuple[str, str]], graphs: list[str]):
+        """nodes_to_exclude as the recipe takes it: a list for a one-graph bundle, else a
+        list per graph of ``graphs``."""
+        if single:
+            return [node for _, node in nodes]
+        return {graph: [node for owner, node in nodes if owner == graph] for graph in graphs}
+
+    def attempt(nodes: list[tuple[str, str]]) -> tuple[dict, str, float]:
         nonlocal bundle
         say(f"round {len(rounds) + 1}: {recipe} with {len(nodes)} node(s) left in fp32")
+        graphs = made(nodes)
         variant_from_bundle(bundle, recipe, name=name, overwrite=overwrite or bool(rounds),
-                            samples=samples, seed=seed, nodes_to_exclude=list(nodes),
-                            **recipe_options)
+                            samples=samples, seed=seed, graphs=graphs,
+                            nodes_to_exclude=as_option(nodes, graphs), **recipe_options)
         bundle = Bundle.load(bundle.path)
         report = compare_variants(bundle, data, variants=[name], samples=samples, seed=seed,
                                   top=max(20, 2 * len(candidates)))
@@ -175,9 +208,15 @@ def variant_within_budget(
             passed = (len(excluded), measured, metric, drop)
             break
         failed = len(excluded)
-        ranked = [_culprit(row["name"], candidates, feeders)
-                  for row in (measured.get("layers") or {}).get("top", [])]
-        new = list(dict.fromkeys(n for n in ranked if n and n not in excluded))[:step]
+        ranked = []
+        for row in (measured.get("layers") or {}).get("top", []):
+            graph = row.get("graph", "model")
+            if graph in facts:
+                culprit = _culprit(row["name"], *facts[graph])
+                ranked.append((graph, culprit) if culprit else None)
+        # at most all but one of the nodes: a variant that quantizes nothing is fp32
+        room = len(candidates - set(excluded)) - 1
+        new = list(dict.fromkeys(n for n in ranked if n and n not in excluded))[:min(step, room)]
         if not new:
             break
         excluded += new
@@ -196,9 +235,8 @@ def variant_within_budget(
         if rounds[-1]["excluded"] != passed[0]:  # the last attempt failed: redo the best
             attempt(excluded[:passed[0]])
         kept, measured, metric, drop = passed
-        excluded = excluded[:kept]
         record = {"variant": name, "metric": metric, "max_drop": budget, "drop": drop,
-                  "excluded": excluded, "rounds": rounds}
+                  "excluded": as_option(excluded[:kept], chosen), "rounds": rounds}
         accuracy = {"metric": metric, "value": measured["task"]["value"], "reference": "fp32",
                     "speedup": measured["speedup"],
                     "accuracy_aware": {k: record[k] for k in ("max_drop", "excluded", "rounds")}}

@@ -35,11 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-drop", metavar="METRIC=VALUE",
                         help="accuracy-aware: leave the most sensitive nodes in fp32 until the "
                              "task metric drops at most VALUE below fp32 (top1=0.01, f1=0.02, "
-                             "cosine=0.01, map50=0.02, miou=0.02, abs_rel=0.01)")
+                             "cosine=0.01, map50=0.02, miou=0.02, abs_rel=0.01, wer=0.02, "
+                             "tokens=0.05)")
     parser.add_argument("--data", metavar="PATH",
                         help="with --max-drop: the data the metric is measured on (default: "
-                             "the calibration data, else built-in samples; image bundles: a "
-                             "folder of images)")
+                             "the calibration data, else built-in samples; image and audio "
+                             "bundles: a folder of image or audio files)")
 
 
 def main(args) -> int:

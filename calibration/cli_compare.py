@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="PATH",
                         help="samples: text lines, JSON lines (question/context for "
                              "question-answering), an .npz, or a folder (default: built-in "
-                             "samples; image bundles need a folder of images)")
+                             "samples; image and audio bundles need a folder of image or audio "
+                             "files)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="variants to compare (default: all but the reference)")
     parser.add_argument("--reference", default="fp32", metavar="fp32|pytorch",

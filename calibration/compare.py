@@ -9,11 +9,13 @@ and the layers where the error enters.
 Task metrics, each against the reference's own result as the truth: top-1 agreement
 (text and image classification, fill-mask, zero-shot image classification over its candidate
 labels), entity F1, answer-span F1, the minimum embedding cosine, mAP@0.5 of boxes
-(object detection), mIoU of label maps (image segmentation), and AbsRel of depth maps (depth
-estimation, with RMSE and delta1 beside it; lower is better).
+(object detection), mIoU of label maps (image segmentation), AbsRel of depth maps (depth
+estimation, with RMSE and delta1 beside it), and the word error rate of transcripts (speech
+recognition, CER beside it; lower is better for these three), top-1 agreement again for audio
+classification.
 
-Text bundles have built-in samples; image bundles need ``data`` (a folder of images): no set
-of images is built in, and random noise is not what a model sees.
+Text bundles have built-in samples; image and audio bundles need ``data`` (a folder of image
+or audio files): none are built in, and random noise is not what a model sees.
 
 The reference is the fp32 graph (``reference="fp32"``) or the PyTorch checkpoint the bundle was
 exported from (``reference="pytorch"``, needs the export extra). Every engine sees the same
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.bundle import Bundle
+from runtime.ctc import CtcTokenizer
 from runtime.engine import Engine, OrtEngine
 from runtime.errors import (
     EngineError,
@@ -53,6 +56,7 @@ from runtime.tokenizer import TextTokenizer
 from runtime.vision_postprocess import mask2former_semantic_segmentation, semantic_segmentation
 
 from . import metrics
+from .branches import branch_feeds, is_merged, merged_branches
 from .compare_generation import NEW_TOKENS, compare_generation
 from .data import Samples, is_generative, load_samples
 from .variants import record_accuracy
@@ -72,6 +76,8 @@ TASK_METRICS = {
     "image-segmentation": "miou",
     "depth-estimation": "depth_abs_rel",
     "zero-shot-image-classification": "top1_agreement",
+    "audio-classification": "top1_agreement",
+    "automatic-speech-recognition": "wer",
 }
 # The reference's detections scoring above this are the truth mAP is measured against: the
 # object-detection pipeline's default threshold, so the truth is what a user of it sees.
@@ -200,11 +206,14 @@ def builtin_rows(bundle: Bundle) -> list:
     """
     modality = bundle.manifest.get("modality", "text")
     if modality != "text":
+        kind = "audio" if modality == "audio" else "image"
+        examples = ("recordings" if kind == "audio" else "photos")
         raise InputError(
             f"compare has no built-in samples for {bundle.task} bundles (they read "
-            f"{modality.replace('text-image', 'images')}). Note: pass --data FOLDER_OF_IMAGES "
-            "(data= in Python): a folder of image files like those the model will see, e.g. "
-            "50 to 100 photos; an .npz of input arrays works too."
+            f"{modality.replace('text-image', 'images')}). Note: pass --data "
+            f"FOLDER_OF_{kind.upper()}_FILES (data= in Python): a folder of {kind} files like "
+            f"those the model will see, e.g. 50 to 100 {examples}; an .npz of input arrays "
+            "works too."
         )
     if bundle.task == "question-answering":
         return [{"question": q, "context": c} for q, c in BUILTIN_QUESTIONS]
@@ -648,6 +657,33 @@ class _ZeroShotImageClassification(_Classification):
         return labels[index] if labels and index < len(labels) else f"text {index}"
 
 
+class _SpeechRecognition(_TaskScorer):
+    """Word error rate of a CTC model's greedy transcripts (character error rate beside it):
+    0 is the same as the reference, lower is better."""
+
+    metric = "wer"
+
+    def __init__(self, bundle, tokenizer, samples=None):
+        super().__init__(bundle, tokenizer, samples)
+        self.ctc = CtcTokenizer.from_dir(bundle.path)
+
+    def reduce(self, feed, outputs):
+        return self.ctc.decode(self.output(outputs, "logits")[0].argmax(-1))
+
+    def score(self, reference, candidate, inputs):
+        result = metrics.error_rates(reference, candidate)
+        each = result["per_sample"]
+        changed = [i for i, (r, c) in enumerate(zip(reference, candidate)) if r != c]
+        # the transcripts that changed, the highest WER first
+        highest = sorted(changed, key=lambda i: -each[i])[:LISTED_CHANGES]
+        changes = [{"sample": i, "input": _describe(inputs[i]), "wer": each[i],
+                    "reference": _describe(reference[i]), "variant": _describe(candidate[i])}
+                   for i in highest]
+        return {"metric": self.metric, "value": result["wer"], "cer": result["cer"],
+                "words": result["words"], "characters": result["characters"],
+                "flips": changed, "changes": changes, "count": len(reference)}
+
+
 _SCORERS = {
     "text-classification": _Classification,
     "token-classification": _TokenClassification,
@@ -659,6 +695,8 @@ _SCORERS = {
     "image-segmentation": _Segmentation,
     "depth-estimation": _DepthEstimation,
     "zero-shot-image-classification": _ZeroShotImageClassification,
+    "audio-classification": _Classification,
+    "automatic-speech-recognition": _SpeechRecognition,
 }
 
 
@@ -799,10 +837,11 @@ def _layer_engine(path: Path) -> OrtEngine:
 
 
 class _LayerReference:
-    """The instrumented fp32 graph and the few samples per-layer error is measured on."""
+    """The instrumented fp32 graph (the file at ``path``) and the few samples per-layer error
+    is measured on."""
 
-    def __init__(self, bundle: Bundle, feeds: Sequence[Mapping]):
-        self.engine, self.facts = _instrumented(bundle.graph_path("model", "fp32"), None)
+    def __init__(self, path: Path, feeds: Sequence[Mapping]):
+        self.engine, self.facts = _instrumented(path, None)
         self.feeds = list(feeds)
 
     def tensors(self, feed: Mapping) -> dict[str, np.ndarray]:
@@ -1111,7 +1150,8 @@ def compare_variants(
 
     if layers:
         worst = sorted(np.argsort(-sample_error, kind="stable")[:layer_samples].tolist())
-        _add_layers(bundle, report, chosen, [feeds[i] for i in worst], top, progress)
+        _add_layers(bundle, report, chosen, {"model": [feeds[i] for i in worst]}, top,
+                    progress)
         for name in chosen:
             if report["variants"][name]["layers"]:
                 report["variants"][name]["layers"]["sample_indices"] = worst
@@ -1134,15 +1174,71 @@ def json_ready(value):
     return value
 
 
-def _add_layers(bundle, report, chosen, feeds, top, progress) -> None:
+def _add_layers(bundle, report, chosen, feeds: Mapping[str, Sequence[Mapping]], top,
+                progress) -> None:
+    """Each variant's per-layer error (``layers``) on ``feeds`` (graph name -> the few feeds
+    to measure on). A one-graph bundle's is that graph's; a bundle of several graphs has one
+    part per graph (and per branch of a merged decoder, each cut out as a graph of its own,
+    fed the feeds that take it) under ``parts``, and their nodes ranked together under
+    ``top``, each row naming its graph and branch. A graph the variant shares with fp32 has
+    no error to locate and is left out."""
     # fp32 against itself has no error to locate.
     measured = [name for name in chosen if name != "fp32"]
     if not measured:
         return
-    fp32 = _LayerReference(bundle, feeds)
-    for name in _progress(measured, len(measured), "per-layer error", progress, "variant"):
-        report["variants"][name]["layers"] = layer_errors(
-            fp32, bundle.graph_path("model", name), top)
+    with tempfile.TemporaryDirectory(prefix="edgeport-layers-") as directory:
+        parts = []  # (graph, branch, instrumented fp32)
+        for graph, fed in feeds.items():
+            for branch, path, branch_feeds in _graph_parts(bundle, graph, "fp32", fed,
+                                                           Path(directory)):
+                parts.append((graph, branch, _LayerReference(path, branch_feeds)))
+        for name in _progress(measured, len(measured), "per-layer error", progress, "variant"):
+            results = []
+            for graph, branch, fp32 in parts:
+                if bundle.graph_path(graph, name) == bundle.graph_path(graph, "fp32"):
+                    continue
+                path = next(path for part, path, _ in _graph_parts(
+                    bundle, graph, name, None, Path(directory)) if part == branch)
+                results.append({"graph": graph, "branch": branch,
+                                **layer_errors(fp32, path, top)})
+            report["variants"][name]["layers"] = _joined_layers(results, top)
+
+
+def _graph_parts(bundle: Bundle, graph: str, variant: str, feeds, directory: Path) -> list:
+    """[(branch, graph file, feeds)] of a variant's graph: the graph itself (branch None), or
+    for a merged decoder each branch saved as a graph of its own under ``directory``, with
+    the feeds that take it (``feeds`` None: none wanted)."""
+    path = bundle.graph_path(graph, variant)
+    if not is_merged(path):
+        return [(None, path, feeds)]
+    import onnx
+
+    from .recipes import _large, _save
+
+    branches = merged_branches(onnx.load(str(path)))
+    fed = branch_feeds(branches, feeds)
+    parts = []
+    for branch, model in branches.models.items():
+        target = directory / f"{graph}.{branch}.{variant}.onnx"
+        _save(model, target, external=_large(model))
+        parts.append((branch, target, fed[branch]))
+    return parts
+
+
+def _joined_layers(results: list[dict], top: int) -> dict | None:
+    """One part's layers as they are (a one-graph bundle's); several parts under ``parts``,
+    with their nodes ranked together under ``top``."""
+    if not results:
+        return None
+    if len(results) == 1 and results[0]["graph"] == "model" and results[0]["branch"] is None:
+        return {k: v for k, v in results[0].items() if k not in ("graph", "branch")}
+    ranked = sorted(({**row, "graph": part["graph"], "branch": part["branch"]}
+                     for part in results for row in part["top"]),
+                    key=lambda row: -row["growth"])
+    return {"samples": max(part["samples"] for part in results),
+            "tensors_compared": sum(part["tensors_compared"] for part in results),
+            "nodes": sum(part["nodes"] for part in results),
+            "top": ranked[:top], "parts": results}
 
 
 def summary_of(report: Mapping, name: str) -> dict:

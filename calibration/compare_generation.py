@@ -19,9 +19,9 @@ taken as the truth:
 The reference is the fp32 graphs, or (``reference="pytorch"``) the checkpoint the bundle was
 exported from, driven by the same pipeline and search through ``TorchGenerationModel`` (its
 latency is for orientation: its threads share the CPU with ONNX Runtime's, which spin for a
-while after each run). Per-layer error is measured for decoder-only bundles (one graph) on the
-prompt step of the texts whose first-step logits err most; an encoder-decoder's graphs are not
-instrumented yet.
+while after each run). Per-layer error is measured on the texts whose first-step logits err
+most: a decoder-only model's graph on the prompt step; an encoder-decoder's encoder, and each
+branch of its merged decoder on the first decoder steps (``compare._add_layers``).
 
 >>> report = compare_variants("gpt2-bundle", variants=["int8"])          # doctest: +SKIP
 >>> task = report["variants"]["int8"]["task"]                             # doctest: +SKIP
@@ -49,6 +49,9 @@ from .data import GREEDY, graph_feeds
 # How many tokens each text generates at most in a comparison: enough for divergence to show,
 # few enough that the comparison of many texts stays quick.
 NEW_TOKENS = 20
+# The decoder steps of an encoder-decoder whose feeds per-layer error is measured on: the first
+# (no cache: the merged decoder's no_past branch) and two cached ones (with_past).
+LAYER_STEPS = 3
 FIRST_STEP = "first-step logits"
 
 
@@ -245,13 +248,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         "task_metric": "token_agreement",
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1,
                    "unit": "ms per generated token"},
-        "generation": {
-            "search": "greedy", "max_new_tokens": new_tokens,
-            # said where the per-layer error of the variants is missing although asked for
-            "layers_note": None if decoder_only or not layers else "not measured for "
-            "encoder-decoder bundles yet (their graphs are not instrumented); the first-step "
-            "logits show the error of the whole model",
-        },
+        "generation": {"search": "greedy", "max_new_tokens": new_tokens},
         "variants": {},
         "versions": _versions(),
     })
@@ -287,11 +284,14 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
             "outputs": {FIRST_STEP: output},
             "layers": None,
         }
-    if layers and decoder_only:
-        # Per-layer error on the prompt step (the graph with an empty cache) of the texts whose
-        # first-step logits err most: the step every engine computes from the same input.
+    if layers:
+        # Per-layer error on the texts whose first-step logits err most, each graph fed what
+        # the fp32 graphs give it while generating: a decoder-only model's prompt step (the
+        # graph with an empty cache); an encoder-decoder's encoder, and its decoder's first
+        # LAYER_STEPS steps (the merged decoder's branch without and with the cache).
         worst = sorted(np.argsort(-sample_error, kind="stable")[:layer_samples].tolist())
-        feeds = graph_feeds(bundle, [texts[i] for i in worst], new_tokens=1)["model"]
+        feeds = graph_feeds(bundle, [texts[i] for i in worst],
+                            new_tokens=1 if decoder_only else LAYER_STEPS)
         _add_layers(bundle, report, chosen, feeds, top, progress)
         for name in chosen:
             if report["variants"][name]["layers"]:

@@ -14,6 +14,9 @@ What each bundle reads:
     text-image (CLIP)    a folder of images, each paired with one fixed text side: the
                          CANDIDATE_LABELS put into the zero-shot pipeline's default hypothesis
                          template and tokenized with the bundle's tokenizer
+    audio bundles        a folder of audio files (subfolders included), each decoded and
+                         resampled as ``runtime.audio`` does it and made into features by the
+                         bundle's feature extractor; at most MAX_AUDIO_SECONDS of each
     generative bundles   a text file of lines (prompts, documents to summarize, texts to
                          translate), JSON lines with "text", or a folder of text files; each
                          text is generated from greedily with the runtime's own pipeline, and
@@ -59,6 +62,11 @@ CANDIDATE_LABELS = (
     "a building", "a tree", "a flower", "a mountain", "food", "a cup of coffee", "a computer",
     "a book",
 )
+
+# An audio file longer than this is cut: calibration and comparison need what the model sees per
+# run, and a CTC model runs a whole signal at once (one hour of audio would be one feed of
+# 57.6 million samples). 30 s is Whisper's window and a long utterance for CTC models.
+MAX_AUDIO_SECONDS = 30
 
 # How many tokens each calibration text generates, and at which cached steps (1 = the first step
 # after the prompt) the graphs' feeds are kept: the cache grows over a spread of lengths while
@@ -204,10 +212,7 @@ def _folder_samples(bundle, path, samples, seed, progress) -> Samples:
         return _text_samples(bundle, _pick(lines, samples, seed), progress)
     if wanted == "image":
         return _image_samples(bundle, path, _pick(files, samples, seed), progress)
-    raise InputError(
-        f"Calibration from a folder of {wanted} files is not supported for {bundle.task} "
-        "bundles yet. Note: give an .npz of input arrays instead."
-    )
+    return _audio_samples(bundle, path, _pick(files, samples, seed), progress)
 
 
 def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bool) -> Samples:
@@ -233,6 +238,24 @@ def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bo
             raise InputError(f"The calibration image {file} cannot be used: {error}") from None
         result.inputs.append(str(file.relative_to(folder)))
         result.feeds.append({**text_feed, **feed})
+    return result
+
+
+def _audio_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bool) -> Samples:
+    """One batch-1 feed per audio file (its first MAX_AUDIO_SECONDS), made as the bundle's
+    pipeline makes it: decoded, mixed to mono and resampled by ``runtime.audio``, then through
+    the bundle's feature extractor."""
+    from runtime.audio import load_audio
+    from runtime.pipeline import pipeline_from_bundle
+
+    pipe = pipeline_from_bundle(bundle)
+    rate = pipe.feature_extractor.sampling_rate
+    result = Samples()
+    for file in _progress(files, len(files), "preprocessing", progress):
+        signal = load_audio(file, rate)[:MAX_AUDIO_SECONDS * rate]  # its errors name the file
+        result.inputs.append(str(file.relative_to(folder)))
+        # batch 1 has no padding: the mask, where the graph takes one, is all ones
+        result.feeds.append(pipe.features([signal], return_attention_mask=True))
     return result
 
 

@@ -381,7 +381,7 @@ def embedding_cosines(reference, candidate) -> dict:
 # --- vision task metrics ----------------------------------------------------------------------
 # Task metrics where 0 means "same as the reference" and lower is better; every other task
 # metric is 1.0 for "same as the reference" and higher is better.
-LOWER_IS_BETTER = frozenset({"depth_abs_rel"})
+LOWER_IS_BETTER = frozenset({"depth_abs_rel", "wer", "cer"})
 
 
 def metric_drop(metric: str, value: float) -> float:
@@ -701,6 +701,43 @@ def bleu(references: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]
     return {"bleu": score * penalty, "precisions": precisions, "brevity_penalty": penalty,
             "reference_length": reference_length, "candidate_length": candidate_length,
             "max_n": len(orders)}
+
+
+# --- speech -----------------------------------------------------------------------------------
+def error_rates(references: Sequence[str], candidates: Sequence[str]) -> dict:
+    """Word and character error rates of candidate transcripts against reference ones, pooled
+    over the corpus: the Levenshtein distance (substitutions, deletions and insertions, through
+    rapidfuzz) over the reference's length, in words split at whitespace and in characters
+    (spaces included). Texts are compared as written, with no case or punctuation folding: both
+    sides come from the same model and tokenizer. A corpus whose references are all empty
+    (silence) counts each inserted word or character as one error over one: 0.0 when the
+    candidates are empty too, as they should be.
+
+    ``per_sample`` holds each transcript's own WER (its distance over its reference's words,
+    or over one word when the reference is empty).
+
+    >>> rates = error_rates(["the cat sat", "hello"], ["the cat sat down", "yellow"])
+    >>> rates["wer"], round(rates["cer"], 4), rates["per_sample"]
+    (0.5, 0.4375, [0.3333333333333333, 1.0])
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    if len(references) != len(candidates):
+        raise ValueError(f"{len(references)} reference transcripts but {len(candidates)} "
+                         "candidate transcripts.")
+    words = word_edits = characters = character_edits = 0
+    per_sample = []
+    for reference, candidate in zip(references, candidates):
+        ours, theirs = str(reference).split(), str(candidate).split()
+        edits = Levenshtein.distance(ours, theirs)
+        per_sample.append(edits / max(len(ours), 1))
+        words += len(ours)
+        word_edits += edits
+        characters += len(reference)
+        character_edits += Levenshtein.distance(str(reference), str(candidate))
+    return {"wer": word_edits / max(words, 1), "cer": character_edits / max(characters, 1),
+            "words": words, "word_edits": word_edits, "characters": characters,
+            "character_edits": character_edits, "per_sample": per_sample}
 
 
 # --- latency ----------------------------------------------------------------------------------

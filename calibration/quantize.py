@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from runtime.bundle import Bundle
 from runtime.errors import InputError, did_you_mean
@@ -83,6 +85,8 @@ def variant_from_bundle(
             feeds = {graph: loaded.feeds for graph in bundle.graphs}
     elif calibration is not None:
         raise InputError(f"The {recipe} recipe takes no calibration data; leave --calibration out.")
+    exclusions = (_exclusions_per_graph(recipe, options.pop("nodes_to_exclude"), sources,
+                                        chosen) if "nodes_to_exclude" in options else {})
     with staging_for(bundle) as staging:
         made, used = {}, {}
         for graph, path in sources.items():
@@ -91,6 +95,8 @@ def variant_from_bundle(
             say(f"{recipe}: {path.name}")
             target = staging / f"{graph}.onnx"
             graph_options = {**spec.options, **options}
+            if graph in exclusions:
+                graph_options["nodes_to_exclude"] = exclusions[graph]
             fed = None if feeds is None else feeds.get(graph, [])
             if is_merged(path):
                 used[graph] = merged_recipe(spec.make, recipe, path, target, feeds=fed,
@@ -118,6 +124,55 @@ def variant_from_bundle(
             record["shared"] = dict(reused)  # graph -> the variant whose file it shares
         write_variant(bundle, name, made, record, overwrite=overwrite, reused=reused)
     return name
+
+
+def node_names(path: Path) -> set[str]:
+    """The names of a graph file's nodes, those inside its subgraphs (a merged decoder's
+    branches) included; the weights are not read."""
+    import onnx
+
+    def walk(graph):
+        for node in graph.node:
+            if node.name:
+                yield node.name
+            for attribute in node.attribute:
+                for sub in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                    yield from walk(sub)
+
+    return set(walk(onnx.load(str(path), load_external_data=False).graph))
+
+
+def _exclusions_per_graph(recipe: str, value, sources: dict, chosen: list[str]) -> dict:
+    """``nodes_to_exclude`` for each graph made. One graph: the list as given (the recipe
+    checks it). Several: a mapping of graph name -> node names, or one list whose names each
+    go to the graphs that have such a node (an encoder and a decoder exported apart may both
+    have a node of the same name: the mapping tells them apart); a name in no graph is an
+    error."""
+    if len(chosen) == 1 and not isinstance(value, Mapping):
+        return {chosen[0]: value}
+    if isinstance(value, Mapping):
+        unknown = [graph for graph in value if graph not in chosen]
+        if unknown:
+            raise InputError(
+                f"The {recipe} recipe's nodes_to_exclude names the graph {unknown[0]!r}, which "
+                f"this variant does not make. " + did_you_mean(str(unknown[0]), chosen)
+            )
+        return {graph: value.get(graph) for graph in chosen}
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) for v in value):
+        return {graph: value for graph in chosen}  # the recipe says what is wrong with it
+    names = {graph: node_names(sources[graph]) for graph in chosen}
+    unknown = [n for n in value if not any(n in own for own in names.values())]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(set().union(*names.values())), n=1)
+        raise InputError(
+            f"The {recipe} recipe's nodes_to_exclude names {unknown[0]!r}, which is no node "
+            f"of the graphs it makes ({', '.join(chosen)}). "
+            + (f"Did you mean {close[0]!r}? " if close else "")
+            + "Note: name the nodes per graph with a mapping, e.g. "
+            f'{{"{chosen[-1]}": ["..."]}}.'
+        )
+    return {graph: [n for n in value if n in own] for graph, own in names.items()}
 
 
 def _chosen_graphs(bundle: Bundle, sources: dict, graphs) -> list[str]:

@@ -462,11 +462,11 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "minmax
 # --- fp16 -----------------------------------------------------------------------------------------
 
 # Kept in fp32: normalizations and Softmax (their sums overflow or lose the small terms in
-# fp16), Pow (x**2 of a decomposed LayerNorm overflows). The graph inputs and outputs stay fp32
-# too (keep_io_types).
+# fp16), Pow (x**2 of a decomposed LayerNorm overflows), ReduceL2 (a sum of squares). The
+# graph inputs and outputs stay fp32 too (keep_io_types).
 FP16_KEEP_FP32 = ("LayerNormalization", "SimplifiedLayerNormalization",
                   "SkipLayerNormalization", "SkipSimplifiedLayerNormalization",
-                  "EmbedLayerNormalization", "Softmax", "Pow")
+                  "EmbedLayerNormalization", "Softmax", "Pow", "ReduceL2")
 
 
 _ACTIVATION_OPS = frozenset({"MatMul", "Gemm", "Conv", "LayerNormalization", "Softmax"})
@@ -677,6 +677,11 @@ OPTIMIZER_MODEL_TYPES = {
     # Pegasus is BART's architecture with another normalization order: the bart fusions take
     # its LayerNorms, residual adds and Gelu (measured on the tiny export: tokens the same).
     "pegasus": "bart",
+    # The speech encoders' transformer layers are BERT's (post-norm in the base models,
+    # pre-norm in the large ones): measured on the tiny exports, the bert fusions take their
+    # LayerNorms, residual adds and Gelu (266 nodes to 110). Whisper is BART's layout with
+    # pre-norm layers and a convolutional front.
+    "wav2vec2": "bert", "hubert": "bert", "whisper": "bart",
 }
 # Convolutional networks: the transformer optimizer has nothing to fuse in them (ONNX Runtime
 # fuses Conv + BatchNormalization + activation itself when it loads any graph), so optimize

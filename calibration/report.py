@@ -89,8 +89,15 @@ def _timing_text(report: Mapping) -> str:
             "sample")
 
 
-def _layers_note(report: Mapping) -> str | None:
-    return (report.get("generation") or {}).get("layers_note")
+def _layer_parts(layers: Mapping | None) -> list[tuple[str, Mapping]]:
+    """(title suffix, per-layer error) of each graph measured: the one graph's, or each part
+    of a bundle of several graphs (a merged decoder's branches apart)."""
+    if not layers:
+        return []
+    if "parts" not in layers:
+        return [("", layers)]
+    return [(f": {part['graph']}" + (f" ({part['branch']} branch)" if part["branch"] else ""),
+             part) for part in layers["parts"]]
 
 
 def _summary_rows(report: Mapping) -> tuple[list[str], list[list[str]]]:
@@ -204,12 +211,9 @@ def markdown_report(report: Mapping) -> str:
             if task["flips"]:
                 more = " ..." if len(task["flips"]) > 50 else ""
                 lines += ["", f"All changed samples: {task['flips'][:50]}{more}"]
-        layers = variant.get("layers")
-        if not layers and _layers_note(report):
-            lines += ["", f"Per-layer error: {_layers_note(report)}"]
-        if layers:
-            lines += ["", f"### Where the error enters ({layers['tensors_compared']} tensors "
-                      f"compared on {layers['samples']} samples)", ""]
+        for suffix, layers in _layer_parts(variant.get("layers")):
+            lines += ["", f"### Where the error enters{suffix} ({layers['tensors_compared']} "
+                      f"tensors compared on {layers['samples']} samples)", ""]
             if layers["top"]:
                 lines += [_md_table(["rank", "node #", "node", "op", "relative error",
                                      "growth"], [
@@ -572,13 +576,12 @@ def html_report(report: Mapping) -> str:
         "</figure>",
     ]
     for name, variant in report["variants"].items():
-        parts += _variant_html(name, variant, colours[name], _layers_note(report))
+        parts += _variant_html(name, variant, colours[name])
     parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _variant_html(name: str, variant: Mapping, colour: str,
-                  layers_note: str | None = None) -> list[str]:
+def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
     task = variant["task"]
     recipe = variant.get("recipe") or {}
     parts = [f"<h2>{_esc(name)}</h2>",
@@ -608,15 +611,12 @@ def _variant_html(name: str, variant: Mapping, colour: str,
             more = " ..." if len(task["flips"]) > 50 else ""
             parts.append(f'<p class="muted">all changed samples: '
                          f"{_esc(task['flips'][:50])}{more}</p>")
-    layers = variant.get("layers")
-    if not layers and layers_note:
-        parts.append(f'<p class="muted">Per-layer error: {_esc(layers_note)}</p>')
-    if layers:
-        parts.append(f"<h3>Where the error enters</h3><p class=\"muted\">relative error "
-                     f"(‖variant − fp32‖ / ‖fp32‖) of {layers['tensors_compared']} tensors "
-                     f"shared with fp32, on {layers['samples']} samples; growth = a node's error "
-                     "minus the largest error of its inputs.</p>")
-        parts.append("<figure>" + layer_svg(layers, f"{name}: per-layer error", colour)
+    for suffix, layers in _layer_parts(variant.get("layers")):
+        parts.append(f"<h3>Where the error enters{_esc(suffix)}</h3><p class=\"muted\">relative "
+                     f"error (‖variant − fp32‖ / ‖fp32‖) of {layers['tensors_compared']} "
+                     f"tensors shared with fp32, on {layers['samples']} samples; growth = a "
+                     "node's error minus the largest error of its inputs.</p>")
+        parts.append("<figure>" + layer_svg(layers, f"{name}: per-layer error{suffix}", colour)
                      + "<figcaption>red: the nodes that add the most error (hover for names)"
                      "</figcaption></figure>")
         if layers["top"]:

@@ -251,6 +251,18 @@ def _save_preprocessing(checkpoint: Path, staging: Path, row, task: str) -> dict
     return files
 
 
+def _fold_parametrizations(model) -> None:
+    """Replace each parametrized weight by its value: the speech encoders' positional
+    convolution is weight-normalized (weight = g * v / ||v||), which is for training. Traced as
+    it is, the graph recomputes the weight on every run (ONNX Runtime folds it at load for
+    fp32 only: an fp16 variant recomputed it in fp16). The outputs are the same."""
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        for name in list(getattr(module, "parametrizations", None) or {}):
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+
+
 def _masked_audio_onnx_config(model, optimum_task: str):
     """optimum's config for a speech encoder, with the attention_mask input it leaves out.
 
@@ -452,6 +464,7 @@ def bundle_from_checkpoint(
             f"transformers could not load {checkpoint} as {auto_class.__name__}: "
             f"{str(exc).splitlines()[0][:300]}"
         ) from None
+    _fold_parametrizations(model)
 
     with staged_directory(output, overwrite=overwrite) as staging:
         (staging / "onnx").mkdir()

@@ -22,7 +22,7 @@ def test_base_dependencies_are_the_runtimes_alone():
     assert base == {"numpy", "onnxruntime", "tokenizers", "pillow", "soundfile", "soxr"}
     export = {_name(r) for r in project["optional-dependencies"]["export"]}
     assert {_name(r) for r in project["optional-dependencies"]["quantize"]} == {
-        "onnx", "onnx-ir", "tqdm"}
+        "onnx", "onnx-ir", "tqdm", "rapidfuzz"}
     assert {"torch", "transformers", "optimum-onnx", "onnx"} <= export
     assert project["scripts"]["edgeport"] == "runtime.cli:main"
 

@@ -287,6 +287,31 @@ def test_nodes_to_exclude_of_a_merged_decoder(tiny_bundle, tmp_path):
         assert node.op_type == "MatMul"
 
 
+def test_nodes_to_exclude_per_graph(tiny_bundle, tmp_path):
+    """A mapping names each graph's own nodes (an encoder and a decoder exported apart may
+    share node names: T5's share /Mul and /Constant); one list goes to every graph that has
+    such a node."""
+    path = shutil.copytree(tiny_bundle("t5", "translation"), tmp_path / "t5")
+    bundle = Bundle.load(path)
+    encoder = onnx.load(str(bundle.graph_path("encoder_model", "fp32")))
+    first = next(n.name for n in encoder.graph.node if n.op_type == "MatMul")
+    variant_from_bundle(path, "dynamic-int8", nodes_to_exclude={"encoder_model": [first]})
+    graphs = Bundle.load(path).variants["int8"]["recipe"]["graphs"]
+    assert graphs["encoder_model"]["nodes_to_exclude"] == [first]
+    assert graphs["decoder_model_merged"]["nodes_to_exclude"] == []
+    model = onnx.load(str(Bundle.load(path).graph_path("encoder_model", "int8")))
+    assert next(n for n in model.graph.node if n.name == first).op_type == "MatMul"
+    with pytest.raises(InputError, match="names the graph 'encoder'.*Did you mean "
+                                         "'encoder_model'"):
+        variant_from_bundle(path, "dynamic-int8", name="x", nodes_to_exclude={"encoder": []})
+    with pytest.raises(InputError, match="names 'nothing', which is no node of the graphs it "
+                                         "makes .*Note: name the nodes per graph"):
+        variant_from_bundle(path, "dynamic-int8", name="x", nodes_to_exclude=[first, "nothing"])
+    variant_from_bundle(path, "dynamic-int8", name="both", nodes_to_exclude=[first])
+    assert Bundle.load(path).variants["both"]["recipe"]["graphs"]["encoder_model"][
+        "nodes_to_exclude"] == [first]
+
+
 def test_static_int8_of_a_generative_bundle_needs_texts(tiny_bundle, tmp_path):
     path = shutil.copytree(tiny_bundle("gpt2", "text-generation"), tmp_path / "gpt2")
     np.savez(tmp_path / "feeds.npz", input_ids=np.ones((2, 3), np.int64))

@@ -201,12 +201,12 @@ def test_image_bundles_need_data(vision_bundle, capsys):
     bundle = _add_variant(Bundle.load(vision_bundle("vit", "image-classification")), "same")
     with pytest.raises(InputError, match="no built-in samples for image-classification bundles "
                                          r"\(they read image\)\. Note: pass --data "
-                                         "FOLDER_OF_IMAGES"):
+                                         "FOLDER_OF_IMAGE_FILES"):
         compare_variants(bundle)
     assert main(["compare", str(bundle.path)]) == 1
-    assert "--data FOLDER_OF_IMAGES" in capsys.readouterr().err
+    assert "--data FOLDER_OF_IMAGE_FILES" in capsys.readouterr().err
     # --max-drop says so before it quantizes anything
-    with pytest.raises(InputError, match="--data FOLDER_OF_IMAGES"):
+    with pytest.raises(InputError, match="--data FOLDER_OF_IMAGE_FILES"):
         variant_within_budget(bundle, "dynamic-int8", "top1=0.01")
     assert sorted(Bundle.load(bundle.path).variants) == ["fp32", "same"]
 

@@ -133,6 +133,27 @@ def test_the_mask_makes_padding_invisible(tiny_bundle):
     np.testing.assert_allclose(batched[1, :frames], alone[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("model_type", ["wav2vec2", "hubert"])
+def test_the_weight_norm_is_folded_into_the_weight(model_type, tiny_checkpoint, tiny_bundle):
+    """The positional convolution's weight is g * v / ||v|| in PyTorch (weight_norm); the graph
+    holds its value, not the computation (an fp16 variant would recompute it in fp16)."""
+    import onnx
+    import torch
+    import transformers
+
+    path = Bundle.load(tiny_bundle(model_type, ASR)).graph_path("model", "fp32")
+    graph = onnx.load(str(path)).graph
+    assert not [n.name for n in graph.node if n.op_type == "ReduceL2"]
+    conv = next(n for n in graph.node if n.op_type == "Conv" and "pos_conv" in n.name)
+    weights = {t.name: t for t in graph.initializer}
+    folded = onnx.numpy_helper.to_array(weights[conv.input[1]])
+    model = transformers.AutoModelForCTC.from_pretrained(tiny_checkpoint(model_type, ASR))
+    with torch.no_grad():
+        expected = model.base_model.encoder.pos_conv_embed.conv.weight.numpy()
+    assert model.base_model.encoder.pos_conv_embed.conv.parametrizations  # still in PyTorch
+    np.testing.assert_allclose(folded, expected, rtol=1e-6, atol=1e-7)
+
+
 def test_audio_tasks_are_inferred():
     assert infer_task({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForCTC"]}) == ASR
     assert infer_task({"model_type": "wav2vec2", "architectures": [
