@@ -14,7 +14,7 @@ from runtime.bundle import Bundle
 from runtime.errors import InputError
 
 from .metrics import metric_drop
-from .quantize import _chosen_graphs, _exclusions_per_graph
+from .quantize import chosen_graphs, exclusions_per_graph
 from .recipes import RECIPES
 from .variants import source_graphs
 
@@ -158,12 +158,12 @@ def variant_within_budget(
     # The graphs the recipe makes, their quantized nodes and what feeds each node. A node is
     # (graph, name): an encoder and a decoder exported apart may have nodes of the same name.
     sources = source_graphs(bundle, "fp32")
-    chosen = _chosen_graphs(bundle, sources, recipe_options.get("graphs"))
+    chosen = chosen_graphs(bundle, sources, recipe_options.get("graphs"))
     facts = {graph: _graph_facts(sources[graph], recipe) for graph in chosen}
     candidates = {(graph, node) for graph, (names, _) in facts.items() for node in names}
     given = recipe_options.pop("nodes_to_exclude", None)
     excluded = [(graph, node) for graph, nodes in
-                _exclusions_per_graph(recipe, given, sources, chosen).items()
+                exclusions_per_graph(recipe, given, sources, chosen).items()
                 for node in nodes or []] if given else []
     single = list(bundle.graphs) == ["model"]
     recipe_options.pop("graphs", None)

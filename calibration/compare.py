@@ -1193,14 +1193,15 @@ def _add_layers(bundle, report, chosen, feeds: Mapping[str, Sequence[Mapping]], 
                                                            Path(directory)):
                 parts.append((graph, branch, _LayerReference(path, branch_feeds)))
         for name in _progress(measured, len(measured), "per-layer error", progress, "variant"):
-            results = []
+            results, files = [], {}
             for graph, branch, fp32 in parts:
                 if bundle.graph_path(graph, name) == bundle.graph_path(graph, "fp32"):
                     continue
-                path = next(path for part, path, _ in _graph_parts(
-                    bundle, graph, name, None, Path(directory)) if part == branch)
+                if graph not in files:  # a merged decoder is cut into its branches once
+                    files[graph] = {part: path for part, path, _ in _graph_parts(
+                        bundle, graph, name, None, Path(directory))}
                 results.append({"graph": graph, "branch": branch,
-                                **layer_errors(fp32, path, top)})
+                                **layer_errors(fp32, files[graph][branch], top)})
             report["variants"][name]["layers"] = _joined_layers(results, top)
 
 

@@ -62,7 +62,7 @@ def variant_from_bundle(
     name = name or DEFAULT_NAMES[recipe]
     check_variant_name(bundle, name, overwrite=overwrite)
     sources = source_graphs(bundle, source)
-    chosen = _chosen_graphs(bundle, sources, graphs)
+    chosen = chosen_graphs(bundle, sources, graphs)
     if set(chosen) != set(sources) and name == source:
         raise InputError(
             f"The variant {name!r} cannot share files with itself: replacing it would remove "
@@ -85,7 +85,7 @@ def variant_from_bundle(
             feeds = {graph: loaded.feeds for graph in bundle.graphs}
     elif calibration is not None:
         raise InputError(f"The {recipe} recipe takes no calibration data; leave --calibration out.")
-    exclusions = (_exclusions_per_graph(recipe, options.pop("nodes_to_exclude"), sources,
+    exclusions = (exclusions_per_graph(recipe, options.pop("nodes_to_exclude"), sources,
                                         chosen) if "nodes_to_exclude" in options else {})
     with staging_for(bundle) as staging:
         made, used = {}, {}
@@ -142,7 +142,7 @@ def node_names(path: Path) -> set[str]:
     return set(walk(onnx.load(str(path), load_external_data=False).graph))
 
 
-def _exclusions_per_graph(recipe: str, value, sources: dict, chosen: list[str]) -> dict:
+def exclusions_per_graph(recipe: str, value, sources: dict, chosen: list[str]) -> dict:
     """``nodes_to_exclude`` for each graph made. One graph: the list as given (the recipe
     checks it). Several: a mapping of graph name -> node names, or one list whose names each
     go to the graphs that have such a node (an encoder and a decoder exported apart may both
@@ -175,7 +175,7 @@ def _exclusions_per_graph(recipe: str, value, sources: dict, chosen: list[str]) 
     return {graph: [n for n in value if n in own] for graph, own in names.items()}
 
 
-def _chosen_graphs(bundle: Bundle, sources: dict, graphs) -> list[str]:
+def chosen_graphs(bundle: Bundle, sources: dict, graphs) -> list[str]:
     """The graphs a recipe makes: all of the source variant's, or those named."""
     if graphs is None:
         return list(sources)
