@@ -1,5 +1,5 @@
 """`edgeport run BUNDLE INPUT... [--json] [--output-dir DIR]`: a bundle's pipeline on inputs
-(texts, or image files for the vision tasks), from the shell."""
+(texts, or image or audio files for the vision and audio tasks), from the shell."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from .errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle directory (from `edgeport export`)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
-                        help="texts (or image files, for vision bundles) to run on; none reads "
-                             "one input per line from stdin")
+                        help="texts (or image or audio files, for vision and audio bundles) to "
+                             "run on; none reads one input per line from stdin")
     parser.add_argument("--task", help="the task to run (default: the bundle's)")
     parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")

@@ -6,9 +6,9 @@ import os
 
 from .audio_features import FeatureExtractor
 from .bundle import Bundle
-from .errors import InputError, TaskError
+from .errors import InputError
 from .image_processing import ImageProcessor
-from .tasks import TASKS, Pipeline
+from .tasks import Pipeline, pipeline_class
 from .tokenizer import TextTokenizer
 
 
@@ -49,28 +49,23 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
                          **kwargs) -> Pipeline:
     task_name = task
     task = bundle.check_task(task)
+    task_class = pipeline_class(task, bundle.manifest.get("family"))
     options = dict(device=device, threads=threads, providers=providers,
                    session_options=session_options)
-    if getattr(TASKS[task], "generates", False):
+    if task_class.generates:
         from .generation import OnnxGenerationModel
 
         model = OnnxGenerationModel.from_bundle(bundle, variant, **options)
         kwargs.update(generation_model=model, task_name=task_name or bundle.task)
         engine = model.decoder
-    elif "model" not in bundle.graphs:
-        raise TaskError(
-            f"The runtime cannot run {task} on a {bundle.manifest.get('family')} bundle (graphs "
-            f"{sorted(bundle.graphs)}) yet: Whisper-style speech recognition is not supported "
-            "by the pipeline so far. Note: use a CTC bundle (Wav2Vec2, HuBERT)."
-        )
     else:
         engine = bundle.engine("model", variant, **options)
-    wanted = TASKS[task].preprocessors
+    wanted = task_class.preprocessors
     tokenizer = TextTokenizer.from_dir(bundle.path) if "tokenizer" in wanted else None
     image_processor = (ImageProcessor.from_dir(bundle.path) if "image_processor" in wanted
                        else None)
     feature_extractor = (FeatureExtractor.from_dir(bundle.path) if "feature_extractor" in wanted
                          else None)
-    return TASKS[task](config=bundle.config, engine=engine, tokenizer=tokenizer,
-                       image_processor=image_processor, feature_extractor=feature_extractor,
-                       bundle=bundle, **kwargs)
+    return task_class(config=bundle.config, engine=engine, tokenizer=tokenizer,
+                      image_processor=image_processor, feature_extractor=feature_extractor,
+                      bundle=bundle, **kwargs)

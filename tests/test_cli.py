@@ -151,3 +151,18 @@ def test_run_zero_shot_with_labels(tiny_bundle, tmp_path, capsys):
     missing = str(tmp_path / "missing.jpg")
     assert main(["run", clip, missing, "--set", 'candidate_labels=["a"]']) == 1
     assert "missing.jpg" in capsys.readouterr().err
+
+
+def test_run_transcribes_an_audio_file_with_whisper(tiny_bundle, capsys):
+    from audio_samples import JFK
+
+    from runtime import pipeline
+
+    bundle = tiny_bundle("whisper", "automatic-speech-recognition")
+    assert main(["run", str(bundle), str(JFK), "--json", "--set", "num_beams=1",
+                 "--set", "return_timestamps=true"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = pipeline(model=bundle)(str(JFK), num_beams=1, return_timestamps=True)
+    assert result == json.loads(json.dumps(expected)) and result["chunks"]
+    assert main(["run", str(bundle), str(JFK), "--set", "return_timestamps=\"word\""]) == 1
+    assert "cross-attention" in capsys.readouterr().err

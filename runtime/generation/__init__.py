@@ -13,7 +13,7 @@ tokenization, prompts and the result structure of transformers' pipelines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .config import (
 from .logits import logits_processors
 from .model import GenerationModel
 from .onnx_model import OnnxGenerationModel
-from .search import GenerateOutput, generate
+from .search import GenerateOutput, LogitsProcessor, generate
 from .stopping import MaxTimeCriteria, StoppingCriteriaList, StopStringCriteria
 from .streaming import TextStreamer, iterate
 
@@ -38,18 +38,30 @@ __all__ = [
 ]
 
 
-def run(model: GenerationModel, input_ids: np.ndarray, attention_mask: np.ndarray,
-        config: GenerationConfig, *, tokenizer=None, max_positions: int | None = None,
-        on_tokens: Callable[[np.ndarray], None] | None = None) -> GenerateOutput:
+def run(model: GenerationModel, input_ids: np.ndarray | Mapping[str, np.ndarray],
+        attention_mask: np.ndarray | None, config: GenerationConfig, *, tokenizer=None,
+        max_positions: int | None = None, on_tokens: Callable[[np.ndarray], None] | None = None,
+        decoder_input_ids: np.ndarray | None = None,
+        logits_processor: Sequence[LogitsProcessor] = ()) -> GenerateOutput:
     """Generate from a batch of token ids with a resolved ``config`` (see
     ``resolve_generation_config``), as transformers' ``generate()`` does: lengths counted for
     this prompt, the processors and stopping criteria the config asks for, then the search.
+
+    An encoder-decoder model may instead be given its encoder's feed (Whisper's
+    ``{"input_features": ...}``, attention_mask None), and ``decoder_input_ids``, the
+    decoder's prompt from ``decoder_start_token_id`` on (Whisper's start, language and task
+    tokens): lengths then count from its end. ``logits_processor`` are the caller's own, run
+    after the config's processors and before its sampling warpers, where transformers runs a
+    ``logits_processor`` passed to ``generate()``.
 
     ``max_positions`` is the model's position limit (GPT-2's n_positions): it caps a default
     max_length as transformers does, and a sequence that would outgrow it is an error here (in
     transformers, an index error deep in the model). ``tokenizer`` reads stop strings.
     """
-    length = 1 if model.is_encoder_decoder else input_ids.shape[1]
+    if not model.is_encoder_decoder:
+        length = input_ids.shape[1]
+    else:
+        length = 1 if decoder_input_ids is None else np.shape(decoder_input_ids)[1]
     ready = generation_config_for_inputs(config, input_ids_length=length,
                                          is_encoder_decoder=model.is_encoder_decoder,
                                          max_position_embeddings=max_positions)
@@ -67,11 +79,12 @@ def run(model: GenerationModel, input_ids: np.ndarray, attention_mask: np.ndarra
         extra.append(StopStringCriteria(tokenizer, ready.stop_strings))
     if ready.max_time is not None:
         extra.append(MaxTimeCriteria(ready.max_time))
-    processors = logits_processors(ready, length)
+    processors = logits_processors(ready, length, custom=logits_processor)
     return generate(
         model, input_ids, attention_mask, max_length=ready.max_length,
         eos_token_id=ready.eos_token_id, pad_token_id=ready.pad_token_id,
-        decoder_start_token_id=ready.decoder_start_token_id, do_sample=ready.do_sample,
+        decoder_start_token_id=ready.decoder_start_token_id,
+        decoder_input_ids=decoder_input_ids, do_sample=ready.do_sample,
         num_beams=ready.num_beams, num_return_sequences=ready.num_return_sequences,
         length_penalty=ready.length_penalty, early_stopping=ready.early_stopping,
         logits_processor=processors or None, stop=extra or None, rng=ready.seed,

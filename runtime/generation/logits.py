@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import InputError
 from .config import GenerationConfig
+from .search import LogitsProcessor
 
 NEG_INF = np.float32(-np.inf)
 
@@ -279,6 +280,68 @@ class SuppressTokensAtBeginLogitsProcessor:
         return scores
 
 
+class WhisperTimeStampLogitsProcessor:
+    """Whisper's timestamp rules (openai/whisper's ApplyTimestampRules, as transformers has them),
+    for sequences whose generated tokens start at ``begin_index``. Token ids from
+    ``no_timestamps_token_id + 1`` on are timestamps, 0.02 s apart:
+
+    - <|notimestamps|> is never generated;
+    - timestamps come in pairs (the end of a segment, then the start of the next), except a
+      single one just before the eos: after a pair comes text, after a lone one a timestamp or
+      the eos (no token below ``eos_token_id``); timestamps never go back, and a new pair does
+      not start at the time the last one ended;
+    - the first token is a timestamp, at most ``max_initial_timestamp_index`` (50: 1 s) in;
+    - when the timestamps together are more probable than the likeliest text token, a timestamp
+      it is.
+
+    The last rule compares log-probabilities: a float32 log-softmax (summed in float64 here,
+    see ``log_softmax``) and a log-sum-exp over the timestamps.
+    """
+
+    def __init__(self, no_timestamps_token_id: int, begin_index: int, eos_token_id: int,
+                 max_initial_timestamp_index: int | None = None):
+        self.no_timestamps_token_id = int(no_timestamps_token_id)
+        self.timestamp_begin = self.no_timestamps_token_id + 1
+        self.begin_index = int(begin_index)
+        self.eos_token_id = int(eos_token_id)
+        self.max_initial_timestamp_index = max_initial_timestamp_index
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        begin = self.timestamp_begin
+        out = scores.copy()
+        out[:, self.no_timestamps_token_id] = NEG_INF
+        for row, tokens in enumerate(input_ids[:, self.begin_index:]):
+            last_was_timestamp = len(tokens) >= 1 and tokens[-1] >= begin
+            penultimate_was_timestamp = len(tokens) < 2 or tokens[-2] >= begin
+            if last_was_timestamp:
+                if penultimate_was_timestamp:
+                    out[row, begin:] = NEG_INF
+                else:
+                    out[row, :self.eos_token_id] = NEG_INF
+            timestamps = tokens[tokens >= begin]
+            if timestamps.size:
+                last = timestamps[-1] + (0 if last_was_timestamp and not
+                                         penultimate_was_timestamp else 1)
+                out[row, begin:last] = NEG_INF
+        if input_ids.shape[1] == self.begin_index:
+            out[:, :begin] = NEG_INF
+            if self.max_initial_timestamp_index is not None:
+                out[:, begin + self.max_initial_timestamp_index + 1:] = NEG_INF
+        logprobs = log_softmax(out)
+        for row, values in enumerate(logprobs):
+            if _logsumexp(values[begin:]) > values[:begin].max():
+                out[row, :begin] = NEG_INF
+        return out
+
+
+def _logsumexp(values: np.ndarray) -> np.float32:
+    """log(sum(exp(values))) in float32 (-inf when every value is -inf), as torch.logsumexp."""
+    top = values.max()
+    if top == NEG_INF:
+        return NEG_INF
+    return np.float32(top + np.log(np.exp((values - top).astype(np.float64)).sum()))
+
+
 class InfNanRemoveLogitsProcessor:
     """nan to 0, +-inf to the largest / smallest float32 (``remove_invalid_values``)."""
 
@@ -446,13 +509,16 @@ def _check_min_tokens(value) -> None:
 
 
 # --- the list generate() builds ---------------------------------------------------------------
-def logits_processors(config: GenerationConfig, input_ids_seq_length: int) -> LogitsProcessorList:
+def logits_processors(config: GenerationConfig, input_ids_seq_length: int,
+                      custom: Sequence[LogitsProcessor] = ()) -> LogitsProcessorList:
     """transformers' ``_get_logits_processor``: the processors ``config`` asks for, in its order,
     warpers (temperature, top-k, top-p, min-p, typical, epsilon, eta) included when sampling.
 
     ``config`` is the one ``generation_config_for_inputs`` returns (max_length and min_length
     counted from the start of the sequence); ``input_ids_seq_length`` is the length of the
-    (decoder) input_ids before the first generated token.
+    (decoder) input_ids before the first generated token. ``custom`` are the caller's own
+    processors (transformers' ``logits_processor`` argument): one of a type the config also
+    makes takes that one's place, the others follow the config's, before the warpers.
     """
     c = config
     eos = c.eos_token_ids
@@ -480,6 +546,10 @@ def logits_processors(config: GenerationConfig, input_ids_seq_length: int) -> Lo
         if not (input_ids_seq_length > 1 or c.forced_bos_token_id is None):
             begin_index += 1
         out.append(SuppressTokensAtBeginLogitsProcessor(c.begin_suppress_tokens, begin_index))
+    if custom:
+        out = LogitsProcessorList(next((p for p in custom if type(p) is type(made)), made)
+                                  for made in out)
+        out.extend(p for p in custom if p not in out)
     if c.do_sample:
         # beam sampling keeps one token more than there are eos ids, to explore past them
         keep = (len(eos) + 1 if eos is not None else 2) if c.num_beams > 1 else 1
@@ -509,5 +579,6 @@ __all__ = [
     "MinPLogitsWarper", "NoBadWordsLogitsProcessor", "NoRepeatNGramLogitsProcessor",
     "RepetitionPenaltyLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor",
     "SuppressTokensLogitsProcessor", "TemperatureLogitsWarper", "TopKLogitsWarper",
-    "TopPLogitsWarper", "TypicalLogitsWarper", "log_softmax", "logits_processors", "softmax",
+    "TopPLogitsWarper", "TypicalLogitsWarper", "WhisperTimeStampLogitsProcessor", "log_softmax",
+    "logits_processors", "softmax",
 ]

@@ -13,6 +13,11 @@ the padding); for an encoder-decoder model the decoder's sequence, starting with
 ``decoder_start_token_id``. The model feeds only the tokens its cache does not hold yet, keeps
 the attention mask and position ids of every row, and returns the logits of the last position.
 
+An encoder-decoder model whose encoder reads something other than token ids (Whisper's log-mel
+``input_features``) is begun with its encoder's feed instead: a mapping by input name, with
+``attention_mask`` None (or the mask the encoder takes). The model feeds its encoder by the
+names it declares; a text prompt is the feed ``{"input_ids": ..., "attention_mask": ...}``.
+
 ``expand`` selects rows of the state, in the order given, repeating rows as needed: it expands
 a batch to ``batch * num_beams`` rows (as transformers does before the first decoder step, so
 the first step already runs on the expanded rows), and reorders the cache after each beam search
@@ -26,6 +31,7 @@ and in the tests one that wraps a transformers model, so the search is checked a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -38,8 +44,10 @@ class GenerationModel(Protocol):
     is_encoder_decoder: bool
     vocab_size: int  # the width of the logits (may exceed the tokenizer's vocabulary)
 
-    def begin(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
-        """The state for a batch of (left-padded, for decoder-only models) prompts."""
+    def begin(self, input_ids: np.ndarray | Mapping[str, np.ndarray],
+              attention_mask: np.ndarray | None) -> Any:
+        """The state for a batch of (left-padded, for decoder-only models) prompts, or of an
+        encoder-decoder model's encoder feed (a mapping by input name)."""
         ...
 
     def expand(self, state: Any, rows: np.ndarray) -> Any:

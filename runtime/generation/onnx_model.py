@@ -6,7 +6,9 @@ A decoder-only bundle (family "decoder") has one graph, ``model``, that takes ``
 ``decoder_model_merged``: the decoder with and without its cache in one graph, chosen by
 ``use_cache_branch``. Feeds are made from the graphs' declared input names; the cache is fed by
 name too (``present.X`` of one step is ``past_key_values.X`` of the next), zero-length at the
-first step, so no architecture has code of its own here.
+first step, so no architecture has code of its own here. The encoder reads token ids (BART,
+T5) or whatever feed the model is begun with (Whisper's ``input_features``), by the names it
+declares.
 
 >>> model = OnnxGenerationModel.from_bundle(Bundle.load("gpt2-bundle"))   # doctest: +SKIP
 >>> state = model.begin(input_ids, attention_mask)                         # doctest: +SKIP
@@ -45,8 +47,8 @@ class OnnxGenerationState:
     ``length`` is how many positions of the decoder's sequence the cache holds; ``past`` maps
     the decoder's ``past_key_values.*`` input names to arrays (zero-length before the first
     step). ``attention_mask`` is a decoder-only model's mask over every position fed so far;
-    ``encoder`` holds an encoder-decoder's ``encoder_hidden_states`` and
-    ``encoder_attention_mask``.
+    ``encoder`` holds an encoder-decoder's ``encoder_hidden_states`` (and
+    ``encoder_attention_mask``, when the decoder takes one).
     """
 
     past: Mapping[str, np.ndarray]
@@ -134,9 +136,19 @@ class OnnxGenerationModel:
                    vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding)
 
     # --- the protocol ----------------------------------------------------------------------
-    def begin(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> OnnxGenerationState:
+    def begin(self, input_ids: np.ndarray | Mapping[str, np.ndarray],
+              attention_mask: np.ndarray | None) -> OnnxGenerationState:
         """The state of a batch of prompts (left-padded for a decoder-only model); an
-        encoder-decoder model runs its encoder here."""
+        encoder-decoder model runs its encoder here, on the token ids or on the encoder feed
+        given instead (Whisper's ``{"input_features": ...}``, by the encoder's input names)."""
+        if isinstance(input_ids, Mapping):
+            if not self.is_encoder_decoder:
+                raise InputError("A decoder-only model is begun with token ids, not a feed. "
+                                 "Note: pass input_ids and attention_mask arrays.")
+            feed = dict(input_ids)
+            if attention_mask is not None:
+                feed["attention_mask"] = np.asarray(attention_mask, dtype=np.int64)
+            return self._begin_encoder(feed)
         input_ids = np.asarray(input_ids, dtype=np.int64)
         attention_mask = np.asarray(attention_mask, dtype=np.int64)
         if input_ids.ndim != 2 or attention_mask.shape != input_ids.shape:
@@ -144,14 +156,29 @@ class OnnxGenerationModel:
                 f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be "
                 "two-dimensional (rows, tokens) and of the same shape."
             )
+        if self.is_encoder_decoder:
+            return self._begin_encoder({"input_ids": input_ids, "attention_mask": attention_mask})
         past = {name: self._empty(name, len(input_ids)) for name in self._past}
-        if not self.is_encoder_decoder:
-            return OnnxGenerationState(past, attention_mask=attention_mask)
-        names = {spec.name for spec in self.encoder.inputs}
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
-        hidden = self.encoder.run({k: v for k, v in feed.items() if k in names})
-        encoder = {"encoder_hidden_states": hidden["last_hidden_state"],
-                   "encoder_attention_mask": attention_mask}
+        return OnnxGenerationState(past, attention_mask=attention_mask)
+
+    def _begin_encoder(self, feed: Mapping[str, np.ndarray]) -> OnnxGenerationState:
+        """Run the encoder on the inputs it declares; the decoder gets its hidden states, and
+        the encoder's attention mask (ones when the feed has none: Whisper's fixed windows)
+        only when the decoder takes one."""
+        names = [spec.name for spec in self.encoder.inputs]
+        missing = [name for name in names if name not in feed]
+        if missing:
+            raise InputError(
+                f"The encoder takes {names}, and the feed lacks {missing}. Note: the feed holds "
+                f"{sorted(feed)}; give every input the encoder graph declares."
+            )
+        hidden = self.encoder.run({name: feed[name] for name in names})["last_hidden_state"]
+        encoder = {"encoder_hidden_states": hidden}
+        if "encoder_attention_mask" in self._inputs:
+            mask = feed.get("attention_mask")
+            encoder["encoder_attention_mask"] = (
+                np.ones(hidden.shape[:2], dtype=np.int64) if mask is None else mask)
+        past = {name: self._empty(name, len(hidden)) for name in self._past}
         return OnnxGenerationState(past, encoder=encoder)
 
     def expand(self, state: OnnxGenerationState, rows: np.ndarray) -> OnnxGenerationState:

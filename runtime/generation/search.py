@@ -28,7 +28,7 @@ Ties between equal scores go to the lower index (torch.topk leaves their order u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any, NamedTuple
@@ -61,7 +61,7 @@ class GenerateOutput(NamedTuple):
 
 def generate(
     model: GenerationModel,
-    input_ids: np.ndarray,
+    input_ids: np.ndarray | Mapping[str, np.ndarray],
     attention_mask: np.ndarray | None = None,
     *,
     max_length: int,
@@ -83,7 +83,8 @@ def generate(
     search (``num_beams > 1``) or beam sampling (both).
 
     input_ids, attention_mask: (batch, length) prompts, left-padded for decoder-only models;
-        for encoder-decoder models, the encoder's input.
+        for encoder-decoder models, the encoder's input: token ids, or the encoder's feed by
+        input name (Whisper's ``{"input_features": ...}``; attention_mask None).
     max_length: the longest sequence: prompt included for decoder-only models, the decoder's
         sequence (start token included) for encoder-decoder ones.
     eos_token_id: one id or several; a row is done when it emits one. None: only max_length
@@ -100,13 +101,17 @@ def generate(
     on_tokens: called with each step's new tokens, shape (rows,), never the prompt; finished
         rows show the pad id. Greedy and sampling only, as transformers' streamers.
     """
-    input_ids, attention_mask = _check_prompts(input_ids, attention_mask)
+    if isinstance(input_ids, Mapping) and model.is_encoder_decoder:
+        batch = _check_encoder_feed(input_ids)
+    else:
+        input_ids, attention_mask = _check_prompts(input_ids, attention_mask)
+        batch = len(input_ids)
     eos = _eos_ids(eos_token_id)
     if pad_token_id is None and len(eos):
         pad_token_id = int(eos[0])  # transformers: "Setting pad_token_id to eos_token_id"
     _check_search(num_beams, num_return_sequences, do_sample, early_stopping, on_tokens)
     if model.is_encoder_decoder:
-        sequences = _decoder_prompt(decoder_input_ids, decoder_start_token_id, len(input_ids))
+        sequences = _decoder_prompt(decoder_input_ids, decoder_start_token_id, batch)
     else:
         if input_ids.shape[1] == 0:
             raise InputError(
@@ -124,7 +129,7 @@ def generate(
     state = model.begin(input_ids, attention_mask)
     expand = max(num_beams, num_return_sequences)  # as transformers expands its inputs
     if expand > 1:
-        rows = np.repeat(np.arange(len(input_ids)), expand)
+        rows = np.repeat(np.arange(batch), expand)
         state = model.expand(state, rows)
         sequences = sequences[rows]
     stopping = _Stopping(int(max_length), eos, stop)
@@ -358,6 +363,18 @@ def _check_prompts(input_ids, attention_mask) -> tuple[np.ndarray, np.ndarray]:
             "the attention_mask the tokenizer made with these input_ids."
         )
     return ids, mask.astype(np.int64)
+
+
+def _check_encoder_feed(feed: Mapping[str, np.ndarray]) -> int:
+    """The batch size of an encoder feed: arrays by input name, one row per input."""
+    rows = {name: np.shape(array)[0] if np.ndim(array) else None for name, array in feed.items()}
+    if not rows or None in rows.values() or len(set(rows.values())) != 1 or 0 in rows.values():
+        raise InputError(
+            f"An encoder feed must map input names to arrays of the same (non-zero) batch size, "
+            f"got {rows}. Note: e.g. {{'input_features': features}} with features of shape "
+            "(batch, mel bins, frames)."
+        )
+    return next(iter(rows.values()))
 
 
 def _eos_ids(eos_token_id) -> np.ndarray:

@@ -1,13 +1,18 @@
 """The task table: Hugging Face pipeline tag -> the pipeline class that serves it.
 
 One module per task; this table is the only registry. Task names are HF pipeline tags verbatim.
+Where a task runs differently for another family of models, ``FAMILY_PIPELINES`` names the
+class for that family (speech recognition: CTC models classify frames, Whisper generates).
 """
 
 from __future__ import annotations
 
 from ..errors import TaskError, did_you_mean
 from .audio_classification import AudioClassificationPipeline
-from .automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
+from .automatic_speech_recognition import (
+    AutomaticSpeechRecognitionPipeline,
+    WhisperSpeechRecognitionPipeline,
+)
 from .base import Pipeline
 from .depth_estimation import DepthEstimationPipeline
 from .feature_extraction import FeatureExtractionPipeline
@@ -41,6 +46,11 @@ TASKS: dict[str, type[Pipeline]] = {
     "translation": TranslationPipeline,
     "automatic-speech-recognition": AutomaticSpeechRecognitionPipeline,
     "audio-classification": AudioClassificationPipeline,
+}
+
+# (task, bundle family) -> the class that serves the task for that family instead of TASKS'.
+FAMILY_PIPELINES: dict[tuple[str, str], type[Pipeline]] = {
+    ("automatic-speech-recognition", "encoder-decoder"): WhisperSpeechRecognitionPipeline,
 }
 
 # The transformers auto class that loads a checkpoint for each task: names only, used by the
@@ -83,3 +93,12 @@ def canonical_task(task: str) -> str:
     if task not in TASKS:
         raise TaskError(f"Unknown task {task!r}. " + did_you_mean(task, [*TASKS, *TASK_ALIASES]))
     return task
+
+
+def pipeline_class(task: str, family: str | None) -> type[Pipeline]:
+    """The class that runs ``task`` (a pipeline tag) on a bundle of ``family``.
+
+    >>> pipeline_class("automatic-speech-recognition", "encoder-decoder").__name__
+    'WhisperSpeechRecognitionPipeline'
+    """
+    return FAMILY_PIPELINES.get((task, family), TASKS[task])

@@ -1,18 +1,36 @@
 """The automatic-speech-recognition task: audio to text, as transformers'
-AutomaticSpeechRecognitionPipeline gives it. CTC models (Wav2Vec2, HuBERT): greedy CTC decoding
-(repeats collapsed, the blank dropped, the word delimiter a space), character or word
-timestamps, and long audio cut into overlapping chunks (``chunk_length_s``, ``stride_length_s``)
-whose logits are stitched without the overlaps."""
+AutomaticSpeechRecognitionPipeline gives it, for both kinds of speech model:
+
+- CTC models (Wav2Vec2, HuBERT; "audio-encoder" bundles), ``AutomaticSpeechRecognitionPipeline``:
+  greedy CTC decoding (repeats collapsed, the blank dropped, the word delimiter a space),
+  character or word timestamps; chunks' logits stitched without their strides.
+- Whisper ("encoder-decoder" bundles), ``WhisperSpeechRecognitionPipeline``: generation
+  through the shared loop (greedy or beam search) from Whisper's prompt (language given or
+  detected, task, <|notimestamps|>), with its suppressed tokens and timestamp rules; segment
+  timestamps; audio over 30 s transcribed window after window (long-form); chunks' texts
+  merged on their overlaps (``runtime.whisper``).
+
+Both cut long audio into overlapping chunks with ``chunk_length_s`` and ``stride_length_s``.
+``runtime.tasks.pipeline_class`` picks the class by the bundle's family."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Real
 
 import numpy as np
 
+from .. import whisper
 from ..ctc import CtcTokenizer
 from ..errors import InputError
+from ..generation import GenerationConfig, run
+from ..generation.logits import (
+    SuppressTokensAtBeginLogitsProcessor,
+    SuppressTokensLogitsProcessor,
+    WhisperTimeStampLogitsProcessor,
+)
 from .audio import AudioPipeline
+from .generation import GenerationPipeline
 
 
 class AutomaticSpeechRecognitionPipeline(AudioPipeline):
@@ -49,15 +67,13 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                 f"return_timestamps={stamps!r} is not possible for a CTC model. Note: use "
                 "'char' or 'word' (True is Whisper's segment timestamps)."
             )
-        for name in ("chunk_length_s",):
-            if not isinstance(args[name], Real) or isinstance(args[name], bool) or args[name] < 0:
-                raise InputError(f"{name} must be a number of seconds >= 0, got {args[name]!r}.")
-        return args
+        return _check_chunk_length(args)
 
     # --- one signal -------------------------------------------------------------------------
     def _transcribe(self, signal: np.ndarray, args) -> dict:
         pieces = []
-        for chunk, (left, right) in self._chunks(signal, args):
+        for chunk, (left, right) in _chunks(signal, args, self.feature_extractor.sampling_rate,
+                                            self.inputs_to_logits_ratio):
             tokens = self._tokens(chunk)
             if args["chunk_length_s"]:  # strides in samples -> logits frames, as transformers
                 total, left, right = _rescale_stride(len(chunk), left, right,
@@ -82,39 +98,322 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
         logits = self.engine.run(feed)["logits"]
         return logits[0].argmax(-1)
 
-    def _chunks(self, signal: np.ndarray, args):
-        """(chunk, (left stride, right stride)) in samples: the whole signal, or transformers'
-        chunk_iter for chunk_length_s > 0 (lengths aligned to the logits frame)."""
-        chunk_s = args["chunk_length_s"]
-        if not chunk_s:
-            yield signal, (0, 0)
-            return
-        stride_s = args["stride_length_s"]
-        if stride_s is None:
-            stride_s = chunk_s / 6
-        if isinstance(stride_s, Real):
-            stride_s = [stride_s, stride_s]
-        rate, align = self.feature_extractor.sampling_rate, self.inputs_to_logits_ratio
-        chunk_len = int(round(chunk_s * rate / align) * align)
-        left = int(round(stride_s[0] * rate / align) * align)
-        right = int(round(stride_s[1] * rate / align) * align)
-        if chunk_len < left + right:
+
+# Whisper's generate() arguments the pipeline takes (transformers passes them through): they
+# live with the generation config's custom keys, where the model's file may set them too.
+WHISPER_ARGUMENTS = ("language", "task", "is_multilingual")
+# transformers' Whisper generate() arguments (and generation_config.json keys) that edgeport's
+# Whisper does not implement -> what they would do.
+_NOT_IMPLEMENTED = {
+    "compression_ratio_threshold": "the temperature fallback (decoding a window again, "
+                                   "sampling, when its text compresses too well)",
+    "logprob_threshold": "the temperature fallback (decoding a window again, sampling, when "
+                         "its tokens are too unlikely)",
+    "no_speech_threshold": "no-speech detection (skipping windows without speech)",
+    "condition_on_prev_tokens": "conditioning each window on the text of the one before",
+    "prompt_ids": "prompting with a text",
+    "prompt_condition_type": "prompting with a text",
+    "return_token_timestamps": "token timestamps (they need cross-attention weights)",
+    "return_segments": "returning the segments of long-form generation",
+    "num_segment_frames": "windows of another length than the encoder's",
+}
+
+
+class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
+    """Whisper: ``{"text": ...}`` per signal; with ``return_timestamps=True`` (segments) or
+    ``return_language=True`` also ``"chunks": [{"timestamp": (start_s, end_s), "text"}]``
+    (``"language"`` in each chunk for the latter).
+
+    As transformers' pipeline: beam search with 5 beams unless the model's or the call's
+    settings say otherwise; ``language`` ("en", "english" or "<|en|>") and ``task``
+    ("transcribe" or "translate") as arguments or in ``generate_kwargs``; without a language a
+    multilingual model detects it, input by input (chunk by chunk, window by window); audio over
+    30 s without ``chunk_length_s`` is transcribed 30 s window after window, which needs
+    timestamps (``return_timestamps=True``, or a generation_config.json that does not set
+    return_timestamps false), as in transformers.
+
+    Refused with a clear error, where transformers would act: word timestamps (they need the
+    decoder's cross-attention weights, which the exported graph does not give), sampling and the
+    temperature fallback, text prompts, no-speech detection (``_NOT_IMPLEMENTED``).
+
+    >>> transcribe = pipeline("automatic-speech-recognition", model="whisper")  # doctest: +SKIP
+    >>> transcribe("jfk.flac", return_timestamps=True, generate_kwargs={"language": "en"})
+    ...                                                                       # doctest: +SKIP
+    {'text': ' And so my fellow Americans ...', 'chunks': [{'timestamp': (0.0, 10.9), ...}]}
+    """
+
+    task = "automatic-speech-recognition"
+    preprocessors = ("feature_extractor", "tokenizer")
+    pipeline_generation_defaults = {"max_new_tokens": 256, "num_beams": 5}
+    parameters = {"chunk_length_s": 0, "stride_length_s": None, "return_timestamps": None,
+                  "return_language": None, "ignore_warning": None,
+                  **dict.fromkeys(WHISPER_ARGUMENTS)}
+
+    def __init__(self, **kwargs):
+        super().__init__(**self._generation_arguments(kwargs))
+        self._check(self.defaults)
+
+    def __call__(self, inputs, **kwargs):
+        args, config, stamps = self._settings(kwargs)
+        signals, single = self.signals(inputs)
+        results = [self._transcribe(signal, args, config, stamps) for signal in signals]
+        return results[0] if single else results
+
+    def generate_tokens(self, input_features: np.ndarray, **kwargs) -> list[int]:
+        """The token ids Whisper generates for one input's log-mel features (1 x mel bins x
+        frames; over 3000 frames, window after window), with the pipeline's settings and the
+        call's (``num_beams``, ``language``, ``return_timestamps``, ...): what transformers'
+        ``model.generate(input_features, ...)`` returns, and what the pipeline decodes.
+
+        >>> features = transcribe.feature_extractor([signal])["input_features"]  # doctest: +SKIP
+        >>> transcribe.generate_tokens(features, num_beams=1)                  # doctest: +SKIP
+        [440, 1029, 11]
+        """
+        features = np.asarray(input_features, dtype=np.float32)
+        if features.ndim != 3 or len(features) != 1:
+            raise InputError(f"input_features must be one input's log-mel features, (1, mel "
+                             f"bins, frames), got shape {features.shape}.")
+        _, config, stamps = self._settings(kwargs)
+        return self._generate(features, config, stamps)
+
+    # --- arguments --------------------------------------------------------------------------
+    def _settings(self, kwargs: Mapping) -> tuple[dict, GenerationConfig, bool]:
+        """(the pipeline's arguments, the generation settings, whether to return timestamps)
+        of a call: the model's return_timestamps holds unless the call asks for them."""
+        own, generation = self._split(self._generation_arguments(kwargs))
+        args = self._check(self.arguments(own))
+        config = self._call_config({**self._init_generation, **generation}, args)
+        stamps = bool(args["return_timestamps"]
+                      or self.generation_config.extras.get("return_timestamps"))
+        return args, config, stamps
+
+    def _generation_arguments(self, kwargs: Mapping) -> dict:
+        """The keyword arguments with ``generate_kwargs`` spread among them (transformers
+        passes both to generate(); the direct ones win), Whisper's temperature taken out, and
+        what edgeport's Whisper does not implement refused."""
+        kwargs = dict(kwargs)
+        extra = kwargs.pop("generate_kwargs", None) or {}
+        if not isinstance(extra, Mapping):
+            raise InputError(f"generate_kwargs must be a dict of generation settings, got "
+                             f"{type(extra).__name__}. Note: e.g. generate_kwargs="
+                             "{'language': 'en', 'task': 'transcribe'}.")
+        misplaced = sorted(k for k in extra if k in self.parameters and k not in WHISPER_ARGUMENTS)
+        if misplaced:
+            raise InputError(f"{misplaced} are arguments of the pipeline, not of generate(). "
+                             "Note: pass them to the call itself, not in generate_kwargs.")
+        # None leaves a setting to the model, as in transformers (and then unset, or refused)
+        kwargs = {k: v for k, v in {**extra, **kwargs}.items()
+                  if not (v is None and k in _NOT_IMPLEMENTED)}
+        temperature = kwargs.pop("temperature", None)
+        first = temperature[0] if isinstance(temperature, (list, tuple)) and temperature else (
+            temperature)
+        if first is not None and (not isinstance(first, Real) or first > 0):
             raise InputError(
-                f"chunk_length_s={chunk_s} is shorter than its strides {list(stride_s)}. Note: "
-                "the chunk must be longer than stride_length_s on both sides together."
+                f"temperature={temperature!r} makes Whisper sample, which edgeport does not "
+                "implement (its tokens could not match transformers' anyway). Note: leave "
+                "temperature out, or pass 0.0: Whisper then decodes greedily or with beams."
             )
-        if chunk_len - left - right <= 0:
-            raise InputError("chunk_length_s leaves nothing between the strides. Note: make "
-                             "it longer than both strides together.")
-        step = chunk_len - left - right
-        for start in range(0, len(signal), step):
-            chunk = signal[start:start + chunk_len]
-            last = start + chunk_len >= len(signal)
-            stride = (0 if start == 0 else left, 0 if last else right)
-            if len(chunk) > stride[0]:
-                yield chunk, stride
-            if last:
-                return
+        if kwargs.get("do_sample"):
+            raise InputError(
+                "do_sample=True does not make Whisper sample: transformers ignores it (Whisper "
+                "samples only with a temperature, which edgeport does not implement). Note: "
+                "leave do_sample out; num_beams picks greedy (1) or beam search."
+            )
+        for name, what in _NOT_IMPLEMENTED.items():
+            if kwargs.get(name) is not None:
+                raise InputError(f"{name} asks for {what}, which edgeport's Whisper does not "
+                                 f"implement. Note: leave {name} out.")
+        return kwargs
+
+    def _check(self, args):
+        stamps = args["return_timestamps"]
+        if stamps == "word":
+            raise InputError(
+                "return_timestamps='word' is not possible here: Whisper times words from the "
+                "decoder's cross-attention weights (alignment heads), which the exported "
+                "decoder graph does not give. Note: use return_timestamps=True for segment "
+                "timestamps."
+            )
+        if stamps not in (None, False, True):
+            raise InputError(
+                f"return_timestamps={stamps!r} is not possible for Whisper (transformers "
+                "refuses 'char' too). Note: use True for segment timestamps, or leave it out."
+            )
+        if args["return_language"] not in (None, False, True):
+            raise InputError(f"return_language must be True or False, got "
+                             f"{args['return_language']!r}.")
+        return _check_chunk_length(args)
+
+    def _call_config(self, generation: Mapping, args) -> GenerationConfig:
+        """The call's generation settings, with its language, task and is_multilingual among
+        the custom keys, checked: what the model cannot take, or this pipeline cannot do."""
+        config = self.call_config(generation)
+        given = {name: args[name] for name in WHISPER_ARGUMENTS if args[name] is not None}
+        if "is_multilingual" in given and "is_multilingual" not in config.extras:
+            raise InputError(
+                "is_multilingual cannot be set: the model's generation_config.json predates it "
+                "(transformers refuses it too). Note: leave is_multilingual out."
+            )
+        config = GenerationConfig.from_dict({**config.to_dict(), **given},
+                                            explicit=config.explicit)
+        whisper.check_language_and_task(
+            config, given={name: args[name] for name in ("language", "task")})
+        for name, what in _NOT_IMPLEMENTED.items():
+            if config.extras.get(name) is not None:
+                raise InputError(
+                    f"The bundle's generation_config.json sets {name}, which asks for {what}: "
+                    f"edgeport's Whisper does not implement it. Note: pass {name}=None, or "
+                    "remove it from generation_config.json."
+                )
+        if config.do_sample:
+            raise InputError("The generation settings ask for sampling (do_sample), which "
+                             "edgeport's Whisper does not implement. Note: pass "
+                             "do_sample=False.")
+        if config.num_return_sequences != 1:
+            raise InputError(f"num_return_sequences={config.num_return_sequences}: the pipeline "
+                             "gives one transcript per input. Note: leave it out.")
+        return config
+
+    # --- one signal -------------------------------------------------------------------------
+    def features(self, signals, **options) -> dict[str, np.ndarray]:
+        """The feature extractor's arrays, holding only the encoder graph's inputs (Whisper's
+        ``input_features``: its decoder reads the encoder's output)."""
+        arrays = self.feature_extractor(signals, **options)
+        names = {spec.name for spec in self.model.encoder.inputs}
+        return {name: arrays[name] for name in arrays if name in names}
+
+    def _transcribe(self, signal: np.ndarray, args, config: GenerationConfig,
+                    stamps: bool) -> dict:
+        """transformers' preprocess, _forward and postprocess for one signal: chunks of
+        ``chunk_length_s`` (each one 30 s window), else one window, or several for audio over
+        30 s (features then not cut to 30 s)."""
+        extractor, rate = self.feature_extractor, self.feature_extractor.sampling_rate
+        outputs = []
+        if args["chunk_length_s"]:
+            for chunk, (left, right) in _chunks(signal, args, rate, self.inputs_to_logits_ratio):
+                features = self.features([chunk])["input_features"]
+                # the stride in seconds, divided as transformers divides it
+                stride = (len(chunk) / rate, left / rate, right / rate)
+                outputs.append((self._generate(features, config, stamps), stride))
+        else:
+            long = len(signal) > extractor.n_samples
+            features = self.features([signal], padding="longest" if long else "max_length",
+                                     truncation=not long)["input_features"]
+            outputs.append((self._generate(features, config, stamps), None))
+        return whisper.transcript(
+            outputs, self.tokenizer, timestamps=stamps, language=bool(args["return_language"]),
+            time_precision=extractor.chunk_length / self.config["max_source_positions"])
+
+    def _generate(self, features: np.ndarray, config: GenerationConfig,
+                  stamps: bool) -> list[int]:
+        """The generated tokens of one input's log-mel features (1 x mel bins x frames), as
+        transformers' Whisper ``generate()`` gives them: window after window of 30 s (one for
+        short-form audio), each from the same prompt, moving on past the last complete segment
+        (``whisper.split_segments``); the windows' segments one after the other."""
+        extras, extractor = config.extras, self.feature_extractor
+        window = extractor.nb_max_frames  # 3000 frames: what the encoder takes
+        input_stride = window // self.config["max_source_positions"]  # frames per timestamp
+        frames = features.shape[-1]
+        timestamps = True if stamps else extras.get("return_timestamps")
+        if frames > window:
+            if timestamps is False:
+                raise InputError(
+                    f"The audio is {frames * extractor.hop_length / extractor.sampling_rate:.1f} "
+                    "s long: beyond 30 s Whisper transcribes "
+                    "window after window, which needs its timestamps, and the model's "
+                    "generation_config.json turns them off. Note: pass return_timestamps=True, "
+                    "or chunk_length_s=30 to transcribe 30 s chunks."
+                )
+            timestamps = True
+        no_timestamps = extras.get("no_timestamps_token_id")
+        if timestamps and no_timestamps is None:
+            raise InputError("Timestamps need no_timestamps_token_id in the model's "
+                             "generation_config.json. Note: pass return_timestamps=False.")
+        prompt = whisper.prompt_tokens(
+            config, timestamps=timestamps,
+            detect_language=lambda: self._detect_language(features[..., :window], config))
+        begin = len(prompt)
+        processors = []  # Whisper's own, in transformers' order, after the config's
+        if config.begin_suppress_tokens is not None:
+            processors.append(SuppressTokensAtBeginLogitsProcessor(config.begin_suppress_tokens,
+                                                                   begin))
+        if config.suppress_tokens is not None:
+            processors.append(SuppressTokensLogitsProcessor(config.suppress_tokens))
+        if timestamps is True:
+            processors.append(WhisperTimeStampLogitsProcessor(
+                no_timestamps, begin, config.eos_token_id or config.bos_token_id,
+                extras.get("max_initial_timestamp_index")))
+        ready = config.replace(suppress_tokens=None, begin_suppress_tokens=None)
+        timestamp_begin = (no_timestamps + 1 if no_timestamps is not None
+                           else self.model.vocab_size + 1)
+        segments, seek = [], 0
+        while seek < frames:
+            span = min(frames - seek, window)
+            segment = np.zeros((*features.shape[:-1], window), dtype=np.float32)
+            segment[..., :span] = features[..., seek:seek + span]
+            output = run(self.model, {"input_features": segment}, None, ready,
+                         tokenizer=self.tokenizer, max_positions=self.max_positions,
+                         decoder_input_ids=np.array([prompt], dtype=np.int64),
+                         logits_processor=processors)
+            tokens = whisper.generated_tokens(output.sequences[0], begin, config.pad_token_id,
+                                              config.eos_token_id)
+            found, advance = whisper.split_segments(tokens, timestamp_begin, span, input_stride)
+            segments += found
+            # A window whose last pair of timestamps is at <|0.00|> would be decoded again
+            # forever (in transformers too): it is done instead.
+            seek += advance or span
+        return np.concatenate(segments).tolist()
+
+    def _detect_language(self, features: np.ndarray, config: GenerationConfig) -> int:
+        """transformers' ``detect_language``: the likeliest language token after
+        <|startoftranscript|> alone, on the first 30 s."""
+        state = self.model.begin({"input_features": features}, None)
+        start = np.full((len(features), 1), config.decoder_start_token_id, dtype=np.int64)
+        logits, _ = self.model.next_logits(state, start)
+        languages = np.array(sorted(config.extras["lang_to_id"].values()), dtype=np.int64)
+        return int(languages[np.argmax(logits[0, languages])])
+
+
+def _check_chunk_length(args):
+    value = args["chunk_length_s"]
+    if not isinstance(value, Real) or isinstance(value, bool) or value < 0:
+        raise InputError(f"chunk_length_s must be a number of seconds >= 0, got {value!r}.")
+    return args
+
+
+def _chunks(signal: np.ndarray, args, rate: int, align: int):
+    """(chunk, (left stride, right stride)) in samples: the whole signal, or transformers'
+    chunk_iter for chunk_length_s > 0 (lengths aligned to ``align`` samples, the logits frame
+    of a CTC model)."""
+    chunk_s = args["chunk_length_s"]
+    if not chunk_s:
+        yield signal, (0, 0)
+        return
+    stride_s = args["stride_length_s"]
+    if stride_s is None:
+        stride_s = chunk_s / 6
+    if isinstance(stride_s, Real):
+        stride_s = [stride_s, stride_s]
+    chunk_len = int(round(chunk_s * rate / align) * align)
+    left = int(round(stride_s[0] * rate / align) * align)
+    right = int(round(stride_s[1] * rate / align) * align)
+    if chunk_len < left + right:
+        raise InputError(
+            f"chunk_length_s={chunk_s} is shorter than its strides {list(stride_s)}. Note: "
+            "the chunk must be longer than stride_length_s on both sides together."
+        )
+    if chunk_len - left - right <= 0:
+        raise InputError("chunk_length_s leaves nothing between the strides. Note: make "
+                         "it longer than both strides together.")
+    step = chunk_len - left - right
+    for start in range(0, len(signal), step):
+        chunk = signal[start:start + chunk_len]
+        last = start + chunk_len >= len(signal)
+        stride = (0 if start == 0 else left, 0 if last else right)
+        if len(chunk) > stride[0]:
+            yield chunk, stride
+        if last:
+            return
 
 
 def _rescale_stride(samples: int, left: int, right: int, ratio: float) -> tuple[int, int, int]:

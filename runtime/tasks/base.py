@@ -21,6 +21,7 @@ class Pipeline:
     """
 
     task: ClassVar[str] = ""
+    generates: ClassVar[bool] = False  # runs a GenerationModel (pipeline_from_bundle makes it)
     parameters: ClassVar[Mapping[str, Any]] = {}
     preprocessors: ClassVar[tuple[str, ...]] = ("tokenizer",)
     _PREPROCESSOR_FILES = {"tokenizer": "tokenizer.json",

@@ -23,7 +23,8 @@ from .base import Pipeline
 
 
 class GenerationPipeline(Pipeline):
-    """Base of text-generation, text2text-generation, summarization and translation.
+    """Base of text-generation, text2text-generation, summarization, translation and Whisper's
+    automatic-speech-recognition.
 
     ``parameters`` holds the pipeline's own arguments; every other keyword is a generation
     setting (``max_new_tokens``, ``num_beams``, ``do_sample``, ...), checked against
@@ -36,13 +37,14 @@ class GenerationPipeline(Pipeline):
     pipeline_generation_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, *, generation_model: OnnxGenerationModel, config, engine, bundle=None,
-                 tokenizer=None, task_name: str | None = None, **defaults):
+                 tokenizer=None, image_processor=None, feature_extractor=None,
+                 task_name: str | None = None, **defaults):
         self.model = generation_model
         self.task_name = task_name or self.task
-        defaults.pop("image_processor", None)  # pipeline_from_bundle passes every kind
-        defaults.pop("feature_extractor", None)
         own, generation = self._split(defaults)
-        super().__init__(config=config, engine=engine, tokenizer=tokenizer, bundle=bundle, **own)
+        super().__init__(config=config, engine=engine, tokenizer=tokenizer,
+                         image_processor=image_processor, feature_extractor=feature_extractor,
+                         bundle=bundle, **own)
         file = bundle.read_json("generation_config.json", required=False) if bundle else None
         self.model_defaults = model_generation_config(file, self.config)
         self.prefix = self.config.get("prefix")
@@ -88,8 +90,9 @@ class GenerationPipeline(Pipeline):
     @property
     def max_positions(self) -> int | None:
         """How many positions the decoder has (GPT-2's n_positions, BART's
-        max_position_embeddings; None for T5's relative positions)."""
-        for key in ("n_positions", "max_position_embeddings"):
+        max_position_embeddings, Whisper's max_target_positions; None for T5's relative
+        positions)."""
+        for key in ("n_positions", "max_position_embeddings", "max_target_positions"):
             if self.config.get(key):
                 return int(self.config[key])
         return None

@@ -1,6 +1,7 @@
 """automatic-speech-recognition (CTC): the runtime on exported Wav2Vec2 and HuBERT bundles gives
 what transformers.pipeline gives on the same tiny checkpoints: the same transcripts, character
-and word timestamps, and the same stitched text for long audio cut into chunks."""
+and word timestamps, and the same stitched text for long audio cut into chunks. (Whisper:
+test_whisper.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from audio_samples import generated_signals, jfk_16k
 from compare import assert_same
 from speech_checkpoints import TINY_SPEECH
 
-from runtime.errors import InputError, TaskError
+from runtime.errors import InputError
 
 TASK = "automatic-speech-recognition"
 CTC = sorted(model_type for model_type, task in TINY_SPEECH
@@ -55,8 +56,14 @@ def test_jfk_flac_file_is_transcribed_like_its_array(runtime_pipeline):
     assert transcribe(JFK.read_bytes()) == transcribe(jfk_16k())
 
 
-def test_whisper_bundles_are_refused_clearly_for_now(tiny_bundle):
+def test_the_bundle_family_picks_ctc_or_whisper(tiny_bundle):
     from runtime import pipeline
+    from runtime.tasks.automatic_speech_recognition import (
+        AutomaticSpeechRecognitionPipeline,
+        WhisperSpeechRecognitionPipeline,
+    )
 
-    with pytest.raises(TaskError, match="Whisper"):
-        pipeline(TASK, model=tiny_bundle("whisper", TASK))
+    assert type(pipeline(TASK, model=tiny_bundle("wav2vec2", TASK))) is \
+        AutomaticSpeechRecognitionPipeline
+    assert type(pipeline(model=tiny_bundle("whisper", TASK))) is \
+        WhisperSpeechRecognitionPipeline

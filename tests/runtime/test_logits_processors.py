@@ -120,6 +120,28 @@ def test_processors_equal_transformers(shape, kind):
         _same(L.LogitNormalization(), ids, scores, tlp.LogitNormalization(), exact=False)
 
 
+def test_whisper_timestamp_processor_equals_transformers():
+    """Whisper's timestamp rules on sequences of text (below eos), the eos, <|notimestamps|> and
+    timestamps after a prompt of three tokens; scores that favour the timestamps in some rows,
+    so that both sides of the "a timestamp it is" rule are taken."""
+    eos, no_timestamps, vocab, begin = 30, 40, 101, 3  # timestamps: 41..100
+    rng = np.random.default_rng(3)
+    for case in range(60):
+        rows, generated = 6, int(rng.integers(0, 8))
+        kinds = rng.random((rows, generated))
+        ids = np.where(kinds < 0.5, rng.integers(0, eos, (rows, generated)),
+                       np.sort(rng.integers(no_timestamps + 1, vocab, (rows, generated)), axis=1))
+        ids = np.concatenate([rng.integers(0, vocab, (rows, begin)), ids], axis=1)
+        scores = (rng.standard_normal((rows, vocab)) * 3).astype(np.float32)
+        scores[::2, no_timestamps + 1:] += np.float32(case % 4)
+        for initial in (None, 5):
+            config = transformers.GenerationConfig(no_timestamps_token_id=no_timestamps,
+                                                   eos_token_id=eos,
+                                                   max_initial_timestamp_index=initial)
+            _same(L.WhisperTimeStampLogitsProcessor(no_timestamps, begin, eos, initial), ids,
+                  scores, tlp.WhisperTimeStampLogitsProcessor(config, begin_index=begin))
+
+
 def _bad_words_cases(ids, vocab):
     last = ids[0].tolist()
     words = [[1], [vocab - 1], [2, 3]]
@@ -325,6 +347,25 @@ def test_logits_processors_list_equals_transformers(model_type, generation_json,
         ids[0, -1] = (ours.eos_token_ids or (0,))[-1]
         expected = reference_criteria(torch.from_numpy(ids), None)
         np.testing.assert_array_equal(criteria(ids), expected)
+
+
+def test_custom_processors_go_where_transformers_puts_them():
+    """A caller's processors (Whisper's): one of a type the config makes replaces it; the
+    others follow the config's processors, before the warpers and the renormalization."""
+    kwargs = dict(do_sample=True, top_k=5, repetition_penalty=1.2, suppress_tokens=[7],
+                  renormalize_logits=True)
+    ours, theirs, model = _prepared("gpt2", {"eos_token_id": 59}, 4, kwargs)
+    mine = L.logits_processors(ours, 4, custom=[L.SuppressTokensLogitsProcessor([3]),
+                                                L.SuppressTokensAtBeginLogitsProcessor([5], 4)])
+    reference = model._get_logits_processor(
+        theirs, input_ids_seq_length=4, encoder_input_ids=torch.zeros((1, 4), dtype=torch.long),
+        device="cpu", model_kwargs={}, logits_processor=tlp.LogitsProcessorList([
+            tlp.SuppressTokensLogitsProcessor([3]),
+            tlp.SuppressTokensAtBeginLogitsProcessor([5], 4)]))
+    assert [type(p).__name__ for p in mine] == [type(p).__name__ for p in reference]
+    assert mine[1].suppress_tokens == (3,)  # the caller's, not the config's [7]
+    ids, scores = _tensors(3, 4, 60, seed=9)
+    _same(mine, ids, scores, reference, exact=False)
 
 
 # --- stopping criteria ---------------------------------------------------------------------------

@@ -170,6 +170,24 @@ def test_misuse_of_the_state_is_a_clear_error(reference):
         model.next_logits(state, sequences[:1])
 
 
+def test_an_encoder_feed_begins_as_token_ids_do(reference):
+    """The encoder is fed by the names it declares: a text prompt given as a feed (as
+    Whisper's input_features are) is the same state; a feed missing an input is refused."""
+    model = reference.onnx
+    if not model.is_encoder_decoder:
+        with pytest.raises(InputError, match="not a feed"):
+            model.begin({"input_ids": reference.input_ids}, None)
+        return
+    feed = {"input_ids": reference.input_ids, "attention_mask": reference.attention_mask}
+    sequences = reference.start()
+    expected, _ = model.next_logits(model.begin(reference.input_ids, reference.attention_mask),
+                                    sequences)
+    np.testing.assert_array_equal(model.next_logits(model.begin(feed, None), sequences)[0],
+                                  expected)
+    with pytest.raises(InputError, match="the feed lacks"):
+        model.begin({"input_values": reference.input_ids}, None)
+
+
 def _edited_copy(bundle_dir, tmp_path, edit):
     copy = shutil.copytree(bundle_dir, tmp_path / "bundle")
     manifest = json.loads((copy / "manifest.json").read_text())

@@ -6,7 +6,7 @@ import pytest
 
 from runtime.engine import FakeEngine, TensorSpec
 from runtime.errors import InputError, TaskError
-from runtime.tasks import TASKS, canonical_task
+from runtime.tasks import FAMILY_PIPELINES, TASKS, canonical_task
 
 
 def test_tags_and_aliases():
@@ -23,11 +23,19 @@ def test_tags_and_aliases():
         canonical_task("fillmask")
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_a_task_without_its_preprocessor_is_refused(task):
+CLASSES = {**TASKS,
+           **{f"{task} ({family})": cls for (task, family), cls in FAMILY_PIPELINES.items()}}
+
+
+@pytest.mark.parametrize("task_class", CLASSES.values(), ids=CLASSES)
+def test_a_task_without_its_preprocessor_is_refused(task_class):
     engine = FakeEngine([TensorSpec("input_ids", "int64", ("batch", "sequence"))],
                         [TensorSpec("logits", "float32", ("batch", 2))], lambda feed: {})
-    needed = TASKS[task].preprocessors[0].replace("_", " ")
-    extra = {"generation_model": None} if getattr(TASKS[task], "generates", False) else {}
+    needed = task_class.preprocessors[0].replace("_", " ")
+    extra = {"generation_model": None} if task_class.generates else {}
     with pytest.raises(InputError, match=f"needs a {needed}, and none was given"):
-        TASKS[task](config={}, engine=engine, **extra)
+        task_class(config={}, engine=engine, **extra)
+
+
+def test_family_pipelines_serve_their_task():
+    assert all(cls.task == task and task in TASKS for (task, _), cls in FAMILY_PIPELINES.items())

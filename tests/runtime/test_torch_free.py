@@ -100,19 +100,23 @@ def test_speech_runs_where_torch_cannot_be_imported(tiny_bundle):
     from audio_samples import JFK
 
     bundles = [tiny_bundle("wav2vec2", "automatic-speech-recognition"),
-               tiny_bundle("hubert", "audio-classification")]
+               tiny_bundle("hubert", "audio-classification"),
+               tiny_bundle("whisper", "automatic-speech-recognition")]
     proc = _run("""
         import json, sys
         from runtime import pipeline
-        transcribe, classify = (pipeline(model=path) for path in sys.argv[2:])
+        transcribe, classify, whisper = (pipeline(model=path) for path in sys.argv[2:])
         text = transcribe(sys.argv[1], chunk_length_s=5)["text"]
         labels = classify(sys.argv[1], top_k=2)
+        segments = whisper(sys.argv[1], num_beams=1, return_timestamps=True)["chunks"]
         heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
-        print(json.dumps({"text": text, "labels": len(labels), "heavy": heavy}))
+        print(json.dumps({"text": text, "labels": len(labels), "segments": len(segments),
+                          "heavy": heavy}))
     """, str(JFK), *map(str, bundles))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["heavy"] == [] and result["labels"] == 2 and isinstance(result["text"], str)
+    assert result["segments"] >= 1
 
 
 def test_cli_run_and_inspect_where_torch_cannot_be_imported(tiny_bundle):
