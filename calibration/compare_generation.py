@@ -1,6 +1,8 @@
 """``compare`` on generative bundles (text-generation, text2text-generation, summarization,
-translation): each variant generates from the same texts as the reference, and the report says
-how far their tokens agree.
+translation, and speech recognition by Whisper): each variant generates from the same texts (or
+recordings) as the reference, and the report says how far their tokens agree; for Whisper the
+task metric is the word error rate of the variant's transcripts against the reference's (CER
+and token agreement beside it).
 
 Each engine runs the bundle's own pipeline (prompt prefix, tokenizer, generation settings of
 generation_config.json and the task), greedy (``do_sample=False, num_beams=1``) with at most
@@ -35,7 +37,7 @@ import copy
 import inspect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -68,7 +70,8 @@ class MeasuredModel:
 
     def begin(self, input_ids, attention_mask):
         self.first_logits = None
-        self.prompt_width = int(np.shape(input_ids)[1])
+        # an encoder feed by name (Whisper's input_features) holds no prompt
+        self.prompt_width = 0 if isinstance(input_ids, Mapping) else int(np.shape(input_ids)[1])
         return self.model.begin(input_ids, attention_mask)
 
     def expand(self, state, rows):
@@ -106,13 +109,19 @@ class TorchGenerationModel:
 
     def begin(self, input_ids, attention_mask):
         torch = self.torch
-        ids = torch.from_numpy(np.asarray(input_ids, dtype=np.int64))
-        mask = torch.from_numpy(np.asarray(attention_mask, dtype=np.int64))
+        if isinstance(input_ids, Mapping):  # an encoder feed by name (Whisper's features)
+            feed = {name: torch.from_numpy(np.asarray(value)) for name, value in
+                    input_ids.items()}
+        else:
+            feed = {"input_ids": torch.from_numpy(np.asarray(input_ids, dtype=np.int64))}
+        mask = (None if attention_mask is None
+                else torch.from_numpy(np.asarray(attention_mask, dtype=np.int64)))
+        if mask is not None:
+            feed["attention_mask"] = mask
         hidden = None
         if self.is_encoder_decoder:
             with torch.inference_mode():
-                hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask,
-                                                  return_dict=True).last_hidden_state
+                hidden = self.model.get_encoder()(**feed, return_dict=True).last_hidden_state
         return {"cache": None, "length": 0, "mask": mask, "hidden": hidden}
 
     def expand(self, state, rows):
@@ -120,9 +129,9 @@ class TorchGenerationModel:
         cache = copy.deepcopy(state["cache"])  # the protocol: a state is never changed
         if cache is not None:
             cache.reorder_cache(index)
-        hidden = state["hidden"]
+        hidden, mask = state["hidden"], state["mask"]
         return {"cache": cache, "length": state["length"],
-                "mask": state["mask"].index_select(0, index),
+                "mask": None if mask is None else mask.index_select(0, index),
                 "hidden": None if hidden is None else hidden.index_select(0, index)}
 
     def next_logits(self, state, sequences):
@@ -167,35 +176,41 @@ class _Runner:
         self.model = MeasuredModel(TorchGenerationModel(bundle) if torch else self.pipe.model)
         self.pipe.model = self.model
 
-    def generate(self, text: str, new_tokens: int, runs: int) -> tuple[list[int], np.ndarray,
-                                                                        float]:
-        """(the new tokens, the first step's logits (vocab,), the fastest run's seconds)."""
+    def generate(self, source, new_tokens: int, runs: int) -> tuple[list[int], np.ndarray,
+                                                                     float]:
+        """(the new tokens, the first step's logits (vocab,), the fastest run's seconds) of a
+        text, or of a signal for speech recognition (Whisper: the tokens after its prompt)."""
         best, tokens, logits = math.inf, None, None
         for _ in range(runs):
             start = time.perf_counter()
-            try:
-                result = self.pipe(text, max_new_tokens=new_tokens, return_tensors=True,
-                                   **GREEDY)
-            except InputError as error:
-                raise InputError(f"Cannot generate from the text {text[:60]!r}: {error}") \
-                    from None
+            generated = self._generate(source, new_tokens)
             best = min(best, time.perf_counter() - start)
             if tokens is None:
-                record = result[0]
-                sequence = next(v for k, v in record.items() if k.endswith("_token_ids"))
-                # decoder-only: the prompt, then the new tokens; encoder-decoder: the decoder
-                # start token, then the new tokens
-                start_at = 1 if self.model.is_encoder_decoder else self.model.prompt_width
-                tokens = [int(t) for t in np.asarray(sequence)[start_at:]]
-                logits = self.model.first_logits[0]
+                tokens, logits = generated, self.model.first_logits[0]
         return tokens, logits, best
+
+    def _generate(self, source, new_tokens: int) -> list[int]:
+        if isinstance(source, np.ndarray):  # the speech recognition pipeline's own tokens
+            features = self.pipe.features([source])["input_features"]
+            return self.pipe.generate_tokens(features, max_new_tokens=new_tokens, num_beams=1)
+        try:
+            result = self.pipe(source, max_new_tokens=new_tokens, return_tensors=True, **GREEDY)
+        except InputError as error:
+            raise InputError(f"Cannot generate from the text {source[:60]!r}: {error}") \
+                from None
+        sequence = next(v for k, v in result[0].items() if k.endswith("_token_ids"))
+        # decoder-only: the prompt, then the new tokens; encoder-decoder: the decoder start
+        # token, then the new tokens
+        start_at = 1 if self.model.is_encoder_decoder else self.model.prompt_width
+        return [int(t) for t in np.asarray(sequence)[start_at:]]
 
 
 def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[str],
                        reference: str, seed: int, progress: bool, layers: bool, runs: int,
                        layer_samples: int, top: int, new_tokens: int) -> dict:
     """The report of ``compare_variants`` for a generative bundle (see the module docstring);
-    ``loaded`` holds the texts (``calibration.data.Samples``)."""
+    ``loaded`` holds the texts, or the signals of a speech recognition bundle
+    (``calibration.data.Samples``)."""
     from .compare import (
         LISTED_CHANGES,
         _add_layers,
@@ -207,18 +222,19 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         variant_header,
     )
 
-    texts = list(loaded.inputs)
+    texts, sources = list(loaded.inputs), loaded.sources()  # names (files) and what is run
+    speech = loaded.signals is not None  # Whisper: measured by its transcripts' WER
     decoder_only = bundle.manifest.get("family") == "decoder"
     runners = {None: _Runner(bundle, "fp32", torch=reference == "pytorch")}
     runners.update({name: _Runner(bundle, name) for name in chosen})
     for runner in runners.values():
-        runner.generate(texts[0], 2, 1)  # warm-up: first runs allocate and pick kernels
+        runner.generate(sources[0], 2, 1)  # warm-up: first runs allocate and pick kernels
     tokens: dict = {name: [] for name in runners}
     seconds: dict = {name: [] for name in runners}
     counts: dict = {name: [] for name in runners}
     stats = {name: _OutputStats() for name in chosen}
     sample_error = np.zeros(len(texts))
-    for index, text in enumerate(_progress(texts, len(texts), f"generating with "
+    for index, text in enumerate(_progress(sources, len(sources), f"generating with "
                                            f"{len(runners)} engines", progress)):
         expected, first, elapsed = runners[None].generate(text, new_tokens, runs)
         tokens[None].append(expected)
@@ -245,13 +261,17 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     report["reference"]["new_tokens"] = int(np.sum(counts[None]))
     report.update({
         "data": {"source": source, "samples": len(texts), "seed": seed},
-        "task_metric": "token_agreement",
+        "task_metric": "wer" if speech else "token_agreement",
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1,
                    "unit": "ms per generated token"},
         "generation": {"search": "greedy", "max_new_tokens": new_tokens},
         "variants": {},
         "versions": _versions(),
     })
+    def transcript(ids) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    heard = [transcript(ids) for ids in tokens[None]] if speech else None
     for name in chosen:
         latency = metrics.latency_summary(seconds[name])
         output = stats[name].summary()
@@ -260,16 +280,19 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         divergences = agreement["first_divergence"]
         changed = [i for i, where in enumerate(divergences) if where is not None]
         changes = [{"sample": i, "input": _short(texts[i]), "step": divergences[i],
-                    "reference": _short(tokenizer.decode(tokens[None][i],
-                                                         skip_special_tokens=True)),
-                    "variant": _short(tokenizer.decode(tokens[name][i],
-                                                       skip_special_tokens=True))}
+                    "reference": _short(transcript(tokens[None][i])),
+                    "variant": _short(transcript(tokens[name][i]))}
                    for i in changed[:LISTED_CHANGES]]
         steps = [divergences[i] for i in changed]
+        task = {"metric": "token_agreement", "value": agreement["prefix"]}
+        if speech:  # the transcripts' word and character error rates lead
+            rates = metrics.error_rates(heard, [transcript(ids) for ids in tokens[name]])
+            task = {"metric": "wer", "value": rates["wer"], "cer": rates["cer"],
+                    "words": rates["words"], "token_agreement": agreement["prefix"]}
         report["variants"][name] = {
             **variant_header(bundle, name, latency, reference_latency),
             "task": {
-                "metric": "token_agreement", "value": agreement["prefix"],
+                **task,
                 "position_agreement": agreement["position"],
                 "exact_match": agreement["exact_match"],
                 "bleu": overlap["bleu"], "bleu_precisions": overlap["precisions"],
@@ -290,7 +313,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         # graph with an empty cache); an encoder-decoder's encoder, and its decoder's first
         # LAYER_STEPS steps (the merged decoder's branch without and with the cache).
         worst = sorted(np.argsort(-sample_error, kind="stable")[:layer_samples].tolist())
-        feeds = graph_feeds(bundle, [texts[i] for i in worst],
+        feeds = graph_feeds(bundle, [sources[i] for i in worst],
                             new_tokens=1 if decoder_only else LAYER_STEPS)
         _add_layers(bundle, report, chosen, feeds, top, progress)
         for name in chosen:

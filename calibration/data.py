@@ -88,6 +88,13 @@ class Samples:
     # text-image bundles: the candidate label of each text row of the feeds (None: unknown,
     # as for an .npz)
     labels: list[str] | None = None
+    # speech recognition by generation (Whisper): each input's signal, at the model's rate
+    signals: list[np.ndarray] | None = None
+
+    def sources(self) -> list:
+        """What the bundle's pipeline takes, one per sample: the signals of a Whisper bundle,
+        else the inputs (texts)."""
+        return self.signals if self.signals is not None else self.inputs
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -137,10 +144,11 @@ def load_samples(bundle: Bundle, path: str | os.PathLike, *, samples: int | None
         raise InputError(f"No calibration data at {path}: it does not exist.")
     if path.suffix == ".npz":
         if is_generative(bundle):
+            wanted = _FOLDER_KINDS.get(_modality(bundle), _modality(bundle))
             raise InputError(
-                f"{path.name}: a {bundle.task} bundle calibrates and compares from texts, not "
-                "from arrays (its graphs' feeds are captured while it generates). Note: give a "
-                "text file with one text per line."
+                f"{path.name}: a {bundle.task} bundle calibrates and compares from its inputs, "
+                "not from arrays (its graphs' feeds are captured while it generates). Note: "
+                f"give {_example(wanted)}."
             )
         return _npz_samples(bundle, path, samples, seed)
     if path.is_dir():
@@ -250,26 +258,30 @@ def _audio_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bo
 
     pipe = pipeline_from_bundle(bundle)
     rate = pipe.feature_extractor.sampling_rate
-    result = Samples()
+    generative = is_generative(bundle)
+    result = Samples(signals=[] if generative else None)
     for file in _progress(files, len(files), "preprocessing", progress):
         signal = load_audio(file, rate)[:MAX_AUDIO_SECONDS * rate]  # its errors name the file
         result.inputs.append(str(file.relative_to(folder)))
-        # batch 1 has no padding: the mask, where the graph takes one, is all ones
-        result.feeds.append(pipe.features([signal], return_attention_mask=True))
+        if generative:  # Whisper: the encoder's feed; the graphs' own come from generating
+            result.signals.append(signal)
+            result.feeds.append(pipe.features([signal]))
+        else:  # batch 1 has no padding: the mask, where the graph takes one, is all ones
+            result.feeds.append(pipe.features([signal], return_attention_mask=True))
     return result
 
 
 def _text_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
     from runtime.pipeline import pipeline_from_bundle
 
-    if is_generative(bundle):
-        return _generation_samples(bundle, rows, progress)
     if _modality(bundle) != "text":
         wanted = _FOLDER_KINDS.get(_modality(bundle), _modality(bundle))
         raise InputError(
             f"Text calibration data was given, but this {bundle.task} bundle reads "
             f"{wanted}. Note: give {_example(wanted)}."
         )
+    if is_generative(bundle):
+        return _generation_samples(bundle, rows, progress)
     pipe = pipeline_from_bundle(bundle)
     question_answering = bundle.task == "question-answering"
     result = Samples()
@@ -331,11 +343,11 @@ class _RecordingEngine:
         return self.engine.run(feed)
 
 
-def graph_feeds(bundle: Bundle, texts: list[str], *, new_tokens: int = CALIBRATION_NEW_TOKENS,
+def graph_feeds(bundle: Bundle, texts: list, *, new_tokens: int = CALIBRATION_NEW_TOKENS,
                 variant: str = "fp32", progress: bool = False) -> dict[str, list[Feed]]:
     """The feeds each graph of a generative bundle receives while its ``variant`` generates
-    greedily (``new_tokens`` at most) from each text through the bundle's own pipeline
-    (prompt prefix, tokenizer, generation settings): graph name -> feeds.
+    greedily (``new_tokens`` at most) from each text (each signal, for Whisper) through the
+    bundle's own pipeline (prompt prefix, tokenizer, generation settings): graph name -> feeds.
 
     The encoder (of an encoder-decoder) runs once per text; the decoder's feeds are kept at
     the prompt (no cache yet) and at the cached steps of CACHED_STEPS, so a decoder is
@@ -361,14 +373,24 @@ def graph_feeds(bundle: Bundle, texts: list[str], *, new_tokens: int = CALIBRATI
     pipe.model = OnnxGenerationModel(decoder, encoder, vocab_size=model.vocab_size)
     for text in _progress(texts, len(texts), "generating", progress):
         decoder.restart()
-        try:
-            pipe(text, max_new_tokens=new_tokens, **GREEDY)
-        except InputError as error:
-            raise InputError(f"Cannot generate from the text {text[:60]!r}: {error}") from None
+        _generate_greedily(pipe, text, new_tokens)
     feeds = {decoder_graph: decoder.feeds}
     if encoder is not None:
         feeds = {encoder_graph: encoder.feeds, **feeds}
     return feeds
+
+
+def _generate_greedily(pipe, source, new_tokens: int) -> None:
+    """Generate greedily (at most ``new_tokens``) from one input through a generative
+    pipeline: a text, or a signal for speech recognition (Whisper)."""
+    if isinstance(source, np.ndarray):
+        features = pipe.features([source])["input_features"]
+        pipe.generate_tokens(features, max_new_tokens=new_tokens, num_beams=1)
+        return
+    try:
+        pipe(source, max_new_tokens=new_tokens, **GREEDY)
+    except InputError as error:
+        raise InputError(f"Cannot generate from the text {source[:60]!r}: {error}") from None
 
 
 def _generation_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:

@@ -79,8 +79,8 @@ def variant_from_bundle(
         loaded = load_samples(bundle, calibration, samples=samples, seed=seed,
                               progress=progress is not None)
         if is_generative(bundle):
-            say(f"generating from {len(loaded)} texts to capture each graph's feeds")
-            feeds = graph_feeds(bundle, loaded.inputs, progress=progress is not None)
+            say(f"generating from {len(loaded)} inputs to capture each graph's feeds")
+            feeds = graph_feeds(bundle, loaded.sources(), progress=progress is not None)
         else:
             feeds = {graph: loaded.feeds for graph in bundle.graphs}
     elif calibration is not None:

@@ -29,6 +29,7 @@ from ..generation.logits import (
     SuppressTokensLogitsProcessor,
     WhisperTimeStampLogitsProcessor,
 )
+from ..generation.onnx_model import FAMILY_GRAPHS
 from .audio import AudioPipeline
 from .generation import GenerationPipeline
 
@@ -279,7 +280,11 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         """The feature extractor's arrays, holding only the encoder graph's inputs (Whisper's
         ``input_features``: its decoder reads the encoder's output)."""
         arrays = self.feature_extractor(signals, **options)
-        names = {spec.name for spec in self.model.encoder.inputs}
+        # by the bundle's declaration when there is one, so that any GenerationModel may run
+        # the graphs (compare's PyTorch reference)
+        specs = (self.bundle.graph_specs(FAMILY_GRAPHS["encoder-decoder"][0])[0]
+                 if self.bundle is not None else self.model.encoder.inputs)
+        names = {spec.name for spec in specs}
         return {name: arrays[name] for name in arrays if name in names}
 
     def _transcribe(self, signal: np.ndarray, args, config: GenerationConfig,

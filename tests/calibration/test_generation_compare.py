@@ -180,7 +180,7 @@ def test_bad_input(tiny_bundle, tmp_path):
     with pytest.raises(InputError, match="new_tokens must be a positive int, got 0"):
         compare_variants(bundle, new_tokens=0)
     np.savez(tmp_path / "ids.npz", input_ids=np.ones((2, 3), np.int64))
-    with pytest.raises(InputError, match="compares from texts, not from arrays"):
+    with pytest.raises(InputError, match="compares from its inputs, not from arrays"):
         compare_variants(bundle, tmp_path / "ids.npz")
     long = tmp_path / "long.txt"
     long.write_text("word " * 400 + "\n")
