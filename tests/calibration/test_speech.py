@@ -397,3 +397,15 @@ def test_whisper_max_drop_finds_the_quantized_position_table(tiny_bundle, audio_
     assert record["rounds"][0]["drop"] > 0.3 >= record["drop"]
     assert record["excluded"] == {"encoder_model": [],
                                   "decoder_model_merged": ["/model/decoder/embed_positions/Gather"]}
+
+
+def test_whisper_against_pytorch(whisper_variants, audio_folder):
+    """The checkpoint's PyTorch model generates through the same pipeline from the same
+    features: the fp32 graphs transcribe as it does."""
+    bundle, _ = whisper_variants
+    report = compare_variants(bundle.path, audio_folder, variants=["fp32", "int8"],
+                              reference="pytorch", samples=3, layers=False, new_tokens=8)
+    fp32 = report["variants"]["fp32"]
+    assert fp32["task"]["value"] == 0.0 and fp32["task"]["token_agreement"] == 1.0
+    assert fp32["cosine"] > 0.99999
+    assert report["variants"]["int8"]["cosine"] < fp32["cosine"]
