@@ -5,6 +5,7 @@ finds them by module name at call time, so the runtime never imports ``exporter`
     edgeport export CHECKPOINT -o BUNDLE [--task TASK] [--opset N]     (exporter)
     edgeport run BUNDLE INPUT... [--json]                               (runtime)
     edgeport inspect BUNDLE [--json]                                    (runtime)
+    edgeport bench BUNDLE [--variants ...] [--against transformers]     (runtime)
     edgeport quantize BUNDLE --recipe RECIPE [--calibration PATH]      (calibration)
     edgeport compare BUNDLE [--data PATH] [--variants ...]              (calibration)
 """
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "export": ("exporter.cli", "export a Transformers checkpoint to a validated bundle"),
     "run": ("runtime.cli_run", "run a bundle's pipeline on inputs"),
     "inspect": ("runtime.cli_inspect", "show a bundle's task, graphs, variants and validation"),
+    "bench": ("runtime.cli_bench", "time a bundle's pipeline per stage, beside transformers"),
     "quantize": ("calibration.cli", "write a quantized (or optimized) variant of a bundle"),
     "compare": ("calibration.cli_compare", "compare variants against a reference on data"),
 }

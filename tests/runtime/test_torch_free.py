@@ -159,3 +159,17 @@ def test_importing_the_runtime_stays_light(module):
                 "if m in sys.modules))")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_cli_bench_where_torch_cannot_be_imported(tiny_bundle):
+    """`edgeport bench` runs torch-free; --against transformers then says which extra it needs."""
+    bundle = tiny_bundle("bert", "text-classification")
+    code = "import sys\nfrom runtime.cli import main\nsys.exit(main(sys.argv[1:]))"
+    proc = _run(code, "bench", str(bundle), "--iterations", "2", "--sequence", "8",
+                "--cold-starts", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "| fp32 | 1 | 8 |" in proc.stdout
+    proc = _run(code, "bench", str(bundle), "--against", "transformers",
+                blocked=("torch", "transformers", "optimum"))
+    assert proc.returncode == 1
+    assert "pip install 'edgeport[export]'" in proc.stderr and "Traceback" not in proc.stderr

@@ -84,7 +84,8 @@ def _like_a_trained_ctc_head(bias, tokenizer) -> None:
     bias[[tokenizer.bos_token_id, tokenizer.eos_token_id]] -= 10.0
 
 
-def _build_audio_encoder(model_type: str, task: str, directory: Path, seed: int) -> Path:
+def _build_audio_encoder(model_type: str, task: str, directory: Path, seed: int,
+                         overrides: dict) -> Path:
     import torch
     import transformers
 
@@ -98,7 +99,7 @@ def _build_audio_encoder(model_type: str, task: str, directory: Path, seed: int)
     else:
         kwargs.update(id2label=dict(enumerate(LABELS)),
                       label2id={label: i for i, label in enumerate(LABELS)})
-    config = getattr(transformers, config_class)(**kwargs)
+    config = getattr(transformers, config_class)(**{**kwargs, **overrides})
     torch.manual_seed(seed)
     model = getattr(transformers, model_class)(config).eval()
     if tokenizer is not None:
@@ -231,7 +232,7 @@ def _like_a_trained_decoder(model, tokenizer, seed: int) -> None:
     embedding[first_timestamp:] *= 0.2
 
 
-def _build_whisper(directory: Path, seed: int) -> Path:
+def _build_whisper(directory: Path, seed: int, overrides: dict) -> Path:
     import torch
     import transformers
 
@@ -242,7 +243,7 @@ def _build_whisper(directory: Path, seed: int) -> Path:
     # config.json); the config's default begin_suppress_tokens are whisper-tiny's ids.
     config = transformers.WhisperConfig(
         vocab_size=len(tokenizer), pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
-        decoder_start_token_id=sot, begin_suppress_tokens=None, **_WHISPER)
+        decoder_start_token_id=sot, begin_suppress_tokens=None, **{**_WHISPER, **overrides})
     torch.manual_seed(seed)
     model = transformers.WhisperForConditionalGeneration(config).eval()
     _like_a_trained_decoder(model, tokenizer, seed)
@@ -257,11 +258,14 @@ def _build_whisper(directory: Path, seed: int) -> Path:
 
 
 def build_tiny_speech_checkpoint(model_type: str, task: str, directory: Path, *,
-                                 seed: int = 0) -> Path:
-    """Save a tiny random `model_type` model for `task` and its processor to directory."""
+                                 seed: int = 0, overrides: dict | None = None) -> Path:
+    """Save a tiny random `model_type` model for `task` and its processor to directory.
+    ``overrides`` replace config values (benchmarks/suite.py makes the real sizes of
+    wav2vec2-base and whisper-tiny so,
+    with this tokenizer and generation config)."""
     if (model_type, task) not in TINY_SPEECH:
         raise KeyError(f"no tiny speech checkpoint for {(model_type, task)}")
     directory = Path(directory)
     if model_type == "whisper":
-        return _build_whisper(directory, seed)
-    return _build_audio_encoder(model_type, task, directory, seed)
+        return _build_whisper(directory, seed, overrides or {})
+    return _build_audio_encoder(model_type, task, directory, seed, overrides or {})

@@ -1,0 +1,44 @@
+"""The benchmark suite's code path on the tests' tiny models, so that it keeps working (the
+real-size run is `python benchmarks/suite.py OUT_DIR`, not part of the tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+
+
+def load_suite(monkeypatch):
+    """benchmarks/suite.py as a module (registered first: its dataclasses look it up)."""
+    spec = importlib.util.spec_from_file_location("benchmark_suite", SUITE)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_suite_runs_on_tiny_models(tmp_path, monkeypatch):
+    suite = load_suite(monkeypatch)
+    names = ["bert-base-uncased", "t5-small", "vit-base-patch16-224", "wav2vec2-base-960h"]
+    assert set(names) <= {model.name for model in suite.MODELS}
+    argv = [str(tmp_path), "--tiny", "--quick", "--iterations", "2", "--cold-starts", "0",
+            "--models", *names]
+    assert suite.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [entry["name"] for entry in results["models"]] == names
+    for entry in results["models"]:
+        report = entry["report"]
+        assert [b["name"] for b in report["backends"]] == ["fp32", "int8", "transformers"]
+        assert {r["variant"] for r in report["ratios"]} == {"fp32", "int8"}
+    assert results["models"][1]["task"] == "translation_en_to_de"
+    text = (tmp_path / "results.md").read_text()
+    for name in names:
+        assert f"| {name} |" in text
+    # a second run reuses the checkpoints and bundles it finds
+    bundle = tmp_path / "models" / "bert-base-uncased" / "bundle" / "manifest.json"
+    stamp = bundle.stat().st_mtime_ns
+    assert suite.main([*argv[:-len(names)], "bert-base-uncased"]) == 0
+    assert bundle.stat().st_mtime_ns == stamp
