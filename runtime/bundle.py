@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .engine import OrtEngine, TensorSpec
+from .engine import Engine, OrtEngine, TensorSpec, providers_for_device
 from .errors import (
     BundleNotFoundError,
     ChecksumError,
@@ -34,6 +34,7 @@ from .errors import (
 )
 
 SCHEMA_VERSION = 1
+BACKENDS = ("onnxruntime", "tensorrt")  # what runs a bundle's graphs: Bundle.engine(backend=)
 MANIFEST = "manifest.json"
 _REQUIRED_KEYS = ("schema_version", "task", "model_type", "graphs", "variants", "checksums")
 
@@ -266,8 +267,22 @@ class Bundle:
         with self._lock:
             self._verified.add(key)
 
-    def engine(self, graph: str = "model", variant: str = "fp32", **options) -> OrtEngine:
-        """An ONNX Runtime engine for one graph of one variant (options go to OrtEngine)."""
+    def engine(self, graph: str = "model", variant: str = "fp32", *,
+               backend: str = "onnxruntime", build_if_missing: bool = False,
+               **options) -> Engine:
+        """An engine for one graph of one variant: ONNX Runtime's (options go to OrtEngine;
+        device "tensorrt" keeps its TensorRT provider's engine cache in engines/onnxruntime),
+        or TensorRT's from the plan under engines/ (built first when ``build_if_missing``)."""
+        if backend == "tensorrt":
+            from .tensorrt import engine_from_bundle
+
+            return engine_from_bundle(self, graph, variant, build_if_missing=build_if_missing,
+                                      **options)
+        if backend != "onnxruntime":
+            raise InputError(f"Unknown backend {backend!r}. " + did_you_mean(backend, BACKENDS))
+        if options.get("device") == "tensorrt" and options.get("providers") is None:
+            options["providers"] = providers_for_device(
+                "tensorrt", cache_dir=self.path / "engines" / "onnxruntime")
         return OrtEngine(self.graph_path(graph, variant), **options)
 
     def summary(self) -> dict:

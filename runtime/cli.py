@@ -6,6 +6,7 @@ finds them by module name at call time, so the runtime never imports ``exporter`
     edgeport run BUNDLE INPUT... [--json]                               (runtime)
     edgeport inspect BUNDLE [--json]                                    (runtime)
     edgeport bench BUNDLE [--variants ...] [--against transformers]     (runtime)
+    edgeport build BUNDLE [--variant V] [--shapes NAME=MIN:OPT:MAX]     (runtime, TensorRT)
     edgeport quantize BUNDLE --recipe RECIPE [--calibration PATH]      (calibration)
     edgeport compare BUNDLE [--data PATH] [--variants ...]              (calibration)
 """
@@ -24,6 +25,7 @@ SUBCOMMANDS = {
     "run": ("runtime.cli_run", "run a bundle's pipeline on inputs"),
     "inspect": ("runtime.cli_inspect", "show a bundle's task, graphs, variants and validation"),
     "bench": ("runtime.cli_bench", "time a bundle's pipeline per stage, beside transformers"),
+    "build": ("runtime.cli_build", "build TensorRT plans of a bundle's graphs on this device"),
     "quantize": ("calibration.cli", "write a quantized (or optimized) variant of a bundle"),
     "compare": ("calibration.cli_compare", "compare variants against a reference on data"),
 }

@@ -98,8 +98,10 @@ _DEVICE_PROVIDERS = {
 }
 
 
-def providers_for_device(device: str) -> list[str]:
+def providers_for_device(device: str, *, cache_dir: str | os.PathLike | None = None) -> list:
     """The ONNX Runtime providers for a device name; a clear error when they are not installed.
+    With ``cache_dir``, the TensorRT provider keeps its engines and timing cache there, so a
+    session after the first does not build them again.
 
     >>> providers_for_device("cpu")
     ['CPUExecutionProvider']
@@ -114,7 +116,13 @@ def providers_for_device(device: str) -> list[str]:
             f"Note: available providers are: {have}. For a GPU install onnxruntime-gpu "
             "(`pip install onnxruntime-gpu`) in place of onnxruntime."
         )
-    return [p for p in wanted if p in have]
+    providers = [p for p in wanted if p in have]
+    if cache_dir is not None and "TensorrtExecutionProvider" in providers:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir)}
+        providers[0] = ("TensorrtExecutionProvider", options)
+    return providers
 
 
 class OrtEngine:

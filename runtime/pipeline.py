@@ -21,13 +21,17 @@ def pipeline(
     threads: int | None = None,
     providers: list[str] | None = None,
     session_options=None,
+    backend: str = "onnxruntime",
+    build_if_missing: bool = False,
     **kwargs,
 ) -> Pipeline:
     """A task pipeline on a bundle: swap ``from transformers import pipeline`` for
     ``from runtime import pipeline`` and pass a bundle directory as ``model``.
 
     ``task`` defaults to the bundle's own; other keyword arguments become defaults of every
-    call (``top_k``, ``aggregation_strategy``, ...), as in transformers.
+    call (``top_k``, ``aggregation_strategy``, ...), as in transformers. ``backend="tensorrt"``
+    (with ``device="cuda"``) runs every graph from the TensorRT plans `edgeport build` wrote
+    under the bundle's engines/ (``build_if_missing=True`` builds them when absent or stale).
 
     >>> classify = pipeline("text-classification", model="bundle")   # doctest: +SKIP
     >>> classify("I love this!")                                       # doctest: +SKIP
@@ -40,18 +44,21 @@ def pipeline(
         )
     bundle = model if isinstance(model, Bundle) else Bundle.load(model)
     return pipeline_from_bundle(bundle, task, variant=variant, device=device, threads=threads,
-                                providers=providers, session_options=session_options, **kwargs)
+                                providers=providers, session_options=session_options,
+                                backend=backend, build_if_missing=build_if_missing, **kwargs)
 
 
 def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: str = "fp32",
                          device: str = "cpu", threads: int | None = None,
                          providers: list[str] | None = None, session_options=None,
+                         backend: str = "onnxruntime", build_if_missing: bool = False,
                          **kwargs) -> Pipeline:
     task_name = task
     task = bundle.check_task(task)
     task_class = pipeline_class(task, bundle.manifest.get("family"))
     options = dict(device=device, threads=threads, providers=providers,
-                   session_options=session_options)
+                   session_options=session_options, backend=backend,
+                   build_if_missing=build_if_missing)
     if task_class.generates:
         from .generation import OnnxGenerationModel
 

@@ -76,8 +76,9 @@ class OnnxGenerationModel:
         ``io_binding`` keeps the cache on the decoder's device between steps (None: when the
         decoder is an OrtEngine on CUDA)."""
         self.decoder, self.encoder = decoder, encoder
-        if io_binding is None:
-            io_binding = getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
+        if io_binding is None:  # a TensorRT engine on CUDA has no IOBinding: it copies
+            io_binding = (getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
+                          and hasattr(decoder, "run_bound"))
         if io_binding and not hasattr(decoder, "run_bound"):
             raise EngineError("io_binding needs an OrtEngine decoder (ONNX Runtime's IOBinding).")
         self.io_binding = bool(io_binding)
@@ -112,7 +113,7 @@ class OnnxGenerationModel:
     def from_bundle(cls, bundle: Bundle, variant: str = "fp32", *,
                     io_binding: bool | None = None, **engine_options) -> OnnxGenerationModel:
         """The model over a generative bundle's graphs in ``variant``; ``engine_options`` go to
-        ``bundle.engine`` (device, threads, providers, session_options)."""
+        ``bundle.engine`` (backend, device, threads, providers, session_options)."""
         family = bundle.manifest.get("family")
         if family not in FAMILY_GRAPHS:
             raise InputError(

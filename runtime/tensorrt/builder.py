@@ -1,0 +1,121 @@
+"""Plans from ONNX graphs: ``plan_from_onnx`` (the TensorRT calls) and ``engines_from_bundle``
+(every graph of a variant, saved under ``engines/`` with sidecars and a shared timing cache).
+
+Precision comes from the graph itself, as TensorRT 11 requires: the network is created strongly
+typed (TensorRT 10 honors the flag too), so an fp16 or QDQ int8 variant builds as it was made,
+and no precision flag or INT8 calibrator is ever set.
+
+>>> paths = engines_from_bundle(Bundle.load("bundle"), "fp16")      # doctest: +SKIP
+>>> [p.name for p in paths]                                         # doctest: +SKIP
+['model.fp16.sm87.trt10.3.0.plan']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ..bundle import Bundle
+from ..engine import TensorSpec
+from ..errors import EngineError, GraphLoadError
+from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt
+from .plans import (
+    BuildOptions,
+    check_buildable,
+    plan_path,
+    save_plan,
+    sidecar_for,
+    timing_cache_path,
+    write_bytes_atomic,
+)
+from .profiles import Profile, Range, graph_profile, resolve_ranges
+
+
+def plan_from_onnx(trt, onnx_path: Path, profiles: Sequence[Profile], options: BuildOptions,
+                   timing_cache: bytes = b"") -> tuple[bytes, bytes]:
+    """A serialized plan of the ONNX graph at ``onnx_path`` with one optimization profile per
+    item of ``profiles``; and the timing cache after the build (``timing_cache`` seeds it).
+    ``trt`` is the tensorrt module (a fake one in tests)."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # from the file: external weights load too
+        raise GraphLoadError(parser_errors(parser, onnx_path))
+    config = builder.create_builder_config()
+    if options.workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    config.builder_optimization_level = options.opt_level
+    if options.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    if options.hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    cache = config.create_timing_cache(timing_cache)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    for shapes in profiles:
+        profile = builder.create_optimization_profile()
+        for name, (low, opt, high) in shapes.items():
+            profile.set_shape(name, low, opt, high)
+        config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineError(
+            f"TensorRT could not build a plan of {onnx_path}; its log above says why. Note: "
+            "a larger --workspace, narrower --shapes, or another --variant may help.")
+    return bytes(plan), bytes(config.get_timing_cache().serialize())
+
+
+def parser_errors(parser, onnx_path: Path) -> str:
+    """TensorRT's ONNX parser errors, one per node: what failed, where."""
+    lines = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        where = f"node {error.node()}"
+        name, op = getattr(error, "node_name", None), getattr(error, "node_operator", None)
+        if name is not None and op is not None:  # TensorRT 8.6 and later
+            where += f" {name()!r} ({op()})"
+        lines.append(f"{where}: {error.desc()}")
+    return (f"TensorRT's ONNX parser rejected {onnx_path} ({len(lines)} error(s)): "
+            + "; ".join(lines) + ". Note: TensorRT runs the fp32, fp16 and static-int8 (QDQ) "
+            "variants; operators of ONNX Runtime's own recipes are not supported.")
+
+
+def engines_from_bundle(bundle: Bundle, variant: str = "fp32", *,
+                        graphs: Sequence[str] | None = None,
+                        shapes: Sequence[Mapping[str, Range]] = (),
+                        calibration: Mapping[str, Range] | None = None,
+                        max_batch: int | None = None,
+                        options: BuildOptions | None = None,
+                        trt=None, facts: DeviceFacts | None = None,
+                        say: Callable[[str], None] = lambda line: None) -> list[Path]:
+    """Build and save a plan for each graph of ``variant`` (or those in ``graphs``), with one
+    optimization profile per group of ``shapes`` (see ``profiles.resolve_ranges``); the plans'
+    paths. The bundle's timing cache for this GPU is read first and written back after each."""
+    check_buildable(bundle, variant)
+    options = options if options is not None else BuildOptions()
+    extra = {} if max_batch is None else {"max_batch": max_batch}
+    ranges = resolve_ranges(bundle, calibration=calibration, shapes=shapes, **extra)
+    trt = trt if trt is not None else import_tensorrt()
+    if facts is None:
+        facts = DeviceFacts.detect(trt, Cuda(import_cudart()))
+    cache_path = timing_cache_path(bundle.path, facts)
+    names = list(graphs) if graphs is not None else list(bundle.variants[variant]["files"])
+    paths = []
+    for graph in names:
+        source = bundle.graph_path(graph, variant)
+        inputs = [TensorSpec.from_json(spec) for spec in bundle.graphs[graph]["inputs"]]
+        profiles = [graph_profile(inputs, group) for group in ranges]
+        say(f"building {graph} ({variant}) for {facts.gpu} with TensorRT {facts.tensorrt}...")
+        cache = cache_path.read_bytes() if cache_path.is_file() else b""
+        plan, cache = plan_from_onnx(trt, source, profiles, options, cache)
+        write_bytes_atomic(cache_path, cache)
+        path = plan_path(bundle.path, graph, variant, facts, options)
+        save_plan(path, plan, sidecar_for(bundle, graph, variant, facts, options, ranges,
+                                          profiles))
+        say(f"wrote {path}")
+        paths.append(path)
+    return paths
