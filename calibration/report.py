@@ -12,15 +12,13 @@ e-mail attachment) without a server or a network.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runtime.bundle import Bundle, write_json_atomic
+from runtime.bundle import Bundle, write_json_atomic, write_text_atomic
 
 from .metrics import LOWER_IS_BETTER
 
@@ -631,22 +629,6 @@ def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
 
 
 # --- writing ------------------------------------------------------------------------------------
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temp file beside ``path``, then rename: a reader never sees half a report."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a bundle is for sharing
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_reports(bundle: Bundle | str | os.PathLike, report: Mapping) -> dict[str, Path]:
     """Write reports/accuracy.json, .md and .html into the bundle, each atomically; returns
     {"json": path, "md": path, "html": path}.
@@ -661,6 +643,6 @@ def write_reports(bundle: Bundle | str | os.PathLike, report: Mapping) -> dict[s
     # Render everything first: a rendering error then leaves the old reports untouched.
     markdown, page = markdown_report(report), html_report(report)
     write_json_atomic(paths["json"], report)
-    _write_text_atomic(paths["md"], markdown)
-    _write_text_atomic(paths["html"], page)
+    write_text_atomic(paths["md"], markdown)
+    write_text_atomic(paths["html"], page)
     return paths

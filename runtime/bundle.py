@@ -65,20 +65,30 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside path, then rename: readers never see half a file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file beside path, then rename: readers never see half a file (a
+    manifest, a report, a TensorRT plan)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a bundle is for sharing
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``write_bytes_atomic`` of UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``write_bytes_atomic`` of indented JSON."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def check_target(target: str | os.PathLike, *, overwrite: bool) -> None:

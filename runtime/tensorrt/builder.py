@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ..bundle import Bundle
+from ..bundle import Bundle, write_bytes_atomic
 from ..engine import TensorSpec
 from ..errors import EngineError, GraphLoadError
 from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt
@@ -26,7 +26,6 @@ from .plans import (
     save_plan,
     sidecar_for,
     timing_cache_path,
-    write_bytes_atomic,
 )
 from .profiles import Profile, Range, graph_profile, resolve_ranges
 
@@ -112,6 +111,7 @@ def engines_from_bundle(bundle: Bundle, variant: str = "fp32", *,
         say(f"building {graph} ({variant}) for {facts.gpu} with TensorRT {facts.tensorrt}...")
         cache = cache_path.read_bytes() if cache_path.is_file() else b""
         plan, cache = plan_from_onnx(trt, source, profiles, options, cache)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(cache_path, cache)
         path = plan_path(bundle.path, graph, variant, facts, options)
         save_plan(path, plan, sidecar_for(bundle, graph, variant, facts, options, ranges,

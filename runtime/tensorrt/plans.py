@@ -14,14 +14,11 @@ machine and the bundle and says, in words, why a plan cannot be used.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..bundle import Bundle, write_json_atomic
+from ..bundle import Bundle, write_bytes_atomic, write_json_atomic
 from ..errors import InputError, did_you_mean
 from .libs import DeviceFacts
 
@@ -190,22 +187,9 @@ def missing_plan_message(bundle: Bundle, graph: str, variant: str, facts: Device
     return " ".join(lines)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, then rename: a reader never sees half a plan."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_plan(plan: Path, data: bytes, sidecar: dict) -> None:
     """The plan, then its sidecar: a plan without one is never taken for a usable plan."""
+    plan.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(plan, data)
     write_json_atomic(sidecar_path(plan), sidecar)
 
