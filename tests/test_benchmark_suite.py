@@ -42,3 +42,19 @@ def test_suite_runs_on_tiny_models(tmp_path, monkeypatch):
     stamp = bundle.stat().st_mtime_ns
     assert suite.main([*argv[:-len(names)], "bert-base-uncased"]) == 0
     assert bundle.stat().st_mtime_ns == stamp
+
+
+def test_memory_benchmark_runs_on_a_tiny_bundle(tiny_bundle, capsys):
+    """benchmarks/memory.py's code path (the 10,000-call run is not part of the tests)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
+    spec = importlib.util.spec_from_file_location("benchmark_memory", path)
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    assert memory.main([str(tiny_bundle("bert", "text-classification")), "--calls", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "after 100 calls" in printed and "after 200" in printed
+    result = memory.measure(tiny_bundle("bert", "feature-extraction"), calls=120, batch=2,
+                            say=lambda line: None)
+    assert sorted(result["memory"]) == [12, 24, 36, 48, 60, 72, 84, 96, 100, 108, 120]
+    assert all(value > 10 * 2**20 for value in result["memory"].values())
+    assert len(set(result["lengths"])) == 17
