@@ -27,9 +27,16 @@ def test_one_bundle_serves_every_text_to_text_task(tiny_bundle, reference_pipeli
     translation = pipeline("translation_en_to_de", model=bundle)(TEXTS[0], **kwargs)
     plain = pipeline(TASK, model=bundle)(TEXTS[0], **kwargs)
     assert list(summary[0]) == ["summary_text"] and list(translation[0]) == ["translation_text"]
+    assert list(plain[0]) == ["generated_text"]
     # the task prefixes of t5's task_specific_params make different encoder inputs
-    assert len({summary[0]["summary_text"], translation[0]["translation_text"],
-                plain[0]["generated_text"]}) > 1
+    encoded = []
+    for task in ("summarization", "translation_en_to_de", TASK):
+        pipe = pipeline(task, model=bundle)
+        begin = pipe.model.begin
+        pipe.model.begin = lambda ids, mask, begin=begin: (encoded.append(ids.tolist()),
+                                                            begin(ids, mask))[1]
+        pipe(TEXTS[0], **kwargs)
+    assert len(encoded) == 3 and len({str(ids) for ids in encoded}) == 3
 
 
 def test_streaming_and_errors(tiny_bundle):

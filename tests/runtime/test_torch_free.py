@@ -85,15 +85,19 @@ def test_generation_runs_where_torch_cannot_be_imported(tiny_bundle):
         translate = pipeline("translation_en_to_de", model=sys.argv[2])
         text = generate("Hello", do_sample=False, max_new_tokens=5)[0]["generated_text"]
         pieces = list(generate.stream("Hello", do_sample=False, max_new_tokens=5))
-        german = translate("The house is big.", max_new_tokens=5)[0]["translation_text"]
+        german = translate("The house is big.", max_new_tokens=5, return_tensors=True)
         heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
-        print(json.dumps({"text": text, "streamed": "".join(pieces), "german": german,
+        print(json.dumps({"text": text, "streamed": "".join(pieces),
+                          "german": german[0]["translation_token_ids"].tolist(),
                           "heavy": heavy}))
     """, *map(str, bundles))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["heavy"] == [] and result["text"].startswith("Hello")
-    assert result["text"] == "Hello" + result["streamed"] and result["german"]
+    assert result["text"] == "Hello" + result["streamed"]
+    # the decoder start token and at least one generated token (the tiny T5's vocabulary is
+    # trained anew each session, so what its tokens spell, possibly nothing, is not fixed)
+    assert len(result["german"]) >= 2
 
 
 def test_speech_runs_where_torch_cannot_be_imported(tiny_bundle):
