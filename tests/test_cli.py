@@ -92,7 +92,16 @@ def test_quantize_and_compare(tiny_bundle, tmp_path, capsys):
     assert "top1_agreement drop" in capsys.readouterr().out
     assert main(["run", str(bundle), "--variant", "int8", "fine", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One calibration line.\nAnother, longer calibration line here.\n")
+    assert main(["quantize", str(bundle), "--recipe", "optimize"]) == 0
+    assert main(["quantize", str(bundle), "--recipe", "dynamic-int8", "--from", "opt",
+                 "--name", "rows", "--option", "row_scaling=true", "--calibration",
+                 str(lines)]) == 0
+    assert "Wrote variant 'rows'" in capsys.readouterr().out
     for argv, message in [
+        (["quantize", str(bundle), "--recipe", "dynamic-int8", "--from", "opt", "--name", "y",
+          "--option", "row_scaling=true"], "pass --calibration PATH"),
         (["quantize", str(bundle), "--recipe", "dynamic-int8"], "already has a variant 'int8'"),
         (["quantize", str(bundle), "--recipe", "dynamic-int9"], "Did you mean 'dynamic-int8'"),
         (["quantize", str(bundle), "--recipe", "static-int8"], "needs calibration data"),

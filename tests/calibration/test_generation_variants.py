@@ -166,6 +166,27 @@ def test_recipe_variant_generates_close_to_fp32(model_type, recipe, made):
     assert measured["agreement"] >= agreement, measured
 
 
+@pytest.mark.parametrize("model_type", ["gpt2", "bart"])
+def test_row_scaled_int8_generates_close_to_fp32(model_type, made):
+    """row_scaling on a decoder with past (GPT-2's Conv1D Gemms made MatMuls first) and an
+    encoder-decoder, a merged decoder's branches included."""
+    path, _ = made(model_type)
+    name = variant_from_bundle(path, "dynamic-int8", name="int8-rows", row_scaling=True)
+    record = Bundle.load(path).variants[name]["recipe"]
+    if model_type == "gpt2":  # 2 layers of 4 linear layers, and the LM head
+        assert record["options"]["row_scaled_inputs"] == 9, record
+    else:
+        graphs = record["graphs"]
+        counts = [graphs["encoder_model"]["row_scaled_inputs"]] + [
+            b["row_scaled_inputs"] for b in graphs["decoder_model_merged"]["branches"].values()]
+        assert len(counts) == 3 and min(counts) > 0, record
+    measured = _measure(path, name)
+    cosine, agreement = BOUNDS["dynamic-int8"]
+    assert measured["cosine"] >= cosine, measured
+    assert measured["decisive"] == 1.0, measured
+    assert measured["agreement"] >= agreement, measured
+
+
 @pytest.mark.parametrize("recipe, mark", [
     ("dynamic-int8", "MatMulInteger"), ("static-int8", "QuantizeLinear"),
     ("int4", "MatMulNBits"), ("fp16", "float16"), ("optimize", "BiasGelu")])

@@ -33,8 +33,9 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
-from sentences import SENTENCES, sentence_transformers_reference
+from sentences import CALIBRATION_SENTENCES, SENTENCES, sentence_transformers_reference
 
+from calibration import recipes
 from calibration.quantize import variant_from_bundle
 from calibration.recipes import RECIPES
 from runtime import Bundle, InputError, pipeline
@@ -341,6 +342,78 @@ def test_optimize_padding_batch_matches_fp32(tiny_bundle, tmp_path):
     _check_close("optimize", _compare(Bundle.load(path), "opt", feeds))
 
 
+# --- dynamic-int8 row_scaling (calibration.outliers) -------------------------------------------
+
+def _calibration(tmp_path):
+    path = tmp_path / "calibration.txt"
+    path.write_text("\n".join(CALIBRATION_SENTENCES) + "\n")
+    return path
+
+
+def test_row_scaled_variants_run_close_to_fp32(tiny_bundle, tmp_path):
+    """Plain and on top of an optimize variant (Attention smoothed from calibration data)."""
+    path = shutil.copytree(tiny_bundle("bert", "text-classification"), tmp_path / "bundle")
+    plain = variant_from_bundle(path, "dynamic-int8", name="rows", row_scaling=True)
+    variant_from_bundle(path, "optimize")
+    fused = variant_from_bundle(path, "dynamic-int8", name="opt-rows", source="opt",
+                                row_scaling=True, calibration=_calibration(tmp_path))
+    bundle = Bundle.load(path)
+    record = bundle.variants[plain]["recipe"]
+    assert record["options"]["row_scaling"] is True
+    assert record["options"]["row_scaled_inputs"] == 8  # 2 layers: QKV, context, FFN in, out
+    assert record["options"]["smoothed_attention"] == 0 and "calibration" not in record
+    record = bundle.variants[fused]["recipe"]
+    assert record["options"]["smoothed_attention"] == 2
+    # with calibration data, only the inputs whose rows spread are scaled; fused: 3 per layer
+    assert record["options"]["row_scaled_inputs"] + record["options"]["rows_even"] == 6
+    assert record["calibration"]["samples"] == len(CALIBRATION_SENTENCES)
+    assert _ops(path / "onnx/model_opt-rows.onnx")["QAttention"] == 2
+    for name in (plain, fused):
+        scaled = bundle.variants[name]["recipe"]["options"]["row_scaled_inputs"]
+        assert _ops(path / f"onnx/model_{name}.onnx").get("ReduceMax", 0) == scaled
+        _check_close("dynamic-int8", _compare(bundle, name, _feeds(path)))
+        # the runtime runs it (labels themselves are near-tied on a random tiny model)
+        results = pipeline(model=path, variant=name)(SENTENCES[:12])
+        assert _structure(results) == _structure(pipeline(model=path)(SENTENCES[:12]))
+
+
+def test_row_scaling_errors(tiny_bundle, tmp_path):
+    path = shutil.copytree(tiny_bundle("bert", "text-classification"), tmp_path / "bundle")
+    variant_from_bundle(path, "optimize")
+    with pytest.raises(InputError, match="cannot reach inside a fused Attention.*--calibration"):
+        variant_from_bundle(path, "dynamic-int8", source="opt", name="x", row_scaling=True)
+    with pytest.raises(InputError, match="reads calibration data only with row_scaling"):
+        variant_from_bundle(path, "dynamic-int8", calibration=_calibration(tmp_path))
+    with pytest.raises(InputError, match="row_scaling option takes true or false"):
+        variant_from_bundle(path, "dynamic-int8", row_scaling="yes")
+    assert sorted(Bundle.load(path).variants) == ["fp32", "opt"]
+
+
+@pytest.mark.parametrize("model_type, task", [("bert", "text-classification"),
+                                             ("bart", "text2text-generation")])
+def test_a_variant_with_external_weights_loads(model_type, task, tiny_bundle, tmp_path,
+                                               monkeypatch):
+    """A graph over 2 GB keeps its weights in a file beside it; the variant's graph reads them
+    under the variant's own file name (here forced on tiny models; BART's merged decoder holds
+    its weights in the If branches)."""
+    monkeypatch.setattr(recipes, "_large", lambda model: True)
+    path = shutil.copytree(tiny_bundle(model_type, task), tmp_path / "bundle")
+    name = variant_from_bundle(path, "dynamic-int8", row_scaling=True)
+    bundle = Bundle.load(path)
+    files = bundle.variants[name]["files"]
+    assert bundle.variants[name]["data_files"] == {g: [f + "_data"] for g, f in files.items()}
+    for relative in files.values():
+        model = onnx.load(str(path / relative), load_external_data=False)
+        locations = {e.value for t in model.graph.initializer for e in t.external_data
+                     if e.key == "location"}
+        assert locations == {Path(relative).name + "_data"}
+    if task == "text-classification":
+        _check_close("dynamic-int8", _compare(bundle, name, _feeds(path)))
+    else:  # every graph loads and generates
+        result = pipeline(model=path, variant=name)(TEXTS[0], max_new_tokens=4)
+        assert isinstance(result[0]["generated_text"], str)
+
+
 # --- the real all-MiniLM-L6-v2 against PyTorch --------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -348,12 +421,18 @@ def minilm_cosines(minilm_bundle, tmp_path_factory):
     """Per-sentence cosine to PyTorch of the fp32 bundle and of its int8 (per channel, the
     default), int8 per-tensor and int4 variants, through the runtime pipeline."""
     path = shutil.copytree(minilm_bundle, tmp_path_factory.mktemp("minilm") / "bundle")
+    calibration = path.parent / "calibration.txt"
+    calibration.write_text("\n".join(CALIBRATION_SENTENCES) + "\n")
     variants = {
         "fp32": "fp32",
         "int8": variant_from_bundle(path, "dynamic-int8"),
         "int8-per-tensor": variant_from_bundle(path, "dynamic-int8", name="int8-per-tensor",
                                                per_channel=False),
         "q4": variant_from_bundle(path, "int4"),
+        "opt": variant_from_bundle(path, "optimize"),
+        "opt-int8-rows": variant_from_bundle(path, "dynamic-int8", name="opt-int8-rows",
+                                             source="opt", row_scaling=True,
+                                             calibration=calibration),
     }
     reference = sentence_transformers_reference(SENTENCES)
     cosines = {}
@@ -384,11 +463,23 @@ def test_minilm_plain_dynamic_int8_misses_099_on_short_sentences(minilm_cosines)
     """Measured, not hidden: dynamic int8 quantizes each MatMul input per tensor, and the [CLS]
     row's outlier activations (about 28 against 2-7 in the other rows) set that range, so very
     short sentences, whose mean pool has few other rows, lose most ('OK.' 0.967). The
-    accuracy-aware variant (tests/calibration/test_budget.py) reaches 0.99."""
+    accuracy-aware variant (tests/calibration/test_budget.py) and row_scaling reach 0.99."""
     cosines, _ = minilm_cosines
     short = [i for i, s in enumerate(SENTENCES) if len(s.split()) <= 3]
     assert cosines["int8"].min() < 0.99
     assert cosines["int8"][short].min() == cosines["int8"].min()
+
+
+def test_minilm_row_scaled_int8_reaches_099_against_pytorch(minilm_cosines):
+    """The issue's bar: dynamic int8 with min cosine >= 0.99 against PyTorch over 50+ varied
+    sentences. Made as users make it: optimize, then dynamic-int8 on top with row_scaling,
+    calibrated on other sentences than these. Measured: min 0.9913 (0.965 without
+    row_scaling), mean 0.998; benchmarks/quantization.py times it."""
+    cosines, sizes = minilm_cosines
+    assert len(SENTENCES) >= 50
+    assert cosines["opt-int8-rows"].min() >= 0.99, _worst(cosines["opt-int8-rows"])
+    assert cosines["opt-int8-rows"].mean() >= 0.995
+    assert sizes["opt-int8-rows"] < sizes["fp32"] / 3.5
 
 
 def test_minilm_int4_keeps_the_meaning(minilm_cosines):
@@ -460,7 +551,7 @@ def test_calibration_data_errors(bundle_copy, tmp_path):
     with pytest.raises(InputError, match="needs calibration data"):  # called directly
         RECIPES["static-int8"].make(bundle_copy / "onnx/model.onnx", tmp_path / "x.onnx")
     with pytest.raises(InputError, match="takes no calibration data"):
-        variant_from_bundle(bundle_copy, "dynamic-int8",
+        variant_from_bundle(bundle_copy, "int4",
                             calibration=_calibration_file(Bundle.load(bundle_copy), tmp_path))
     with pytest.raises(InputError, match="sample 0 has no 'attention_mask'"):
         RECIPES["static-int8"].make(bundle_copy / "onnx/model.onnx", tmp_path / "x.onnx",

@@ -72,6 +72,44 @@ SENTENCES = [
     "Never gonna give you up, never gonna let you down.",
 ]
 
+# Calibration texts for the recipes that read data (static-int8, dynamic-int8 row_scaling):
+# other sentences than the accuracy set, of as varied lengths and kinds.
+CALIBRATION_SENTENCES = [
+    "Thanks!",
+    "No way.",
+    "Sure",
+    "Good morning, everyone.",
+    "Where is the station?",
+    "The train was late again this morning.",
+    "Our team shipped the new release on Friday.",
+    "Das Wetter ist heute schön.",
+    "La réunion commence à neuf heures.",
+    "北京是中国的首都。",
+    "Click the blue button to continue.",
+    "What time does the museum open on Sundays?",
+    "The soup needs more salt, and maybe some pepper.",
+    "Researchers measured the temperature of the lake every hour for a year.",
+    "He forgot his umbrella and got soaked on the way home.",
+    "The contract expires at the end of the month unless both parties renew it.",
+    "Add 2 cups of water, stir, and simmer for 15 minutes.",
+    "Battery at 5% - please plug in your charger",
+    "omg that game was insane!!!",
+    "The orchestra played Beethoven's ninth symphony to a full house.",
+    "Satellites relay signals between ground stations thousands of kilometres apart.",
+    "Our quarterly revenue grew by 12 percent, driven mostly by subscriptions in Asia.",
+    "The library will be closed for renovation from June to September.",
+    "If the input is empty, the function returns None instead of raising an error.",
+    "Children learn languages faster than adults, according to several studies.",
+    "A small boat drifted slowly toward the rocky shore while the storm grew stronger.",
+    "print('hello world')",
+    "The old bridge was replaced by a modern steel structure in 1998.",
+    "Why is the sky blue?",
+    "Nice!",
+    "The doctor recommended rest, fluids, and a follow-up visit in two weeks.",
+    "Traffic on the highway came to a standstill after the accident near exit 12, and police "
+    "advised drivers to take the coastal road until the lanes were cleared.",
+]
+
 
 def sentence_transformers_reference(texts) -> np.ndarray:
     """Mean pooling + L2 normalization of AutoModel outputs of the real all-MiniLM-L6-v2, as
