@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.bundle import EXTERNAL_DATA_BYTES
 from runtime.errors import InputError, MissingDependencyError, did_you_mean
 
 
@@ -183,8 +184,9 @@ def _has_external_data(model) -> bool:
 
 
 def _large(model) -> bool:
-    """Whether the graph must keep its weights outside the protobuf (2 GB limit)."""
-    return _has_external_data(model) or model.ByteSize() > 1_800_000_000
+    """Whether the graph keeps its weights outside the protobuf: over EXTERNAL_DATA_BYTES
+    (ONNX Runtime loads those faster; protobuf itself stops at 2 GB)."""
+    return _has_external_data(model) or model.ByteSize() > EXTERNAL_DATA_BYTES
 
 
 def _save(model, target: Path, *, external: bool) -> None:
@@ -196,6 +198,8 @@ def _save(model, target: Path, *, external: bool) -> None:
         onnx.save_model(model, str(target), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=target.name + "_data",
                         size_threshold=1024)
+        # onnx creates the data file 0600: readable like the graph, for other users of a bundle
+        os.chmod(str(target) + "_data", target.stat().st_mode & 0o777)
     else:
         onnx.save_model(model, str(target))
 

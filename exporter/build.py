@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from runtime.bundle import (
+    EXTERNAL_DATA_BYTES,
     check_target,
     file_sha256,
     manifest_for,
@@ -408,6 +409,21 @@ def _axis_values(shapes) -> str:
     return ", ".join(f"{axis} {' and '.join(map(str, v))}" for axis, v in values.items())
 
 
+def _external_weights(path: Path, names: list[str]) -> list[str]:
+    """Move the weights of a graph file over EXTERNAL_DATA_BYTES into ``<file>_data`` beside it
+    (runtime.bundle says why); the new file's name, none when the graph is small or optimum
+    wrote its weights outside already (``names``: the graph's files)."""
+    if len(names) > 1 or path.stat().st_size <= EXTERNAL_DATA_BYTES:
+        return []
+    import onnx
+
+    location = path.name + "_data"
+    onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=location, size_threshold=1024)
+    os.chmod(path.with_name(location), path.stat().st_mode & 0o777)  # onnx writes it 0600
+    return [location]
+
+
 def bundle_from_checkpoint(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -517,6 +533,8 @@ def bundle_from_checkpoint(
         preprocessing = _save_preprocessing(checkpoint, staging, row, task)
         preprocessing["sentence_transformers"] = _copy_sentence_transformers(checkpoint, staging)
 
+        for graph, names in graph_files.items():
+            names.extend(_external_weights(paths[graph], names))
         files = {graph: f"onnx/{graph}.onnx" for graph in row.graphs}
         data_files = {graph: [f"onnx/{name}" for name in names if name != f"{graph}.onnx"]
                       for graph, names in graph_files.items()}

@@ -3,12 +3,17 @@ pipelines for them."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
+# The runtime remembers verified checksums in a per-user cache: the tests keep theirs apart
+# (subprocesses inherit it).
+os.environ["EDGEPORT_CACHE"] = tempfile.mkdtemp(prefix="edgeport-test-cache-")
 
 from checkpoints import build_tiny_checkpoint  # noqa: E402
 from generation_checkpoints import (  # noqa: E402

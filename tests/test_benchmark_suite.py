@@ -58,3 +58,27 @@ def test_memory_benchmark_runs_on_a_tiny_bundle(tiny_bundle, capsys):
     assert sorted(result["memory"]) == [12, 24, 36, 48, 60, 72, 84, 96, 100, 108, 120]
     assert all(value > 10 * 2**20 for value in result["memory"].values())
     assert len(set(result["lengths"])) == 17
+
+
+def test_flops_counts_bert_and_measures_against_matmul(tiny_bundle, monkeypatch):
+    """benchmarks/flops.py: the FLOP count of a BERT graph matches the architecture's, and the
+    measurement runs (its rates on a tiny model mean nothing)."""
+    monkeypatch.syspath_prepend(str(SUITE.parent))
+    import flops
+
+    from runtime import Bundle
+
+    bundle = Bundle.load(tiny_bundle("bert", "text-classification"))
+    config = bundle.config
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    layers, labels = config["num_hidden_layers"], len(config["id2label"])
+    batch, sequence = 2, 8
+    expected = batch * (
+        sequence * layers * 2 * (4 * hidden * hidden + 2 * hidden * inner)  # per token
+        + 2 * (hidden * hidden + hidden * labels)  # pooler and classifier, per sequence
+        + layers * 4 * sequence * sequence * hidden)  # Q K^T and P V
+    counted = flops.graph_flops(bundle.graph_path(), batch, sequence)
+    assert counted["flops"] == expected and counted["layers"] == layers
+    result = flops.measure(bundle.path, batch=batch, sequence=sequence, seconds=0.5, threads=1)
+    assert set(result["rates"]) == {"model", "model's FFN MatMul", "square MatMul 1024^3"}
+    assert all(rate > 0 for rate in result["rates"].values())

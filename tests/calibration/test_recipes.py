@@ -407,6 +407,8 @@ def test_a_variant_with_external_weights_loads(model_type, task, tiny_bundle, tm
         locations = {e.value for t in model.graph.initializer for e in t.external_data
                      if e.key == "location"}
         assert locations == {Path(relative).name + "_data"}
+        mode = (path / relative).stat().st_mode & 0o777
+        assert (path / (relative + "_data")).stat().st_mode & 0o777 == mode
     if task == "text-classification":
         _check_close("dynamic-int8", _compare(bundle, name, _feeds(path)))
     else:  # every graph loads and generates

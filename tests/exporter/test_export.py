@@ -110,6 +110,36 @@ def test_opset_is_honored_and_recorded(tiny_checkpoint, tmp_path):
     assert Bundle.load(path).variants["fp32"]["recipe"]["opset"] == 17
 
 
+@pytest.mark.parametrize("model_type, task", [("bert", "text-classification"),
+                                             ("bart", "text2text-generation")])
+def test_large_graphs_keep_their_weights_beside_them(model_type, task, tiny_checkpoint,
+                                                     tiny_bundle, tmp_path, monkeypatch):
+    """Graphs over EXTERNAL_DATA_BYTES are written with their weights in <file>_data (ONNX
+    Runtime maps it: faster sessions); recorded, checksummed, and the same results. Forced
+    here on tiny models by lowering the bound; BART's merged decoder has If branches."""
+    from exporter import build
+    from runtime import pipeline
+
+    monkeypatch.setattr(build, "EXTERNAL_DATA_BYTES", 1000)
+    path = bundle_from_checkpoint(tiny_checkpoint(model_type, task), tmp_path / "b", task=task)
+    bundle = Bundle.load(path)
+    files = bundle.variants["fp32"]["files"]
+    assert bundle.variants["fp32"]["data_files"] == {g: [f + "_data"] for g, f in files.items()}
+    for relative in files.values():
+        graph, data = (path / relative).stat().st_size, (path / (relative + "_data")).stat().st_size
+        assert graph < data, (relative, graph, data)
+        mode = (path / relative).stat().st_mode & 0o777
+        assert (path / (relative + "_data")).stat().st_mode & 0o777 == mode  # not onnx's 0600
+        assert relative + "_data" in bundle.manifest["checksums"]
+    text = "The quick brown fox"
+    plain = pipeline(model=tiny_bundle(model_type, task))
+    external = pipeline(model=path)
+    if task == "text-classification":
+        assert external(text)[0]["score"] == pytest.approx(plain(text)[0]["score"], abs=1e-6)
+    else:
+        assert external(text, max_new_tokens=5) == plain(text, max_new_tokens=5)
+
+
 def test_onnx_outputs_match_pytorch_on_real_text(minilm_bundle):
     """The real checkpoint, real text: token embeddings from ONNX Runtime vs PyTorch."""
     import torch

@@ -74,6 +74,53 @@ def test_checksum_mismatch(bundle_copy):
         pipeline(model=bundle_copy)
 
 
+def _hashes(monkeypatch) -> list:
+    """Count the graph files hashed from now on."""
+    from runtime import bundle as module
+
+    calls = []
+    real = module.file_sha256
+    monkeypatch.setattr(module, "file_sha256", lambda path: calls.append(path) or real(path))
+    return calls
+
+
+def test_a_verified_file_is_not_hashed_again_in_a_new_process(bundle_copy, tmp_path,
+                                                              monkeypatch):
+    """What a later process finds in the per-user cache (a new Bundle stands in for it): the
+    same file is not hashed again; a changed one is, and is refused."""
+    monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache"))
+    hashed = _hashes(monkeypatch)
+    Bundle.load(bundle_copy).graph_path()
+    assert len(hashed) == 1 and (tmp_path / "cache" / "verified-checksums.json").is_file()
+    Bundle.load(bundle_copy).graph_path()
+    assert len(hashed) == 1
+    monkeypatch.setenv("EDGEPORT_VERIFY", "always")
+    Bundle.load(bundle_copy).graph_path()
+    assert len(hashed) == 2
+    monkeypatch.delenv("EDGEPORT_VERIFY")
+    graph = bundle_copy / "onnx" / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[-100] ^= 0xFF  # the same size, written in place
+    graph.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="does not match the manifest"):
+        Bundle.load(bundle_copy).graph_path()
+    assert len(hashed) == 3
+
+
+def test_an_unusable_verification_cache_only_costs_a_hash(bundle_copy, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("EDGEPORT_CACHE", str(blocker / "cache"))
+    hashed = _hashes(monkeypatch)
+    for _ in range(2):
+        assert Bundle.load(bundle_copy).graph_path().is_file()
+    assert len(hashed) == 2
+    monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path))
+    (tmp_path / "verified-checksums.json").write_text("[not json")
+    assert Bundle.load(bundle_copy).graph_path().is_file()
+    assert json.loads((tmp_path / "verified-checksums.json").read_text())  # rewritten whole
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_corrupt_onnx_with_matching_checksum_is_a_load_error(bundle_copy, damage):
     graph = bundle_copy / "onnx" / "model.onnx"
