@@ -223,6 +223,55 @@ def test_whisper_other_sizes_and_dither():
     assert dithered.shape == plain.shape and 0 < np.abs(dithered - plain).max() < 0.5
 
 
+def whole_log_mel(extractor: WhisperFeatureExtractor, waveform: np.ndarray) -> np.ndarray:
+    """The log-mel computed plainly, every frame of the whole reflect-padded waveform (the
+    runtime's before it skipped zero frames; transformers' numpy path, all frames at once)."""
+    half = extractor.n_fft // 2
+    padded = np.pad(waveform, half, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, extractor.n_fft)
+    spectrum = np.fft.rfft(frames[::extractor.hop_length][:-1] * extractor.window, axis=-1)
+    mel = (np.abs(spectrum) ** 2) @ extractor.mel_filters
+    log_spec = np.log10(np.maximum(mel, 1e-10)).T.astype(np.float32)
+    return (np.maximum(log_spec, log_spec.max() - np.float32(8.0)) + 4) / 4
+
+
+@pytest.mark.parametrize("config", [
+    {}, {"feature_size": 128}, {"n_fft": 401, "hop_length": 100, "feature_size": 40},
+    {"n_fft": 64, "hop_length": 7, "feature_size": 10, "padding_side": "left"},
+    {"padding_side": "left"}, {"padding_value": 0.5},
+])
+def test_whisper_skips_only_frames_of_zeros(config):
+    """Frames of the zero padding are not computed, and frames reaching past the signal are
+    cut from it with their reflect padding: the features are those of every frame computed,
+    whatever the signal's place, its zero runs, the padding side and value, and the lengths."""
+    extractor = FeatureExtractor.from_config({"feature_extractor_type": "WhisperFeatureExtractor",
+                                              "chunk_length": 1, **config})
+    rng = np.random.default_rng(2)
+    half = extractor.n_fft // 2
+    for size in (1, 2, half - 1, half, half + 1, 2 * extractor.n_fft + 3, 9000, 16000, 17000):
+        signal = (0.1 * rng.standard_normal(size)).astype(np.float32)
+        for zeros in ((0, 0), (size // 3, 0), (0, size // 3), (size // 4, size // 4),
+                      (half - 1, half - 1), (half, half), (half + 1, half + 1)):
+            edited = signal.copy()
+            edited[:zeros[0]] = 0
+            edited[len(edited) - zeros[1]:] = 0
+            for options in ({}, {"padding": "longest", "truncation": False}):
+                kept = edited if options else edited[:extractor.n_samples]
+                length = kept.size if options else extractor.n_samples
+                if extractor.frames(length) == 0:
+                    continue
+                waveform, mask = extractor.padded([kept], length)
+                result = extractor([edited], return_attention_mask=True, **options)
+                np.testing.assert_allclose(result["input_features"][0],
+                                           whole_log_mel(extractor, waveform[0]), rtol=0,
+                                           atol=3e-7, err_msg=f"{size} {zeros} {options}")
+                frames = result["input_features"].shape[-1]
+                np.testing.assert_array_equal(result["attention_mask"],
+                                              mask[:, ::extractor.hop_length][:, :frames])
+                np.testing.assert_allclose(extractor.log_mel(waveform[0]),
+                                           result["input_features"][0], rtol=0, atol=0)
+
+
 def test_whisper_log_mel_of_30_seconds_is_fast():
     extractor = ours("openai/whisper-large-v3")
     audio = np.tile(jfk(), 3)[:480000]
@@ -332,3 +381,13 @@ def test_a_single_array_is_a_batch_of_one():
     np.testing.assert_array_equal(extractor(jfk())["input_values"],
                                   extractor([jfk()])["input_values"])
     assert extractor.sampling_rate == 16000
+
+
+def test_whisper_refuses_a_signal_too_short_for_one_frame():
+    from runtime import InputError
+    from runtime.audio_features import FeatureExtractor
+
+    extractor = FeatureExtractor.from_config({"feature_extractor_type": "WhisperFeatureExtractor"})
+    with pytest.raises(InputError, match="100 samples long, too short for one Whisper frame"):
+        extractor([np.ones(100, np.float32)], padding="longest")
+    assert extractor([np.ones(100, np.float32)])["input_features"].shape == (1, 80, 3000)

@@ -193,6 +193,97 @@ def test_semantic_segments_match_the_pipeline(processor):
     assert [s["label"] for s in actual] == [0, 1, 3, 4, 5, 6, 7]
 
 
+def _smooth_logits(rng, shape, noise=0.1):
+    """Logits like a segmentation model's: regions where one class leads, edges between them."""
+    coarse = rng.standard_normal((*shape[:2], 6, 6)).astype(np.float32) * 4
+    smooth = vp.resize_bilinear(coarse, shape[2:])
+    return smooth + (rng.standard_normal(shape) * noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, sizes", [
+    ((1, 150, 128, 128), [(480, 640)]),           # a 640x480 photo through SegFormer (ADE20k)
+    ((2, 150, 64, 64), [(512, 512), (375, 500)]),
+    ((1, 19, 128, 256), [(100, 90)]),              # downscaled
+])
+def test_semantic_segmentation_of_smooth_logits_matches_segformer(shape, sizes):
+    """Realistic logits take the pruned path (only classes that can win resized); exact still."""
+    logits = _smooth_logits(np.random.default_rng(5), shape)
+    outputs = SimpleNamespace(logits=torch.from_numpy(logits))
+    expected = transformers.SegformerImageProcessor().post_process_semantic_segmentation(
+        outputs, target_sizes=sizes)
+    actual = vp.semantic_segmentation(logits, sizes)
+    for i, (got, want, size) in enumerate(zip(actual, expected, sizes)):
+        assert vp._argmax_bilinear_pruned(logits[i], size) is not None
+        _assert_same_map(got, want.numpy(), f"image {i}, size {size}")
+
+
+def _argmax_logits(kind: str, rng, shape) -> np.ndarray:
+    if kind == "smooth":
+        return _smooth_logits(rng, shape)
+    if kind == "noise":
+        return (rng.standard_normal(shape) * 3).astype(np.float32)
+    if kind == "ties":  # few distinct values: classes tie exactly at many pixels
+        return rng.integers(0, 3, shape).astype(np.float32)
+    if kind == "constant":
+        return np.full(shape, 0.5, np.float32)
+    return _smooth_logits(rng, shape) * np.float32(1e-38)  # "tiny": subnormal products
+
+
+ARGMAX_SHAPES = [  # (N, C, h, w) -> sizes: up, down, same, odd, one row or column, one class
+    ((2, 150, 32, 48), [(128, 192), (90, 131)]), ((1, 19, 137, 153), [(100, 61)]),
+    ((1, 7, 70, 70), [(70, 70)]), ((1, 5, 1, 30), [(61, 97)]), ((1, 6, 25, 1), [(180, 3)]),
+    ((1, 1, 8, 8), [(80, 80)]), ((1, 4, 3, 5), [(200, 70)]),
+    ((1, 19, 37, 53), [(23, 17)]),  # small: semantic_segmentation takes the channels-last kernel
+]
+
+
+@pytest.mark.parametrize("shape, sizes", ARGMAX_SHAPES)
+@pytest.mark.parametrize("kind", ["smooth", "noise", "ties", "constant", "tiny"])
+def test_pruned_argmax_is_the_banded_one(shape, sizes, kind, monkeypatch):
+    """The pruned argmax gives the banded path's labels bit for bit, also where it would give way
+    to it (forced here), and in many small bands and chunks."""
+    logits = _argmax_logits(kind, np.random.default_rng(sum(shape)), shape)
+    expected = [vp._argmax_bilinear_banded(item[None], size) for item, size in zip(logits, sizes)]
+    monkeypatch.setattr(vp, "_PAIR_COST", 0)
+    for band_elements in (1 << 22, 1000):
+        monkeypatch.setattr(vp, "_BAND_ELEMENTS", band_elements)
+        for item, size, want in zip(logits, sizes, expected):
+            got = vp._argmax_bilinear_pruned(item, size)
+            assert got.dtype == want.dtype and np.array_equal(got, want), (band_elements, size)
+        for got, want, size in zip(vp.semantic_segmentation(logits, sizes), expected, sizes):
+            assert np.array_equal(got, want) or vp._uses_channels_last(logits, size)
+
+
+def test_pruned_argmax_allows_for_rounding(monkeypatch):
+    """Interpolating a constant can round to the next float32 up or down, so a class one ulp
+    below another everywhere still wins the pixels where they come out tied: the pruning's
+    margin must keep it a candidate."""
+    monkeypatch.setattr(vp, "_PAIR_COST", 0)  # 2 candidates of 2 classes: pruned nonetheless
+    levels = np.random.default_rng(7).uniform(0.5, 100, 300).astype(np.float32)
+    pairs = np.stack([levels, np.nextafter(levels, np.float32(np.inf))], axis=1)
+    logits = np.broadcast_to(pairs[:, :, None, None], (*pairs.shape, 2, 7)).copy()
+    sizes = [(2, 200)] * len(logits)
+    expected = [vp._argmax_bilinear_banded(item[None], size) for item, size in zip(logits, sizes)]
+    assert any((want == 0).any() for want in expected)  # some ties, won by the first class
+    for got, want in zip(vp.semantic_segmentation(logits, sizes), expected):
+        assert np.array_equal(got, want)
+
+
+def test_pruned_argmax_gives_way_to_the_banded_one():
+    """Noise (most classes can win everywhere) and non-finite logits go the banded way."""
+    rng = np.random.default_rng(6)
+    noise = (rng.standard_normal((150, 32, 32)) * 3).astype(np.float32)
+    assert vp._argmax_bilinear_pruned(noise, (128, 128)) is None
+    smooth = _smooth_logits(rng, (1, 10, 32, 32))[0]
+    assert vp._argmax_bilinear_pruned(smooth, (128, 128)) is not None
+    for bad in (np.nan, np.inf, -np.inf):
+        logits = smooth.copy()
+        logits[3, 5, 7] = bad
+        assert vp._argmax_bilinear_pruned(logits, (128, 128)) is None
+        assert np.array_equal(vp.semantic_segmentation(logits[None], [(128, 128)])[0],
+                              vp._argmax_bilinear_banded(logits[None], (128, 128)))
+
+
 # --- Mask2Former ------------------------------------------------------------------------------
 
 def _mask2former_outputs(rng, labels, queries=20, classes=10, size=(96, 96)):
