@@ -224,15 +224,20 @@ def _place(written: Path, target: Path) -> None:
     _save(onnx.load(str(written)), target, external=True)
 
 
-def _check_loads(recipe: str, target: Path, hint: str) -> None:
-    """The recipe's promise: ONNX Runtime's CPU provider loads the graph it wrote."""
+def _cpu_session(path: Path):
+    """An ONNX Runtime CPU session of the graph file ``path``, its warnings silenced."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _check_loads(recipe: str, target: Path, hint: str) -> None:
+    """The recipe's promise: ONNX Runtime's CPU provider loads the graph it wrote."""
     try:
-        ort.InferenceSession(str(target), sess_options=options,
-                             providers=["CPUExecutionProvider"])
+        _cpu_session(target)
     except Exception as exc:
         text = str(exc).strip()
         first = text.splitlines()[0][:300] if text else type(exc).__name__
@@ -372,20 +377,13 @@ def _scale_outliers(model, feeds, exclude: list[str], scratch: Path) -> dict:
             )
         return {"row_scaled_inputs": outliers.scale_rows(model, exclude),
                 "smoothed_attention": 0}
-    import onnxruntime as ort
-
     inputs = _graph_inputs(model)
     feeds = _check_feeds("dynamic-int8", feeds, inputs)
     candidates = list(outliers.matmul_inputs(model, exclude))
     names = [*attention, *(x for x in candidates if x not in attention)]
     probe = scratch / "probe.onnx"
     _save(outliers.with_outputs(model, names), probe, external=_large(model))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(probe), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
-    peaks, spread = outliers.profile(session, names, feeds, inputs)
-    del session
+    peaks, spread = outliers.profile(_cpu_session(probe), names, feeds, inputs)
     smoothed = outliers.smooth_channels(model, {x: peaks[x] for x in attention})
     spread_out = [x for x in candidates if spread[x] >= outliers.ROW_SPREAD]
     return {"row_scaled_inputs": outliers.scale_rows(model, exclude, only=spread_out),
