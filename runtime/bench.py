@@ -238,14 +238,16 @@ class EdgeportBackend:
     kind = "edgeport"
 
     def __init__(self, bundle: Bundle, variant: str, task: str | None = None, *,
-                 threads: int | None = None, device: str = "cpu"):
+                 threads: int | None = None, device: str = "cpu",
+                 backend: str = "onnxruntime"):
         import onnxruntime
 
         from . import __version__
 
-        self.name = variant
+        self.name = variant if backend == "onnxruntime" else f"{variant} ({backend})"
         self.pipe = pipeline_from_bundle(bundle, task, variant=variant, device=device,
-                                         threads=threads)
+                                         threads=threads, backend=backend,
+                                         build_if_missing=backend == "tensorrt")
         self.clock = instrument(self.pipe)
         self.takes_batch_size = "batch_size" in self.pipe.parameters
         self.size_bytes = bundle.summary()["variants"][variant]["bytes"]
@@ -253,7 +255,7 @@ class EdgeportBackend:
         self.cold_start = ColdStart(
             imports=["runtime"], factory="runtime.pipeline",
             kwargs={"task": task, "model": str(bundle.path), "variant": variant,
-                    "device": device, "threads": threads})
+                    "device": device, "threads": threads, "backend": backend})
 
     def __call__(self, *args, **kwargs):
         return self.pipe(*args, **kwargs)
@@ -371,6 +373,7 @@ def benchmark(
     cold_starts: int = 1,
     threads: int | None = None,
     device: str = "cpu",
+    engines: Sequence[str] = ("onnxruntime",),
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict:
     """The report of one benchmark (a JSON-ready dict; ``markdown`` prints it).
@@ -382,7 +385,9 @@ def benchmark(
     ``seconds`` of audio (default 5). Generating bundles decode greedily ``max_new_tokens``
     (default 32). Each backend makes ``warmup`` untimed calls per cell, then ``iterations``
     timed ones, interleaved with the others; ``cold_starts`` fresh processes per backend.
-    ``progress(done, total, what)`` is told of every call.
+    ``progress(done, total, what)`` is told of every call. ``engines``: the backends that run
+    each variant (``["onnxruntime", "tensorrt"]`` times both, TensorRT's plans built when
+    missing; its rows are named "VARIANT (tensorrt)").
     """
     _check_settings(iterations=iterations, warmup=warmup, batches=batches,
                     cold_starts=cold_starts, threads=threads, max_new_tokens=max_new_tokens)
@@ -393,7 +398,8 @@ def benchmark(
             raise InputError(f"The bundle {bundle.path} has no variant {variant!r}. "
                              + did_you_mean(variant, bundle.variants))
     backends: list[Backend] = [EdgeportBackend(bundle, variant, task, threads=threads,
-                                               device=device) for variant in variants]
+                                               device=device, backend=engine)
+                               for engine in dict.fromkeys(engines) for variant in variants]
     pipe = backends[0].pipe
     settings = _input_settings(pipe, bundle, sequences=sequences, seconds=seconds,
                                max_new_tokens=max_new_tokens, inputs=inputs)
@@ -424,7 +430,8 @@ def benchmark(
         "machine": info,
         "settings": {**settings, "batches": sorted(set(batches)), "iterations": iterations,
                      "warmup": warmup, "cold_starts": cold_starts, "threads": threads,
-                     "device": device, "inputs": "given" if inputs else "generated",
+                     "device": device, "engines": list(dict.fromkeys(engines)),
+                     "inputs": "given" if inputs else "generated",
                      "reference": backends[-1].kind if reference is not None else None},
         "backends": backend_records,
         "runs": runs,

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .engine import Engine, OrtEngine, TensorSpec, providers_for_device
+from .engine import Engine, OrtEngine, TensorSpec, parse_device, providers_for_device
 from .errors import (
     BundleNotFoundError,
     ChecksumError,
@@ -350,9 +350,10 @@ class Bundle:
                                       **options)
         if backend != "onnxruntime":
             raise InputError(f"Unknown backend {backend!r}. " + did_you_mean(backend, BACKENDS))
-        if options.get("device") == "tensorrt" and options.get("providers") is None:
+        device = options.get("device", "cpu")
+        if parse_device(device)[0] == "tensorrt" and options.get("providers") is None:
             options["providers"] = providers_for_device(
-                "tensorrt", cache_dir=self.path / "engines" / "onnxruntime")
+                device, cache_dir=self.path / "engines" / "onnxruntime")
         return OrtEngine(self.graph_path(graph, variant), **options)
 
     def summary(self) -> dict:

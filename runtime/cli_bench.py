@@ -1,6 +1,7 @@
-"""`edgeport bench BUNDLE [--variants ...] [--against transformers] [--batch ...] [--sequence ...]
-[--iterations N] [--json PATH]`: latency per stage, throughput, memory, size and cold start of
-a bundle's pipeline (``runtime.bench``), beside transformers on request."""
+"""`edgeport bench BUNDLE [--variants ...] [--backend onnxruntime tensorrt]
+[--against transformers] [--batch ...] [--sequence ...] [--iterations N] [--json PATH]`:
+latency per stage, throughput, memory, size and cold start of a bundle's pipeline
+(``runtime.bench``) on each backend, beside transformers on request."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .bundle import BACKENDS
 from .errors import InputError, MissingDependencyError
 
 
@@ -46,7 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0 skips them (default: 1)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="intra-op threads of both sides (default: each library's own)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N, or tensorrt[:N] for ONNX Runtime's TensorRT "
+                             "provider (default: cpu)")
+    parser.add_argument("--backend", dest="engines", nargs="+", default=["onnxruntime"],
+                        choices=BACKENDS, metavar="BACKEND",
+                        help="what runs each variant: onnxruntime (default) and/or tensorrt "
+                             "(with --device cuda; plans built when missing), side by side")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the whole report as JSON to PATH")
 
@@ -66,7 +74,7 @@ def main(args) -> int:
             batches=args.batch, sequences=args.sequence, seconds=args.seconds,
             max_new_tokens=args.max_new_tokens, inputs=args.inputs, iterations=args.iterations,
             warmup=args.warmup, cold_starts=args.cold_starts, threads=args.threads,
-            device=args.device, progress=progress)
+            device=args.device, engines=args.engines, progress=progress)
     finally:
         progress.close()
     print(markdown(report), end="")

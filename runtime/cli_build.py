@@ -13,7 +13,8 @@ import argparse
 import importlib
 
 from .bundle import Bundle
-from .errors import MissingDependencyError
+from .engine import parse_device
+from .errors import InputError, MissingDependencyError
 from .tensorrt.profiles import DEFAULT_MAX_BATCH, merge_ranges, parse_shapes, resolve_ranges
 
 
@@ -40,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a plan that runs on any Ampere or newer GPU")
     parser.add_argument("--version-compatible", action="store_true",
                         help="a plan that later TensorRT versions run too")
+    parser.add_argument("--device", default="cuda",
+                        help="the GPU to build on and for: cuda (the first) or cuda:N")
 
 
 def main(args) -> int:
@@ -48,6 +51,8 @@ def main(args) -> int:
     from .tensorrt.plans import BuildOptions, check_buildable
     bundle = Bundle.load(args.bundle)
     check_buildable(bundle, args.variant)
+    if parse_device(args.device)[0] != "cuda":
+        raise InputError(f"--device {args.device}: plans are built on a GPU, cuda or cuda:N.")
     shapes = [parse_shapes(group) for group in args.shapes]
     # before the slow parts: a typo, or a dim without a default, fails at once
     resolve_ranges(bundle, shapes=shapes, max_batch=args.max_batch)
@@ -59,7 +64,8 @@ def main(args) -> int:
     calibration = None if args.calibration is None else calibration_ranges(bundle,
                                                                             args.calibration)
     engines_from_bundle(bundle, args.variant, shapes=shapes, calibration=calibration,
-                        max_batch=args.max_batch, options=options, trt=trt, say=print)
+                        max_batch=args.max_batch, options=options, device=args.device, trt=trt,
+                        say=print)
     return 0
 
 

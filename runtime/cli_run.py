@@ -1,5 +1,6 @@
-"""`edgeport run BUNDLE INPUT... [--json] [--output-dir DIR]`: a bundle's pipeline on inputs
-(texts, or image or audio files for the vision and audio tasks), from the shell."""
+"""`edgeport run BUNDLE INPUT... [--json] [--output-dir DIR] [--device D] [--backend B]`: a
+bundle's pipeline on inputs (texts, or image or audio files for the vision and audio tasks),
+from the shell, on the CPU or a GPU, through ONNX Runtime or TensorRT."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .bundle import BACKENDS
 from .errors import InputError
 
 
@@ -22,7 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "run on; none reads one input per line from stdin")
     parser.add_argument("--task", help="the task to run (default: the bundle's)")
     parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N (a GPU by index), or tensorrt[:N] for ONNX "
+                             "Runtime's TensorRT provider (default: cpu)")
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS,
+                        help="what runs the graphs: onnxruntime (default), or tensorrt for the "
+                             "plans `edgeport build` wrote (with --device cuda)")
+    parser.add_argument("--build-if-missing", action="store_true",
+                        help="tensorrt: build the plans first when absent or stale")
     parser.add_argument("--context",
                         help="question-answering: the context the INPUT questions ask about")
     parser.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
@@ -58,7 +67,11 @@ def main(args) -> int:
     inputs = list(args.inputs) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
         raise InputError("No inputs: give texts as arguments, or one per line on stdin.")
-    pipe = pipeline(args.task, model=args.bundle, variant=args.variant, device=args.device)
+    if args.build_if_missing and args.backend != "tensorrt":
+        raise InputError("--build-if-missing builds TensorRT plans: it goes with --backend "
+                         "tensorrt.")
+    pipe = pipeline(args.task, model=args.bundle, variant=args.variant, device=args.device,
+                    backend=args.backend, build_if_missing=args.build_if_missing)
     options = key_values(args.options)
     if pipe.task == "question-answering":
         if args.context is None:

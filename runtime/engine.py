@@ -98,17 +98,35 @@ _DEVICE_PROVIDERS = {
 }
 
 
+def parse_device(device: str) -> tuple[str, int]:
+    """A device name and its GPU index: ``"cuda:1"`` is ``("cuda", 1)``, ``"cuda"`` the first
+    GPU; a clear error for an unknown name or a bad index.
+
+    >>> parse_device("cuda:1"), parse_device("cpu")
+    (('cuda', 1), ('cpu', 0))
+    """
+    name, colon, index = str(device).partition(":")
+    if name not in _DEVICE_PROVIDERS:
+        raise InputError(f"Unknown device {device!r}. {did_you_mean(name, _DEVICE_PROVIDERS)} "
+                         "A GPU other than the first is named by its index: 'cuda:1'.")
+    if not colon:
+        return name, 0
+    if name == "cpu" or not index.isdigit():
+        raise InputError(f"Bad device {device!r}. Note: the GPU index follows a colon, as in "
+                         "'cuda:0' or 'tensorrt:1'; 'cpu' takes none.")
+    return name, int(index)
+
+
 def providers_for_device(device: str, *, cache_dir: str | os.PathLike | None = None) -> list:
-    """The ONNX Runtime providers for a device name; a clear error when they are not installed.
-    With ``cache_dir``, the TensorRT provider keeps its engines and timing cache there, so a
-    session after the first does not build them again.
+    """The ONNX Runtime providers for a device name (``cuda:1`` for the second GPU); a clear
+    error when they are not installed. With ``cache_dir``, the TensorRT provider keeps its
+    engines and timing cache there, so a session after the first does not build them again.
 
     >>> providers_for_device("cpu")
     ['CPUExecutionProvider']
     """
-    if device not in _DEVICE_PROVIDERS:
-        raise InputError(f"Unknown device {device!r}. {did_you_mean(device, _DEVICE_PROVIDERS)}")
-    wanted = _DEVICE_PROVIDERS[device]
+    name, index = parse_device(device)
+    wanted = _DEVICE_PROVIDERS[name]
     have = available_providers()
     if wanted[0] not in have:
         raise EngineError(
@@ -116,12 +134,14 @@ def providers_for_device(device: str, *, cache_dir: str | os.PathLike | None = N
             f"Note: available providers are: {have}. For a GPU install onnxruntime-gpu "
             "(`pip install onnxruntime-gpu`) in place of onnxruntime."
         )
-    providers = [p for p in wanted if p in have]
-    if cache_dir is not None and "TensorrtExecutionProvider" in providers:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
-                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir)}
-        providers[0] = ("TensorrtExecutionProvider", options)
+    providers = []
+    for provider in (p for p in wanted if p in have):
+        options = {} if provider == "CPUExecutionProvider" or not index else {"device_id": index}
+        if provider == "TensorrtExecutionProvider" and cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
+                           trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+        providers.append((provider, options) if options else provider)
     return providers
 
 
@@ -187,7 +207,10 @@ class OrtEngine:
     @property
     def device(self) -> tuple[str, int]:
         """(ONNX Runtime's device type, device id) where the session's outputs can stay."""
-        return ("cuda", 0) if "CUDAExecutionProvider" in self.providers else ("cpu", 0)
+        if "CUDAExecutionProvider" not in self.providers:
+            return ("cpu", 0)
+        options = self.session.get_provider_options().get("CUDAExecutionProvider", {})
+        return ("cuda", int(options.get("device_id", 0)))
 
     def run_bound(self, feed, keep: set[str]) -> dict:
         """``run`` through an IOBinding: inputs may be OrtValues already on the device (a KV

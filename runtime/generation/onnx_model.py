@@ -16,10 +16,12 @@ declares.
 >>> logits.shape                                                           # doctest: +SKIP
 (2, 50257)
 
-With ``io_binding`` (the default when the decoder runs on CUDA) the cache stays where the
-session runs: ``present.*`` come back as ONNX Runtime OrtValues on the device and are bound as
-the next step's past without a copy to the host; only the logits (and, for a beam search
-reorder, the cache rows being reordered) cross to the host.
+With ``io_binding`` (the default when the decoder runs on CUDA, through ONNX Runtime or
+TensorRT) the cache stays where the graphs run: ``present.*`` come back on the device (ONNX
+Runtime OrtValues, or TensorRT DeviceArrays) and are bound as the next step's past without a
+copy to the host, and so do the encoder's hidden states, which every decoder step reads. Only the
+logits cross to the host; a beam search reorder gathers the cache rows on the GPU under TensorRT
+(through the host under ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -74,13 +76,14 @@ class OnnxGenerationModel:
                  vocab_size: int | None = None, io_binding: bool | None = None):
         """``vocab_size`` is needed only when the graph leaves the logits' width dynamic.
         ``io_binding`` keeps the cache on the decoder's device between steps (None: when the
-        decoder is an OrtEngine on CUDA)."""
+        decoder runs on CUDA and can, an OrtEngine or a TrtEngine)."""
         self.decoder, self.encoder = decoder, encoder
-        if io_binding is None:  # a TensorRT engine on CUDA has no IOBinding: it copies
+        if io_binding is None:
             io_binding = (getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
                           and hasattr(decoder, "run_bound"))
         if io_binding and not hasattr(decoder, "run_bound"):
-            raise EngineError("io_binding needs an OrtEngine decoder (ONNX Runtime's IOBinding).")
+            raise EngineError("io_binding needs a decoder engine with run_bound (an OrtEngine "
+                              "or a TrtEngine) to keep its cache on the device.")
         self.io_binding = bool(io_binding)
         self.is_encoder_decoder = encoder is not None
         self._inputs = {spec.name: spec for spec in decoder.inputs}
@@ -173,13 +176,17 @@ class OnnxGenerationModel:
                 f"The encoder takes {names}, and the feed lacks {missing}. Note: the feed holds "
                 f"{sorted(feed)}; give every input the encoder graph declares."
             )
-        hidden = self.encoder.run({name: feed[name] for name in names})["last_hidden_state"]
+        feed = {name: feed[name] for name in names}
+        if self.io_binding and hasattr(self.encoder, "run_bound"):  # read by every step
+            hidden = self.encoder.run_bound(feed, keep={"last_hidden_state"})["last_hidden_state"]
+        else:
+            hidden = self.encoder.run(feed)["last_hidden_state"]
         encoder = {"encoder_hidden_states": hidden}
         if "encoder_attention_mask" in self._inputs:
             mask = feed.get("attention_mask")
             encoder["encoder_attention_mask"] = (
-                np.ones(hidden.shape[:2], dtype=np.int64) if mask is None else mask)
-        past = {name: self._empty(name, len(hidden)) for name in self._past}
+                np.ones(_shape(hidden)[:2], dtype=np.int64) if mask is None else mask)
+        past = {name: self._empty(name, _shape(hidden)[0]) for name in self._past}
         return OnnxGenerationState(past, encoder=encoder)
 
     def expand(self, state: OnnxGenerationState, rows: np.ndarray) -> OnnxGenerationState:
@@ -191,11 +198,13 @@ class OnnxGenerationModel:
                 return None
             if isinstance(array, np.ndarray):
                 return np.take(array, rows, axis=0)
+            if hasattr(array, "take_rows"):  # a TensorRT DeviceArray: gathered on the GPU
+                return array.take_rows(rows)
             # an OrtValue on the device: reordered on the host, then put back where it was
             import onnxruntime as ort
 
             return ort.OrtValue.ortvalue_from_numpy(np.take(array.numpy(), rows, axis=0),
-                                                    array.device_name().lower(), 0)
+                                                    *self.decoder.device)
 
         return OnnxGenerationState(
             past={name: take(array) for name, array in state.past.items()},

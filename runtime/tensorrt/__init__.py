@@ -4,7 +4,9 @@
                   each graph's optimization profiles from them; pure, tested without a GPU
     plans.py      plan names under engines/, sidecars, and whether a plan runs here
     builder.py    plan_from_onnx (the TensorRT build calls), engines_from_bundle
-    engine.py     TrtEngine (device buffers through cuda-python), engine_from_bundle
+    engine.py     TrtEngine (device memory through cuda-python, pooled; DeviceArrays keep a
+                  generation cache on the GPU; an output allocator for data-dependent shapes),
+                  engine_from_bundle
     libs.py       tensorrt and cuda-python, imported lazily, and the device facts
 
 Nothing here imports tensorrt or cuda-python at module level: ``import runtime.tensorrt``

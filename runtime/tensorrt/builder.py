@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..bundle import Bundle, write_bytes_atomic
-from ..engine import TensorSpec
-from ..errors import EngineError, GraphLoadError
-from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt
+from ..engine import TensorSpec, parse_device
+from ..errors import EngineError, GraphLoadError, InputError
+from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt, use_gpu
 from .plans import (
     BuildOptions,
     check_buildable,
@@ -89,18 +89,24 @@ def engines_from_bundle(bundle: Bundle, variant: str = "fp32", *,
                         calibration: Mapping[str, Range] | None = None,
                         max_batch: int | None = None,
                         options: BuildOptions | None = None,
-                        trt=None, facts: DeviceFacts | None = None,
+                        device: str = "cuda", trt=None, facts: DeviceFacts | None = None,
                         say: Callable[[str], None] = lambda line: None) -> list[Path]:
     """Build and save a plan for each graph of ``variant`` (or those in ``graphs``), with one
-    optimization profile per group of ``shapes`` (see ``profiles.resolve_ranges``); the plans'
-    paths. The bundle's timing cache for this GPU is read first and written back after each."""
+    optimization profile per group of ``shapes`` (see ``profiles.resolve_ranges``), on GPU
+    ``device`` (``cuda:1``: the second); the plans' paths. The bundle's timing cache for that
+    GPU is read first and written back after each. ``facts`` given: the GPU is already chosen."""
     check_buildable(bundle, variant)
     options = options if options is not None else BuildOptions()
     extra = {} if max_batch is None else {"max_batch": max_batch}
     ranges = resolve_ranges(bundle, calibration=calibration, shapes=shapes, **extra)
+    kind, index = parse_device(device)
+    if kind != "cuda":
+        raise InputError(f"TensorRT plans are built on a GPU, device 'cuda' or 'cuda:N', not "
+                         f"{device!r}.")
     trt = trt if trt is not None else import_tensorrt()
     if facts is None:
-        facts = DeviceFacts.detect(trt, Cuda(import_cudart()))
+        cuda = Cuda(import_cudart())
+        facts = DeviceFacts.detect(trt, cuda, use_gpu(cuda, index))
     cache_path = timing_cache_path(bundle.path, facts)
     names = list(graphs) if graphs is not None else list(bundle.variants[variant]["files"])
     paths = []

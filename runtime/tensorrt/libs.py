@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import EngineError, MissingDependencyError
+from ..errors import EngineError, InputError, MissingDependencyError
 
 INSTALL_NOTE = (
     "Note: TensorRT plans need the tensorrt and cuda-python packages. On a GPU server: `pip "
@@ -75,11 +75,35 @@ class Cuda:
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._call("cudaMemcpyAsync", array.ctypes.data, pointer, array.nbytes, kind, stream)
 
+    def copy(self, target: int, source: int, nbytes: int, stream) -> None:
+        """Device to device, on ``stream``."""
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        self._call("cudaMemcpyAsync", target, source, nbytes, kind, stream)
+
+    def set_device(self, device: int) -> None:
+        """Make GPU ``device`` current for this thread (CUDA's current device is per thread)."""
+        self._call("cudaSetDevice", device)
+
+    def device_count(self) -> int:
+        return int(self._call("cudaGetDeviceCount"))
+
     def synchronize(self, stream) -> None:
         self._call("cudaStreamSynchronize", stream)
 
     def device_properties(self, device: int = 0):
         return self._call("cudaGetDeviceProperties", device)
+
+
+def use_gpu(cuda: Cuda, index: int) -> int:
+    """Make GPU ``index`` current (builds and engines then live there); ``index``, or a clear
+    error when this machine has no such GPU."""
+    count = cuda.device_count()
+    if not 0 <= index < count:
+        raise InputError(f"There is no GPU cuda:{index} here: CUDA sees {count} GPU(s), "
+                         f"cuda:0 to cuda:{count - 1}. Note: nvidia-smi lists them; "
+                         "CUDA_VISIBLE_DEVICES may hide some.")
+    cuda.set_device(index)
+    return index
 
 
 @dataclass(frozen=True)

@@ -148,11 +148,16 @@ def _default_range(bundle: Bundle, name: str, max_batch: int) -> Range:
     if name in _LENGTH_KEYS:
         longest = next((config[k] for k in _LENGTH_KEYS[name] if isinstance(config.get(k), int)),
                        None)
+        if longest is None:  # relative positions (T5): the tokenizer's limit, when it has one
+            tokenizer = bundle.read_json("tokenizer_config.json", required=False) or {}
+            limit = tokenizer.get("model_max_length")
+            longest = limit if isinstance(limit, int) and 1 < limit <= MAX_SIZE else None
         if longest is None:
             raise ManifestError(
                 f"config.json of {bundle.path} gives no maximum length for the dim {name!r} "
-                f"(looked for {', '.join(_LENGTH_KEYS[name])}). Note: give its range with "
-                f"--shapes {name}=1:128:512 (shapes={{'{name}': (1, 128, 512)}} in Python).")
+                f"(looked for {', '.join(_LENGTH_KEYS[name])}), nor does tokenizer_config.json "
+                f"(model_max_length). Note: give its range with --shapes {name}=1:128:512 "
+                f"(shapes={{'{name}': (1, 128, 512)}} in Python).")
         if name == "past_sequence":  # room for at least one new position
             return (0, min(TEXT_OPT, longest - 1), longest - 1)
         return (1, min(TEXT_OPT, longest), longest)

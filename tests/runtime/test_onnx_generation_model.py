@@ -243,7 +243,24 @@ def test_io_binding_keeps_the_cache_as_ortvalues_and_changes_nothing(model_type,
     start = ids if model_type == "gpt2" else np.full((2, 1), 2, dtype=np.int64)
     _, state = bound.next_logits(state, start)
     assert all(isinstance(v, ort.OrtValue) for v in state.past.values())
+    if model_type == "bart":  # read by every step: kept where the session runs too
+        assert isinstance(state.encoder["encoder_hidden_states"], ort.OrtValue)
     for search in ({"num_beams": 1}, {"num_beams": 3, "num_return_sequences": 2}):
         options = dict(max_length=12, decoder_start_token_id=2, **search)
         assert np.array_equal(generate(plain, ids, mask, **options).sequences,
                               generate(bound, ids, mask, **options).sequences)
+
+
+@pytest.mark.parametrize(("model_type", "task"), [("gpt2", "text-generation"),
+                                                  ("bart", "summarization"),
+                                                  ("whisper", "automatic-speech-recognition")])
+def test_io_binding_gives_the_same_logits_and_caches_through_beam_reorders(model_type, task,
+                                                                          tiny_bundle):
+    from fake_tensorrt import beam_steps
+
+    from runtime import Bundle
+    from runtime.generation import OnnxGenerationModel
+
+    bundle = Bundle.load(tiny_bundle(model_type, task))
+    beam_steps(bundle, OnnxGenerationModel.from_bundle(bundle, io_binding=True),
+               OnnxGenerationModel.from_bundle(bundle))

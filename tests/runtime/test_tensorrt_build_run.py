@@ -9,164 +9,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fake_tensorrt import FakeCuda, FakeTrt
 
 from runtime import Bundle, EngineError, GraphLoadError, InputError, MissingDependencyError
 from runtime.cli import main
 from runtime.engine import TensorSpec
 from runtime.tensorrt.builder import engines_from_bundle, plan_from_onnx
-from runtime.tensorrt.engine import DeviceBuffers, TrtEngine, engine_from_bundle
-from runtime.tensorrt.libs import Cuda, DeviceFacts
+from runtime.tensorrt.engine import DeviceBuffers, DevicePool, TrtEngine, engine_from_bundle
+from runtime.tensorrt.libs import DeviceFacts
 from runtime.tensorrt.plans import BuildOptions, read_sidecar
 
 ORIN = DeviceFacts((8, 7), "Orin", "10.3.0")
-
-
-class FakeTrt:
-    """Just enough of the tensorrt module to build and load: every call is recorded."""
-
-    __version__ = "10.3.0.post1"
-    NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=1)
-    MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
-    DeviceType = SimpleNamespace(DLA="DLA")
-    BuilderFlag = SimpleNamespace(GPU_FALLBACK="GPU_FALLBACK",
-                                  VERSION_COMPATIBLE="VERSION_COMPATIBLE")
-    HardwareCompatibilityLevel = SimpleNamespace(AMPERE_PLUS="AMPERE_PLUS")
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            self.level = level
-
-    def __init__(self, parse_errors=(), build_fails=False):
-        self.calls = []
-        self.parse_errors, self.build_fails = list(parse_errors), build_fails
-        self.tensors = {}  # the loaded engine's name -> dtype
-
-    def _record(self, *call):
-        self.calls.append(call)
-
-    # builder side
-    def Builder(self, logger):
-        trt = self
-
-        class Builder:
-            def create_network(self, flags):
-                trt._record("create_network", flags)
-                return "network"
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                trt._record("build", vars(config).copy())
-                return None if trt.build_fails else memoryview(b"PLAN")
-
-        class Config:
-            def set_memory_pool_limit(self, pool, size):
-                trt._record("memory_pool", pool, size)
-
-            def set_flag(self, flag):
-                trt._record("flag", flag)
-
-            def create_timing_cache(self, data):
-                trt._record("timing_cache_in", bytes(data))
-                return "cache"
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                trt._record("set_timing_cache", cache, ignore_mismatch)
-
-            def get_timing_cache(self):
-                return SimpleNamespace(serialize=lambda: memoryview(b"CACHE"))
-
-            def add_optimization_profile(self, profile):
-                trt._record("profile", profile.shapes)
-
-        class Profile:
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, low, opt, high):
-                self.shapes[name] = (low, opt, high)
-
-        return Builder()
-
-    def OnnxParser(self, network, logger):
-        trt = self
-
-        class Error:
-            def __init__(self, node, desc):
-                self.node, self.desc = lambda: node, lambda: desc
-                self.node_name, self.node_operator = lambda: f"/n{node}", lambda: "Foo"
-
-        class Parser:
-            num_errors = len(self.parse_errors)
-
-            def parse_from_file(self, path):
-                trt._record("parse", path)
-                return not trt.parse_errors
-
-            def get_error(self, index):
-                return Error(*trt.parse_errors[index])
-
-        return Parser()
-
-    # runtime side
-    def Runtime(self, logger):
-        trt = self
-
-        class Runtime:
-            def deserialize_cuda_engine(self, data):
-                trt._record("deserialize", bytes(data))
-                names = list(trt.tensors)
-                return SimpleNamespace(
-                    num_io_tensors=len(names), get_tensor_name=names.__getitem__,
-                    get_tensor_dtype=trt.tensors.__getitem__,
-                    create_execution_context=lambda: FakeContext(trt.cuda, double=("x", "y")))
-
-        return Runtime()
-
-    @staticmethod
-    def nptype(dtype):
-        return dtype
-
-
-class FakeCuda(Cuda):
-    """Device memory as host byte arrays, keyed by fake pointers."""
-
-    def __init__(self):
-        self.memory, self.next, self.mallocs = {}, 4096, []
-
-    def malloc(self, nbytes):
-        self.next += 1 << 20
-        self.memory[self.next] = bytearray(nbytes)
-        self.mallocs.append(nbytes)
-        return self.next
-
-    def free(self, pointer):
-        del self.memory[pointer]
-
-    def stream(self):
-        return "stream"
-
-    def destroy_stream(self, stream):
-        pass
-
-    def to_device(self, pointer, array, stream):
-        self.memory[pointer][:array.nbytes] = array.tobytes()
-
-    def to_host(self, array, pointer, stream):
-        array.view(np.uint8).reshape(-1)[:] = np.frombuffer(
-            bytes(self.memory[pointer][:array.nbytes]), np.uint8)
-
-    def synchronize(self, stream):
-        pass
-
-    def device_properties(self, device=0):
-        return SimpleNamespace(name=b"Orin\x00", major=8, minor=7)
 
 
 class FakeContext:
@@ -191,10 +44,8 @@ class FakeContext:
         return self.shapes[self.source]
 
     def execute_async_v3(self, stream):
-        shape = self.shapes[self.source]
-        size = int(np.prod(shape)) * 4
-        x = np.frombuffer(bytes(self.cuda.memory[self.addresses[self.source]][:size]), np.float32)
-        self.cuda.memory[self.addresses[self.target]][:size] = (x * 2).tobytes()
+        x = self.cuda.read(self.addresses[self.source], self.shapes[self.source], np.float32)
+        self.cuda.write(self.addresses[self.target], x * 2)
         return True
 
 
@@ -222,20 +73,30 @@ def test_engine_runs_through_device_buffers_reused_and_grown():
     out = engine.run({"x": np.ones((2, 40), np.float64), "unused": unused})["y"]  # cast
     assert out.dtype == np.float32 and out.shape == (2, 40) and (out == 2).all()
     assert context.profiles == [1]  # the second profile holds sequence 40
-    assert cuda.mallocs == [256, 256, 512, 512]  # grown by doubling
+    assert cuda.mallocs == [256, 256, 320, 320]  # grown to the next size class
     with pytest.raises(EngineError, match="outside every shape range"):
         engine.run({"x": np.ones((1, 65), np.float32), "unused": unused})
     engine.close()
     assert cuda.memory == {}
+    with pytest.raises(EngineError, match="was closed"):
+        engine.run({"x": np.ones((1, 2), np.float32), "unused": unused})
 
 
-def test_buffers_free_the_old_allocation_when_growing():
+def test_buffers_give_the_smaller_block_back_to_the_pool_when_growing():
     cuda = FakeCuda()
-    buffers = DeviceBuffers(cuda)
+    pool = DevicePool(cuda)
+    buffers = DeviceBuffers(pool)
     first = buffers.get("a", 10)
     assert buffers.get("a", 200) == first
     second = buffers.get("a", 1000)
-    assert second != first and first not in cuda.memory and cuda.mallocs == [256, 1000]
+    assert second != first and cuda.mallocs == [256, 1024]
+    assert buffers.get("b", 100) == first  # the block "a" outgrew, handed out again
+    buffers.free()
+    assert pool.take(1000) == (second, 1024) and cuda.mallocs == [256, 1024]
+    pool.close()
+    assert list(cuda.memory) == [second]  # idle blocks freed; the one taken is still out
+    pool.give(second, 1024)  # given back after close: freed at once
+    assert cuda.memory == {}
 
 
 def test_plan_from_onnx_sets_strong_typing_options_profiles_and_timing_cache(tmp_path):
@@ -244,7 +105,7 @@ def test_plan_from_onnx_sets_strong_typing_options_profiles_and_timing_cache(tmp
                            version_compatible=True)
     profiles = [{"x": ((1, 1), (1, 8), (4, 64))}, {"x": ((1, 65), (1, 128), (4, 512))}]
     plan, cache = plan_from_onnx(trt, tmp_path / "m.onnx", profiles, options, b"OLD")
-    assert (plan, cache) == (b"PLAN", b"CACHE")
+    assert (plan, cache) == (b"ONNX:" + str(tmp_path / "m.onnx").encode(), b"CACHE")
     calls = trt.calls
     assert ("create_network", 1 << 1) in calls  # the STRONGLY_TYPED flag, nothing else
     assert ("memory_pool", "WORKSPACE", 512 << 20) in calls
@@ -279,7 +140,7 @@ def test_engines_from_bundle_saves_plans_sidecars_and_a_shared_timing_cache(gpt2
                                  shapes=[{"sequence": (1, 1, 64)}],
                                  options=BuildOptions(opt_level=2))
     assert plan == gpt2.path / "engines" / "model.fp32.sm87.trt10.3.0.plan"
-    assert plan.read_bytes() == b"PLAN"
+    assert plan.read_bytes() == b"ONNX:" + str(gpt2.graph_path("model", "fp32")).encode()
     cache = gpt2.path / "engines" / "timing.sm87.trt10.3.0.cache"
     assert cache.read_bytes() == b"CACHE"
     sidecar = read_sidecar(plan)
@@ -296,9 +157,8 @@ def test_engines_from_bundle_saves_plans_sidecars_and_a_shared_timing_cache(gpt2
 @pytest.fixture
 def fake_gpu():
     """A fake Orin: fake tensorrt, and fake CUDA memory with the device's properties."""
-    trt, cuda = FakeTrt(), FakeCuda()
-    trt.cuda = cuda
-    return trt, cuda
+    cuda = FakeCuda()
+    return FakeTrt(cuda), cuda
 
 
 def test_engine_from_bundle_refuses_a_missing_plan_and_builds_when_asked(gpt2, fake_gpu):
@@ -307,18 +167,18 @@ def test_engine_from_bundle_refuses_a_missing_plan_and_builds_when_asked(gpt2, f
                                           r"Note: build one on this machine with `edgeport "
                                           r"build .* --variant fp32`"):
         engine_from_bundle(gpt2, "model", "fp32", trt=trt, cuda=cuda)
-    inputs, outputs = gpt2.graph_specs("model")
-    trt.tensors = {spec.name: np.dtype(spec.dtype) for spec in [*inputs, *outputs]}
+    inputs, _ = gpt2.graph_specs("model")
     engine = engine_from_bundle(gpt2, "model", "fp32", build_if_missing=True, trt=trt,
                                 cuda=cuda)
     assert [spec.name for spec in engine.inputs] == [spec.name for spec in inputs]
-    assert ("deserialize", b"PLAN") in trt.calls
+    assert ("deserialize", b"ONNX:" + str(gpt2.graph_path("model", "fp32")).encode()
+            ) in trt.calls
     assert (gpt2.path / "engines" / "model.fp32.sm87.trt10.3.0.plan").is_file()
     # found now, with no build: the plan is for this GPU and TensorRT
     builds = len([c for c in trt.calls if c[0] == "build"])
     engine_from_bundle(gpt2, "model", "fp32", trt=trt, cuda=cuda)
     assert len([c for c in trt.calls if c[0] == "build"]) == builds
-    with pytest.raises(InputError, match="runs on device 'cuda', not 'cpu'"):
+    with pytest.raises(InputError, match=r"runs on device 'cuda' \(or 'cuda:N'\), not 'cpu'"):
         engine_from_bundle(gpt2, "model", device="cpu")
     with pytest.raises(InputError, match="threads: ONNX Runtime options"):
         engine_from_bundle(gpt2, "model", threads=2)
@@ -370,3 +230,12 @@ def test_cli_build_checks_its_arguments_before_needing_tensorrt(argv, message, t
     assert main(["build", str(tiny_bundle("bert", "text-classification")), *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["runtime.engine", "runtime.tensorrt.engine",
+                                    "runtime.tensorrt.plans", "runtime.tensorrt.profiles"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module)).failed == 0

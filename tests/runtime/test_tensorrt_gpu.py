@@ -97,3 +97,23 @@ def test_pipeline_with_the_tensorrt_backend(gpu, tiny_bundle, tmp_path):
     reference = pipeline(model=path)("Hello", do_sample=False, max_new_tokens=8)
     trt = pipeline(model=path, device="cuda", backend="tensorrt", build_if_missing=True)
     assert trt("Hello", do_sample=False, max_new_tokens=8) == reference
+
+
+@pytest.mark.parametrize("model_type, task", [("gpt2", "text-generation"),
+                                              ("bart", "summarization"),
+                                              ("whisper", "automatic-speech-recognition")])
+def test_generation_steps_keep_the_cache_on_the_gpu(model_type, task, gpu, tiny_bundle,
+                                                    tmp_path):
+    """Teacher-forced steps of three beams (reordered each step) through the TensorRT engines,
+    the cache and encoder states left on the GPU: the logits and caches match ONNX Runtime's."""
+    from fake_tensorrt import beam_steps
+
+    from runtime.generation import OnnxGenerationModel
+    from runtime.tensorrt.engine import DeviceArray
+
+    bundle = Bundle.load(shutil.copytree(tiny_bundle(model_type, task), tmp_path / "b"))
+    model = OnnxGenerationModel.from_bundle(bundle, device="cuda", backend="tensorrt",
+                                            build_if_missing=True)
+    state = beam_steps(bundle, model, OnnxGenerationModel.from_bundle(bundle),
+                       TOLERANCE["fp32"])
+    assert all(isinstance(array, DeviceArray) for array in state.past.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -124,11 +125,19 @@ def test_overrides_are_checked_against_the_bundle(item, message, bundles):
         resolve_ranges(bundle, shapes=[parse_shapes([item])])
 
 
-def test_a_dim_without_a_default_says_how_to_give_it(bundles):
+def test_a_dim_without_a_default_says_how_to_give_it(bundles, tmp_path):
     bert = bundles["bert", "text-classification"]
     config = {k: v for k, v in bert.config.items() if k != "max_position_embeddings"}
-    bundle = Bundle(bert.path, bert.manifest, config)  # T5-like: no maximum length
-    with pytest.raises(ManifestError, match="--shapes sequence=1:128:512"):
+    bundle = Bundle(bert.path, bert.manifest, config)  # T5-like: the tokenizer's limit
+    limit = bundle.read_json("tokenizer_config.json")["model_max_length"]
+    assert resolve_ranges(bundle)[0]["sequence"] == (1, min(128, limit), limit)
+    shutil.copytree(bert.path, tmp_path / "b")
+    tokenizer = json.loads((tmp_path / "b" / "tokenizer_config.json").read_text())
+    tokenizer["model_max_length"] = int(1e30)  # transformers' "no limit"
+    (tmp_path / "b" / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    bundle = Bundle(tmp_path / "b", bert.manifest, config)
+    with pytest.raises(ManifestError, match="nor does tokenizer_config.json.*--shapes "
+                                            "sequence=1:128:512"):
         resolve_ranges(bundle)
     assert resolve_ranges(bundle, shapes=[{"sequence": (1, 8, 64)}])[0]["sequence"] == (1, 8, 64)
     with pytest.raises(InputError, match="max_batch must be at least 1"):
