@@ -50,13 +50,16 @@ class OnnxGenerationState:
     the decoder's ``past_key_values.*`` input names to arrays (zero-length before the first
     step). ``attention_mask`` is a decoder-only model's mask over every position fed so far;
     ``encoder`` holds an encoder-decoder's ``encoder_hidden_states`` (and
-    ``encoder_attention_mask``, when the decoder takes one).
+    ``encoder_attention_mask``, when the decoder takes one); ``inputs`` says which encoded input
+    each row comes from, so a reorder that keeps every row on its input (a beam search step)
+    shares what was computed from the encoder instead of copying it.
     """
 
     past: Mapping[str, np.ndarray]
     length: int = 0
     attention_mask: np.ndarray | None = None
     encoder: Mapping[str, np.ndarray] = field(default_factory=dict)
+    inputs: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -186,8 +189,9 @@ class OnnxGenerationModel:
             mask = feed.get("attention_mask")
             encoder["encoder_attention_mask"] = (
                 np.ones(_shape(hidden)[:2], dtype=np.int64) if mask is None else mask)
-        past = {name: self._empty(name, _shape(hidden)[0]) for name in self._past}
-        return OnnxGenerationState(past, encoder=encoder)
+        rows = _shape(hidden)[0]
+        past = {name: self._empty(name, rows) for name in self._past}
+        return OnnxGenerationState(past, encoder=encoder, inputs=np.arange(rows))
 
     def expand(self, state: OnnxGenerationState, rows: np.ndarray) -> OnnxGenerationState:
         """Row ``i`` of the result is row ``rows[i]`` of ``state``, for every cached array."""
@@ -206,11 +210,18 @@ class OnnxGenerationModel:
             return ort.OrtValue.ortvalue_from_numpy(np.take(array.numpy(), rows, axis=0),
                                                     *self.decoder.device)
 
+        inputs = None if state.inputs is None else state.inputs[rows]
+        # Rows of one input hold the same encoder states and cross-attention cache: when every
+        # row stays on its input (a beam search reorder), those are shared, not copied.
+        same = inputs is not None and np.array_equal(inputs, state.inputs)
         return OnnxGenerationState(
-            past={name: take(array) for name, array in state.past.items()},
+            past={name: array if same and name in self._kept else take(array)
+                  for name, array in state.past.items()},
             length=state.length,
             attention_mask=take(state.attention_mask),
-            encoder={name: take(array) for name, array in state.encoder.items()},
+            encoder=dict(state.encoder) if same else {name: take(array)
+                                                      for name, array in state.encoder.items()},
+            inputs=inputs,
         )
 
     def next_logits(self, state: OnnxGenerationState, sequences: np.ndarray
@@ -253,7 +264,7 @@ class OnnxGenerationModel:
             past.update({name: state.past[name] for name in self._kept})
         return logits, OnnxGenerationState(
             past, length=sequences.shape[1] if cached else 0, attention_mask=mask,
-            encoder=state.encoder)
+            encoder=state.encoder, inputs=state.inputs)
 
     # --- helpers ---------------------------------------------------------------------------
     def _empty(self, name: str, rows: int) -> np.ndarray:

@@ -128,9 +128,13 @@ def generate(
 
     state = model.begin(input_ids, attention_mask)
     expand = max(num_beams, num_return_sequences)  # as transformers expands its inputs
+    first = None  # the first step's (logits, state), when it is run before the expansion
     if expand > 1:
+        # transformers runs the first step on every copy of each prompt; the copies' logits
+        # are the same, so it runs here once per prompt, and its outputs are expanded
         rows = np.repeat(np.arange(batch), expand)
-        state = model.expand(state, rows)
+        logits, state = model.next_logits(state, sequences)
+        first = (np.asarray(logits)[rows], model.expand(state, rows))
         sequences = sequences[rows]
     stopping = _Stopping(int(max_length), eos, stop)
     process = logits_processor or _identity
@@ -139,16 +143,24 @@ def generate(
         sampler = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     if num_beams == 1:
         return _greedy_or_sample(model, state, sequences, process, stopping, pad_token_id,
-                                 sampler, on_tokens)
+                                 sampler, on_tokens, first)
     return _beam_search(model, state, sequences, process, stopping, pad_token_id, num_beams,
-                        num_return_sequences, float(length_penalty), early_stopping, sampler)
+                        num_return_sequences, float(length_penalty), early_stopping, sampler,
+                        first)
 
 
-def _greedy_or_sample(model, state, sequences, process, stopping, pad_token_id, rng, on_tokens):
+def _step(model, state, sequences, first):
+    """The logits and state of the next step: ``first`` when given (the first step, already
+    run), else the model's."""
+    return first if first is not None else model.next_logits(state, sequences)
+
+
+def _greedy_or_sample(model, state, sequences, process, stopping, pad_token_id, rng, on_tokens,
+                      first=None):
     """transformers' ``_sample``: one token per row and step until every row is done."""
     unfinished = np.ones(len(sequences), dtype=bool)
     while True:
-        logits, state = model.next_logits(state, sequences)
+        (logits, state), first = _step(model, state, sequences, first), None
         scores = process(sequences, np.asarray(logits, dtype=np.float32))
         if rng is not None:
             tokens = _draw(softmax(scores), rng)
@@ -165,7 +177,7 @@ def _greedy_or_sample(model, state, sequences, process, stopping, pad_token_id, 
 
 
 def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_beams,
-                 num_return_sequences, length_penalty, early_stopping, rng):
+                 num_return_sequences, length_penalty, early_stopping, rng, first=None):
     """transformers' ``_beam_search`` (the vectorized one of 4.50+).
 
     Each step keeps ``keep`` candidates per input (enough that ``num_beams`` of them are still
@@ -194,7 +206,7 @@ def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_b
     cur_len = prompt_len
     while True:
         flat = running[:, :, :cur_len].reshape(rows, cur_len)
-        logits, state = model.next_logits(state, flat)
+        (logits, state), first = _step(model, state, flat, first), None
         log_probs = process(flat, log_softmax(np.asarray(logits, dtype=np.float32)))
         vocab = log_probs.shape[-1]
         totals = (log_probs.reshape(batch, beams, vocab) + running_scores[:, :, None])

@@ -334,9 +334,10 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         if timestamps and no_timestamps is None:
             raise InputError("Timestamps need no_timestamps_token_id in the model's "
                              "generation_config.json. Note: pass return_timestamps=False.")
+        model = _EncodedOnce(self.model)  # language detection and window 1 share the encoder
         prompt = whisper.prompt_tokens(
             config, timestamps=timestamps,
-            detect_language=lambda: self._detect_language(features[..., :window], config))
+            detect_language=lambda: self._detect_language(model, features[..., :window], config))
         begin = len(prompt)
         processors = []  # Whisper's own, in transformers' order, after the config's
         if config.begin_suppress_tokens is not None:
@@ -356,7 +357,7 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
             span = min(frames - seek, window)
             segment = np.zeros((*features.shape[:-1], window), dtype=np.float32)
             segment[..., :span] = features[..., seek:seek + span]
-            output = run(self.model, {"input_features": segment}, None, ready,
+            output = run(model, {"input_features": segment}, None, ready,
                          tokenizer=self.tokenizer, max_positions=self.max_positions,
                          decoder_input_ids=np.array([prompt], dtype=np.int64),
                          logits_processor=processors)
@@ -369,14 +370,38 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
             seek += advance or span
         return np.concatenate(segments).tolist()
 
-    def _detect_language(self, features: np.ndarray, config: GenerationConfig) -> int:
+    @staticmethod
+    def _detect_language(model, features: np.ndarray, config: GenerationConfig) -> int:
         """transformers' ``detect_language``: the likeliest language token after
         <|startoftranscript|> alone, on the first 30 s."""
-        state = self.model.begin({"input_features": features}, None)
+        state = model.begin({"input_features": features}, None)
         start = np.full((len(features), 1), config.decoder_start_token_id, dtype=np.int64)
-        logits, _ = self.model.next_logits(state, start)
+        logits, _ = model.next_logits(state, start)
         languages = np.array(sorted(config.extras["lang_to_id"].values()), dtype=np.int64)
         return int(languages[np.argmax(logits[0, languages])])
+
+
+class _EncodedOnce:
+    """A generation model that keeps the state of the last encoder feed it was begun with, and
+    gives it back when begun again on the same features: transformers' Whisper ``generate()``
+    encodes the first 30 s once for language detection and decoding, and so does this."""
+
+    def __init__(self, model):
+        self._model, self._last = model, None
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def begin(self, feed, attention_mask):
+        features = (feed.get("input_features") if isinstance(feed, Mapping)
+                    and attention_mask is None else None)
+        if (features is not None and self._last is not None
+                and np.array_equal(self._last[0], features)):
+            return self._last[1]  # states are never changed in place: sharing one is safe
+        state = self._model.begin(feed, attention_mask)
+        if features is not None:
+            self._last = (np.array(features), state)
+        return state
 
 
 def _check_chunk_length(args):

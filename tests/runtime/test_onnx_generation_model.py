@@ -264,3 +264,27 @@ def test_io_binding_gives_the_same_logits_and_caches_through_beam_reorders(model
     bundle = Bundle.load(tiny_bundle(model_type, task))
     beam_steps(bundle, OnnxGenerationModel.from_bundle(bundle, io_binding=True),
                OnnxGenerationModel.from_bundle(bundle))
+
+
+def test_a_reorder_within_each_input_shares_the_encoder_side_arrays(tiny_bundle):
+    """Rows of one input hold the same encoder states and cross-attention cache: a beam search
+    reorder (every row stays on its input) shares them; a reorder across inputs copies."""
+    from runtime import Bundle
+    from runtime.generation import OnnxGenerationModel
+
+    model = OnnxGenerationModel.from_bundle(Bundle.load(tiny_bundle("bart", "summarization")))
+    ids = np.array([[5, 9, 14, 3], [7, 22, 8, 4]])
+    state = model.expand(model.begin(ids, np.ones_like(ids)), [0, 0, 1, 1])
+    _, state = model.next_logits(state, np.full((4, 1), 2))
+    cross = [name for name in state.past if ".encoder." in name]
+    assert cross and state.inputs.tolist() == [0, 0, 1, 1]
+    within = model.expand(state, [1, 0, 3, 2])
+    assert within.inputs.tolist() == [0, 0, 1, 1]
+    assert all(within.past[name] is state.past[name] for name in cross)
+    assert within.encoder["encoder_hidden_states"] is state.encoder["encoder_hidden_states"]
+    assert not any(within.past[name] is state.past[name] for name in state.past
+                   if name not in cross)  # the decoder's own cache follows the beams
+    across = model.expand(state, [2, 0, 3, 1])
+    assert across.inputs.tolist() == [1, 0, 1, 0]
+    for name in cross:
+        np.testing.assert_array_equal(across.past[name], state.past[name][[2, 0, 3, 1]])

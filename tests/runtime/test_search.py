@@ -184,6 +184,31 @@ def test_beam_search_matches_transformers(tiny, length_penalty, early_stopping):
         assert (sequences[:, tiny.start:-1] == tiny.eos).any()  # hypotheses finished early
 
 
+@pytest.mark.parametrize("options", [{"num_beams": 4, "num_return_sequences": 2},
+                                     {"do_sample": True, "num_return_sequences": 3, "rng": 0}])
+def test_the_first_step_runs_once_per_prompt(tiny, options):
+    """transformers runs the first step on every copy of each prompt (one per beam or returned
+    sequence); their logits are the same, so the search runs it once per prompt and expands."""
+    class Rows:
+        def __init__(self, model):
+            self.model, self.rows = model, []
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def next_logits(self, state, sequences):
+            self.rows.append(len(sequences))
+            return self.model.next_logits(state, sequences)
+
+    model = Rows(TorchGenerationModel(tiny.torch_model))
+    generate(model, tiny.input_ids, tiny.attention_mask, max_length=tiny.max_length,
+             pad_token_id=tiny.pad_token_id, decoder_start_token_id=tiny.decoder_start_token_id,
+             eos_token_id=tiny.eos, **options)
+    copies = max(options.get("num_beams", 1), options["num_return_sequences"])
+    batch = len(tiny.input_ids)
+    assert model.rows[0] == batch and set(model.rows[1:]) == {batch * copies}
+
+
 def test_length_penalty_and_early_stopping_change_the_result(tiny):
     """The settings compared above are not all alike: finished hypotheses of different lengths
     compete, and early stopping cuts the search at different steps."""

@@ -8,6 +8,7 @@ what cannot be done."""
 from __future__ import annotations
 
 import doctest
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -74,6 +75,28 @@ def test_timestamps_and_languages_are_given(transcribe):
                           (chunk["timestamp"] for chunk in chunks))
     chunk = transcribe(speech, **CASES["english-name"][1])["chunks"][0]
     assert list(chunk) == ["language", "text"]
+
+
+def test_each_window_is_encoded_once(tiny_bundle, reference):
+    """Language detection and the first window's decoding share one encoder run (as in
+    transformers' generate()), and the default 5 beams keep matching transformers."""
+    from runtime import pipeline
+
+    pipe = pipeline(TASK, model=tiny_bundle("whisper", TASK))
+    encoder = pipe.model.encoder
+    runs = []
+    pipe.model.encoder = SimpleNamespace(inputs=encoder.inputs,
+                                         run=lambda feed: runs.append(1) or encoder.run(feed))
+    speech = _signals()[0]
+    assert pipe(speech) == reference(speech.copy())  # the language detected, then decoded
+    assert len(runs) == 1
+    long = np.concatenate([jfk_16k()] * 3)  # 33 s: window after window
+    runs.clear()
+    pipe(long, return_timestamps=True, num_beams=1)
+    detected = len(runs)
+    runs.clear()
+    pipe(long, return_timestamps=True, num_beams=1, language="en")
+    assert detected == len(runs) >= 2  # detecting the language cost no encoder run
 
 
 def test_long_form_matches_transformers(transcribe, reference):
