@@ -21,99 +21,13 @@ kept once, in the outer graph, as they were.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import InputError
+from runtime.merged import Branches, if_node, is_merged, merged_branches
 
-
-@dataclass
-class Branches:
-    """A merged graph's ``If``, and each branch as a standalone model.
-
-    ``names`` maps the ``If`` attribute (``then_branch``, ``else_branch``) to the branch's name
-    (the subgraph's own name, ``with_past`` / ``no_past`` in optimum's exports); ``models``
-    maps that name to the standalone model; ``condition`` is the graph input that picks the
-    branch (true: ``then_branch``).
-    """
-
-    condition: str
-    names: dict[str, str]
-    models: dict[str, object]
-
-
-def _if_node(model):
-    """The merged graph's ``If``, when the graph is one ``If`` on a graph input; else None."""
-    graph = model.graph
-    inputs = {i.name for i in graph.input}
-    if len(graph.node) == 1 and graph.node[0].op_type == "If" and graph.node[0].input[0] in inputs:
-        return graph.node[0]
-    return None
-
-
-def is_merged(path: str | Path) -> bool:
-    """Whether the graph file at ``path`` is a merged decoder (one ``If`` on a graph input).
-    Reads the graph's structure only, not its weights."""
-    import onnx
-
-    return _if_node(onnx.load(str(path), load_external_data=False)) is not None
-
-
-def _used_names(graph) -> set[str]:
-    """Every value name the nodes of ``graph`` (and of their subgraphs) read."""
-    used = set()
-    for node in graph.node:
-        used.update(name for name in node.input if name)
-        for attribute in node.attribute:
-            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-                used |= _used_names(sub)
-    used.update(output.name for output in graph.output)
-    return used
-
-
-def merged_branches(model) -> Branches:
-    """Each branch of a merged graph as a standalone model: the outer graph's inputs it reads
-    become its inputs (in the outer graph's order), the outer weights it reads are copied in."""
-    from onnx import helper
-
-    node = _if_node(model)
-    if node is None:
-        raise InputError("The graph is not a merged decoder (one If on a graph input).")
-    outer_inputs = [i for i in model.graph.input if i.name != node.input[0]]
-    outer_weights = {t.name: t for t in model.graph.initializer}
-    names, models = {}, {}
-    for attribute in node.attribute:
-        if attribute.name not in ("then_branch", "else_branch"):
-            continue
-        branch = attribute.g
-        name = branch.name if branch.name and branch.name not in models else attribute.name
-        produced = {o for n in branch.node for o in n.output} | {t.name for t in
-                                                                 branch.initializer}
-        used = _used_names(branch) - produced
-        graph = helper.make_graph(
-            list(branch.node), name,
-            [i for i in outer_inputs if i.name in used],
-            list(branch.output),
-            initializer=[*branch.initializer,
-                         *(outer_weights[w] for w in sorted(used) if w in outer_weights)],
-            value_info=list(branch.value_info),
-        )
-        standalone = helper.make_model(graph, opset_imports=list(model.opset_import),
-                                       ir_version=model.ir_version,
-                                       producer_name=model.producer_name,
-                                       producer_version=model.producer_version)
-        standalone.functions.extend(model.functions)
-        missing = sorted(used - {i.name for i in graph.input} - {t.name for t in
-                                                                 graph.initializer})
-        if missing:  # a value of the outer graph that is neither an input nor a weight
-            raise InputError(
-                f"The branch {name!r} of the merged graph reads {missing[0]!r}, which the outer "
-                "graph computes; edgeport splits only merged decoders whose outer graph is the "
-                "If alone. Note: export the bundle again with `edgeport export`."
-            )
-        names[attribute.name] = name
-        models[name] = standalone
-    return Branches(condition=node.input[0], names=names, models=models)
+__all__ = ["Branches", "branch_feeds", "branch_options", "is_merged", "merged_branches",
+           "merged_from_branches", "merged_recipe"]
 
 
 def _opsets(*models) -> list:
@@ -132,7 +46,7 @@ def merged_from_branches(model, branches: Branches, made: Mapping[str, object]):
     the outer graph once; the others stay in their branch."""
     from onnx import helper
 
-    node = _if_node(model)
+    node = if_node(model)
     outer = {i.name for i in model.graph.input}
     results = {branches.names[a]: made[branches.names[a]] for a in branches.names}
     for name, result in results.items():

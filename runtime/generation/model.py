@@ -21,8 +21,9 @@ names it declares; a text prompt is the feed ``{"input_ids": ..., "attention_mas
 ``expand`` selects rows of the state, in the order given, repeating rows as needed: it expands
 a batch to ``batch * num_beams`` rows (after the first decoder step, which runs once per prompt:
 transformers expands before it and runs it on every copy, to the same logits), and reorders the
-cache after each beam search step. A state is never modified in place: ``expand`` and ``next_logits`` return new states (they
-may share arrays with the old one), so a search can keep both.
+cache after each beam search step. A state is never modified in place: ``expand`` and
+``next_logits`` return new states (they may share arrays with the old one), so a search can
+keep both.
 
 Implementations: ``runtime.generation.onnx_model`` (the bundle's graphs through ONNX Runtime),
 and in the tests one that wraps a transformers model, so the search is checked against

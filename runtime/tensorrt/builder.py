@@ -12,14 +12,18 @@ and no precision flag or INT8 calibrator is ever set.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..bundle import Bundle, write_bytes_atomic
 from ..engine import TensorSpec, parse_device
 from ..errors import EngineError, GraphLoadError, InputError
+from ..merged import CONDITION, branch_graphs, import_onnx, is_merged_graph
 from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt, use_gpu
 from .plans import (
+    ENGINES,
     BuildOptions,
     check_buildable,
     plan_path,
@@ -111,17 +115,46 @@ def engines_from_bundle(bundle: Bundle, variant: str = "fp32", *,
     names = list(graphs) if graphs is not None else list(bundle.variants[variant]["files"])
     paths = []
     for graph in names:
-        source = bundle.graph_path(graph, variant)
         inputs = [TensorSpec.from_json(spec) for spec in bundle.graphs[graph]["inputs"]]
-        profiles = [graph_profile(inputs, group) for group in ranges]
-        say(f"building {graph} ({variant}) for {facts.gpu} with TensorRT {facts.tensorrt}...")
-        cache = cache_path.read_bytes() if cache_path.is_file() else b""
-        plan, cache = plan_from_onnx(trt, source, profiles, options, cache)
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(cache_path, cache)
-        path = plan_path(bundle.path, graph, variant, facts, options)
-        save_plan(path, plan, sidecar_for(bundle, graph, variant, facts, options, ranges,
-                                          profiles))
-        say(f"wrote {path}")
-        paths.append(path)
+        with _sources(bundle, graph, variant, inputs) as sources:
+            for branch, source, branch_inputs in sources:
+                what = graph if branch is None else f"{graph} ({branch['name']} branch)"
+                profiles = [graph_profile(branch_inputs, group) for group in ranges]
+                say(f"building {what} ({variant}) for {facts.gpu} with TensorRT "
+                    f"{facts.tensorrt}...")
+                cache = cache_path.read_bytes() if cache_path.is_file() else b""
+                plan, cache = plan_from_onnx(trt, source, profiles, options, cache)
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(cache_path, cache)
+                path = plan_path(bundle.path, graph, variant, facts, options,
+                                 branch=branch and branch["name"])
+                save_plan(path, plan, sidecar_for(bundle, graph, variant, facts, options, ranges,
+                                                  profiles, branch=branch))
+                say(f"wrote {path}")
+                paths.append(path)
     return paths
+
+
+@contextlib.contextmanager
+def _sources(bundle: Bundle, graph: str, variant: str, inputs: list[TensorSpec]):
+    """What TensorRT builds for ``graph``: (None, its file, its inputs); or for a merged decoder
+    one (branch, file, inputs) per branch of its ``If``, each cut out into a temporary graph
+    beside the plans (a TensorRT conditional needs both branches' outputs to have the same
+    shapes, and a merged decoder's cache outputs differ). ``branch`` is the sidecar's record:
+    its name, the condition input and the value that runs it."""
+    if not is_merged_graph(inputs):
+        yield [(None, bundle.graph_path(graph, variant), inputs)]
+        return
+    onnx = import_onnx()
+    engines = bundle.path / ENGINES
+    engines.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".split-", dir=engines) as scratch:
+        sources = []
+        for name, when, model in branch_graphs(bundle.graph_path(graph, variant)):
+            path = Path(scratch) / f"{graph}.{name}.onnx"
+            onnx.save(model, str(path), save_as_external_data=True,
+                      all_tensors_to_one_file=True, location=f"{path.name}.data")
+            taken = {i.name for i in model.graph.input}
+            sources.append(({"name": name, "condition": CONDITION, "when": when}, path,
+                            [spec for spec in inputs if spec.name in taken]))
+        yield sources

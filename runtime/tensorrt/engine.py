@@ -3,8 +3,10 @@
 
 Inputs are copied to device buffers through cuda-python (no torch, no pycuda), the context is
 given each input's shape, and each output is shaped from those: ``run`` returns numpy arrays
-as ``OrtEngine.run`` does. Buffers are kept per tensor and reused while they are large enough,
-grown (doubling) when a shape grows: a generation loop's cache grows by one position a step.
+as ``OrtEngine.run`` does. Device memory comes from a per-engine pool of size classes: buffers
+are kept per tensor and swapped for a larger block when a shape grows, and ``run_bound`` leaves
+chosen outputs on the GPU (``DeviceArray``: a generation cache fed back at the next step).
+A merged decoder runs as the plans of its two branches (``BranchedEngine``).
 
 >>> engine = engine_from_bundle(Bundle.load("bundle"), "model", "fp16")   # doctest: +SKIP
 >>> engine.run({"input_ids": ids, "attention_mask": mask})["logits"].shape  # doctest: +SKIP
@@ -23,9 +25,10 @@ import numpy as np
 from ..bundle import Bundle
 from ..engine import Feed, TensorSpec, check_feed, parse_device
 from ..errors import EngineError, GraphLoadError, InputError
+from ..merged import CONDITION, is_merged_graph
 from .builder import engines_from_bundle
 from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt, use_gpu
-from .plans import BuildOptions, find_plan, missing_plan_message, read_sidecar
+from .plans import BuildOptions, find_plan, missing_plan_message, plan_branches, read_sidecar
 from .profiles import Profile, pick_profile
 
 MIN_BUFFER = 256  # bytes: an empty tensor (a zero-length cache) still gets a real address
@@ -377,10 +380,11 @@ def _dtype(trt, engine, name: str) -> str:
 def engine_from_bundle(bundle: Bundle, graph: str = "model", variant: str = "fp32", *,
                        device: str = "cuda", build_if_missing: bool = False, threads=None,
                        providers=None, session_options=None, trt=None,
-                       cuda: Cuda | None = None) -> TrtEngine:
-    """The TensorRT engine of ``graph`` in ``variant``, from the bundle's plan for this GPU and
-    TensorRT version. Without one (or with only plans for another GPU, TensorRT version or
-    source graph) it raises an EngineError that says which and how to rebuild; with
+                       cuda: Cuda | None = None) -> TrtEngine | BranchedEngine:
+    """The TensorRT engine of ``graph`` in ``variant`` on GPU ``device`` (``cuda:N``), from the
+    bundle's plan for that GPU and this TensorRT version (a merged decoder: its two branch
+    plans, as a BranchedEngine). Without one (or with only plans for another GPU, TensorRT
+    version or source graph) it raises an EngineError that says which and how to rebuild; with
     ``build_if_missing`` it builds one, with the shapes and options of the plan it replaces."""
     kind, index = parse_device(device)
     if kind != "cuda":
@@ -395,29 +399,76 @@ def engine_from_bundle(bundle: Bundle, graph: str = "model", variant: str = "fp3
     trt = trt if trt is not None else import_tensorrt()
     cuda = cuda if cuda is not None else Cuda(import_cudart())
     facts = DeviceFacts.detect(trt, cuda, use_gpu(cuda, index))
-    plan, sidecar, rejected = find_plan(bundle, graph, variant, facts)
+    inputs, outputs = bundle.graph_specs(graph)
+    load = dict(inputs=inputs, outputs=outputs, device=index, trt=trt, cuda=cuda)
+    if not is_merged_graph(inputs):
+        return _engine(bundle, graph, variant, facts, None, build_if_missing, **load)
+    branches = plan_branches(bundle, graph, variant)
+    if set(branches) != {True, False} and build_if_missing:
+        _rebuild(bundle, graph, variant, facts, {}, trt)
+        branches = plan_branches(bundle, graph, variant)
+    if set(branches) != {True, False}:
+        raise EngineError(missing_plan_message(bundle, graph, variant, facts, {}))
+    return BranchedEngine({when: _engine(bundle, graph, variant, facts, name, build_if_missing,
+                                         **load) for when, name in branches.items()},
+                          inputs=inputs, outputs=outputs)
+
+
+class BranchedEngine:
+    """A merged decoder run as the TensorRT plans of its two branches (a TensorRT conditional
+    cannot hold them: their cache outputs differ in shape): each call goes to the plan of the
+    branch its ``use_cache_branch`` picks, as the graph's ``If`` would. Both run on one GPU, so
+    the cache one leaves on the device is the other's input."""
+
+    def __init__(self, engines: dict[bool, TrtEngine], *, inputs: Sequence[TensorSpec],
+                 outputs: Sequence[TensorSpec]):
+        self._engines = dict(engines)
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        self.device = self._engines[True].device
+
+    def _branch(self, feed: Feed) -> TrtEngine:
+        if CONDITION not in feed:
+            raise EngineError(f"A merged decoder's feed needs {CONDITION!r} (true once the cache "
+                              "holds positions). Note: the feed has " f"{sorted(feed)}.")
+        return self._engines[bool(np.asarray(feed[CONDITION]).reshape(-1)[0])]
+
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        return self._branch(feed).run(feed)
+
+    def run_bound(self, feed: Feed, keep: set[str]) -> dict:
+        return self._branch(feed).run_bound(feed, keep)
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+
+
+def _engine(bundle, graph, variant, facts, branch, build_if_missing, *, inputs, outputs, device,
+            trt, cuda) -> TrtEngine:
+    """The TrtEngine of the plan of ``graph`` (its ``branch``) that runs here, built first when
+    there is none and ``build_if_missing``."""
+    plan, sidecar, rejected = find_plan(bundle, graph, variant, facts, branch)
     if plan is None:
         if not build_if_missing:
             raise EngineError(missing_plan_message(bundle, graph, variant, facts, rejected))
-        plan, sidecar = _rebuild(bundle, graph, variant, facts, rejected, trt)
-    inputs, outputs = bundle.graph_specs(graph)
+        _rebuild(bundle, graph, variant, facts, rejected, trt)
+        plan, sidecar, _ = find_plan(bundle, graph, variant, facts, branch)
     profiles = [{name: tuple(tuple(s) for s in shapes) for name, shapes in profile.items()}
                 for profile in sidecar["profiles"]]
     return TrtEngine.from_plan(plan, inputs=inputs, outputs=outputs, profiles=profiles,
                                version_compatible=sidecar["options"].get("version_compatible",
                                                                          False),
-                               device=index, trt=trt, cuda=cuda)
+                               device=device, trt=trt, cuda=cuda)
 
 
-def _rebuild(bundle, graph, variant, facts, rejected, trt):
-    """Build the plan anew, with the shape ranges and options recorded beside the newest plan
-    it replaces (defaults when there is none)."""
+def _rebuild(bundle, graph, variant, facts, rejected, trt) -> None:
+    """Build the graph's plans anew (both branches of a merged decoder), with the shape ranges
+    and options recorded beside the newest plan they replace (defaults when there is none)."""
     previous = [s for s in map(read_sidecar, sorted(rejected, key=lambda p: p.stat().st_mtime))
                 if s is not None]
     shapes, options = (), BuildOptions()
     if previous:
         shapes = [{dim: tuple(r) for dim, r in group.items()} for group in previous[-1]["ranges"]]
         options = BuildOptions(**previous[-1]["options"])
-    [plan] = engines_from_bundle(bundle, variant, graphs=[graph], shapes=shapes,
-                                 options=options, trt=trt, facts=facts)
-    return plan, read_sidecar(plan)
+    engines_from_bundle(bundle, variant, graphs=[graph], shapes=shapes, options=options,
+                        trt=trt, facts=facts)

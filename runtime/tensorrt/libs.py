@@ -12,7 +12,8 @@ INSTALL_NOTE = (
     "Note: TensorRT plans need the tensorrt and cuda-python packages. On a GPU server: `pip "
     "install tensorrt cuda-python` (or `pip install 'edgeport[tensorrt]'`). On a Jetson, "
     "TensorRT comes with JetPack (`sudo apt install nvidia-jetpack`; make the virtualenv with "
-    "--system-site-packages to see it), and cuda-python installs with `pip install cuda-python`."
+    "--system-site-packages to see it), and cuda-python installs with `pip install cuda-python` "
+    "(with onnx, which building an encoder-decoder's plans needs: `pip install cuda-python onnx`)."
 )
 
 
@@ -51,9 +52,21 @@ class Cuda:
         result = getattr(self.cudart, name)(*args)
         error, values = result[0], result[1:]
         if int(error) != 0:
-            raise EngineError(f"CUDA {name} failed: {error}. Note: is a CUDA GPU visible here "
-                              "(nvidia-smi), and is the driver recent enough for cuda-python?")
+            raise EngineError(f"CUDA {name} failed: {self._describe(error)}. Note: is a CUDA GPU "
+                              "visible here (nvidia-smi), and is the driver recent enough for "
+                              "cuda-python?")
         return values[0] if len(values) == 1 else values
+
+    def _describe(self, error) -> str:
+        """``cudaErrorMemoryAllocation (2): out of memory``, as far as cuda-python tells."""
+        text = f"{getattr(error, 'name', 'error')} ({int(error)})"
+        try:
+            described = self.cudart.cudaGetErrorString(error)[-1]
+        except Exception:  # an old cuda-python, or a driver too broken to say
+            return text
+        if isinstance(described, bytes):
+            described = described.decode(errors="replace")
+        return f"{text}: {described}" if described else text
 
     def malloc(self, nbytes: int) -> int:
         return int(self._call("cudaMalloc", nbytes))

@@ -68,11 +68,13 @@ def check_buildable(bundle: Bundle, variant: str) -> None:
 
 
 def plan_path(bundle_path: Path, graph: str, variant: str, facts: DeviceFacts,
-              options: BuildOptions) -> Path:
-    """``engines/GRAPH.VARIANT.GPU.trtVERSION.plan``; GPU is ``ampere-plus`` for a
-    hardware-compatible plan, else the compute capability (``sm87``)."""
+              options: BuildOptions, branch: str | None = None) -> Path:
+    """``engines/GRAPH[.BRANCH].VARIANT.GPU.trtVERSION.plan``; GPU is ``ampere-plus`` for a
+    hardware-compatible plan, else the compute capability (``sm87``); BRANCH names the branch
+    of a merged decoder the plan runs (``no_past``, ``with_past``)."""
     gpu = "ampere-plus" if options.hardware_compatible else facts.sm
-    return Path(bundle_path) / ENGINES / f"{graph}.{variant}.{gpu}.trt{facts.tensorrt}.plan"
+    name = graph if branch is None else f"{graph}.{branch}"
+    return Path(bundle_path) / ENGINES / f"{name}.{variant}.{gpu}.trt{facts.tensorrt}.plan"
 
 
 def sidecar_path(plan: Path) -> Path:
@@ -92,12 +94,16 @@ def source_sha256(bundle: Bundle, graph: str, variant: str) -> str:
 
 
 def sidecar_for(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts,
-                options: BuildOptions, ranges: list[dict], profiles: list[dict]) -> dict:
+                options: BuildOptions, ranges: list[dict], profiles: list[dict],
+                branch: dict | None = None) -> dict:
+    """The sidecar of a plan; ``branch`` ({"name", "condition", "when"}) for a plan of one
+    branch of a merged decoder."""
     from .. import __version__
 
     path = bundle.graph_path(graph, variant)
     return {
         "graph": graph,
+        **({} if branch is None else {"branch": dict(branch)}),
         "variant": variant,
         "source": path.relative_to(bundle.path).as_posix(),
         "source_sha256": source_sha256(bundle, graph, variant),
@@ -144,14 +150,16 @@ def plan_problems(sidecar: dict, facts: DeviceFacts, source_sha: str) -> list[st
     return problems
 
 
-def find_plan(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts
+def find_plan(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts,
+              branch: str | None = None
               ) -> tuple[Path | None, dict | None, dict[Path, list[str]]]:
-    """The plan of ``graph`` in ``variant`` that runs here (and its sidecar), or None; and for
-    each plan found that cannot run here, why not."""
+    """The plan of ``graph`` (of its ``branch``, for a merged decoder) in ``variant`` that runs
+    here (and its sidecar), or None; and for each plan found that cannot run here, why not."""
     source_sha = source_sha256(bundle, graph, variant)
     rejected: dict[Path, list[str]] = {}
-    exact = plan_path(bundle.path, graph, variant, facts, BuildOptions())
-    candidates = sorted((bundle.path / ENGINES).glob(f"{graph}.{variant}.*.plan"),
+    exact = plan_path(bundle.path, graph, variant, facts, BuildOptions(), branch)
+    name = graph if branch is None else f"{graph}.{branch}"
+    candidates = sorted((bundle.path / ENGINES).glob(f"{name}.{variant}.*.plan"),
                         key=lambda p: (p != exact, p.name))
     for plan in candidates:
         sidecar = read_sidecar(plan)
@@ -163,6 +171,19 @@ def find_plan(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts
             return plan, sidecar, rejected
         rejected[plan] = problems
     return None, None, rejected
+
+
+def plan_branches(bundle: Bundle, graph: str, variant: str) -> dict[bool, str]:
+    """The branches of the merged decoder ``graph`` that have plans in ``variant`` (whether
+    they run here or not): the value of the condition input that runs each -> its name, read
+    from the sidecars (the runtime reads no ONNX graph)."""
+    branches = {}
+    for plan in sorted((bundle.path / ENGINES).glob(f"{graph}.*.{variant}.*.plan")):
+        sidecar = read_sidecar(plan)
+        branch = (sidecar or {}).get("branch")
+        if branch and sidecar.get("variant") == variant and sidecar.get("graph") == graph:
+            branches[bool(branch["when"])] = branch["name"]
+    return branches
 
 
 def read_sidecar(plan: Path) -> dict | None:

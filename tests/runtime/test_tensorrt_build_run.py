@@ -8,6 +8,7 @@ import shutil
 from types import SimpleNamespace
 
 import numpy as np
+import onnx
 import pytest
 from fake_tensorrt import FakeCuda, FakeTrt
 
@@ -140,7 +141,8 @@ def test_engines_from_bundle_saves_plans_sidecars_and_a_shared_timing_cache(gpt2
                                  shapes=[{"sequence": (1, 1, 64)}],
                                  options=BuildOptions(opt_level=2))
     assert plan == gpt2.path / "engines" / "model.fp32.sm87.trt10.3.0.plan"
-    assert plan.read_bytes() == b"ONNX:" + str(gpt2.graph_path("model", "fp32")).encode()
+    graph = onnx.load(str(gpt2.graph_path("model", "fp32"))).SerializeToString()
+    assert plan.read_bytes() == b"ONNX:" + graph
     cache = gpt2.path / "engines" / "timing.sm87.trt10.3.0.cache"
     assert cache.read_bytes() == b"CACHE"
     sidecar = read_sidecar(plan)
@@ -171,8 +173,7 @@ def test_engine_from_bundle_refuses_a_missing_plan_and_builds_when_asked(gpt2, f
     engine = engine_from_bundle(gpt2, "model", "fp32", build_if_missing=True, trt=trt,
                                 cuda=cuda)
     assert [spec.name for spec in engine.inputs] == [spec.name for spec in inputs]
-    assert ("deserialize", b"ONNX:" + str(gpt2.graph_path("model", "fp32")).encode()
-            ) in trt.calls
+    assert [call[1][:5] for call in trt.calls if call[0] == "deserialize"] == [b"ONNX:"]
     assert (gpt2.path / "engines" / "model.fp32.sm87.trt10.3.0.plan").is_file()
     # found now, with no build: the plan is for this GPU and TensorRT
     builds = len([c for c in trt.calls if c[0] == "build"])

@@ -7,6 +7,7 @@ No GPU needed; the same runs on a real GPU are in test_tensorrt_gpu.py."""
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 
@@ -14,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 from audio_samples import jfk_16k
-from fake_tensorrt import FakeCuda, FakeTrt, beam_steps
+from fake_tensorrt import FakeCuda, FakeTrt, HostCudart, beam_steps
 from images import photos
 from onnx import TensorProto, helper
 
@@ -23,7 +24,9 @@ from runtime import Bundle, EngineError, InputError, pipeline
 from runtime.cli import main
 from runtime.engine import TensorSpec, parse_device
 from runtime.generation import OnnxGenerationModel
-from runtime.tensorrt.engine import DeviceArray, TrtEngine, block_size
+from runtime.tensorrt.engine import BranchedEngine, DeviceArray, TrtEngine, block_size
+from runtime.tensorrt.libs import Cuda, DeviceFacts, use_gpu
+from runtime.tensorrt.plans import read_sidecar
 
 SPEECH = jfk_16k()[:4 * 16000]
 CASES = {  # id: (model_type, bundle task, pipeline task, inputs, call arguments)
@@ -72,11 +75,58 @@ def test_pipelines_on_tensorrt_give_the_onnxruntime_results(case, fake_gpus, tin
     on_cpu = pipeline(task_name, model=bundle)
     on_gpu = pipeline(task_name, model=bundle, device="cuda", backend="tensorrt",
                       build_if_missing=True)
-    assert len([call for call in trt.calls if call[0] == "build"]) == len(bundle.graphs)
+    # a plan per graph; a merged decoder's per branch (a TensorRT conditional cannot hold it)
+    expected = sorted(f"{graph}{branch}.fp32.sm87.trt10.3.0.plan" for graph, info in
+                      bundle.graphs.items() for branch in (
+                          (".no_past", ".with_past") if any(
+                              spec["name"] == "use_cache_branch" for spec in info["inputs"])
+                          else ("",)))
+    assert sorted(path.name for path in (bundle.path / "engines").glob("*.plan")) == expected
+    assert len([call for call in trt.calls if call[0] == "build"]) == len(expected)
+    assert not list((bundle.path / "engines").glob(".split-*"))  # the cut graphs are gone
     for item in inputs:
         expected = on_cpu(item, **arguments)
         assert on_gpu(item, **arguments) == expected
     assert cuda.memory, "the engines hold their device buffers"
+
+
+@pytest.mark.parametrize("case", ["gpt2-beams", "whisper", "detr"])
+def test_the_cuda_calls_move_real_bytes(case, monkeypatch, tiny_bundle, tmp_path):
+    """The same through the real Cuda wrapper, over a cuda-python runtime module whose "device"
+    blocks are host memory: every pointer, size and copy kind Cuda computes is used for real
+    (a copy outside a block is an error code, as in CUDA)."""
+    model_type, task, task_name, inputs, arguments = CASES[case]
+    cudart = HostCudart()
+    monkeypatch.setattr(trt_engine, "import_tensorrt", lambda: FakeTrt(memory=cudart))
+    monkeypatch.setattr(trt_engine, "import_cudart", lambda: cudart)
+    bundle = _bundle(tiny_bundle, tmp_path, model_type, task)
+    on_cpu = pipeline(task_name, model=bundle)
+    on_gpu = pipeline(task_name, model=bundle, device="cuda", backend="tensorrt",
+                      build_if_missing=True)
+    for item in inputs:
+        assert on_gpu(item, **arguments) == on_cpu(item, **arguments)
+    assert cudart.blocks
+    engines = [on_gpu.engine] if not on_gpu.generates else [on_gpu.model.decoder,
+                                                             on_gpu.model.encoder]
+    for engine in filter(None, engines):
+        engine.close()
+    del on_gpu, engines
+    gc.collect()
+    assert not cudart.blocks  # every block went back to CUDA
+
+
+def test_cuda_errors_are_engine_errors_that_say_what_failed():
+    cuda = Cuda(HostCudart(capacity=1000))
+    with pytest.raises(EngineError, match=r"CUDA cudaMalloc failed: cudaErrorMemoryAllocation "
+                                          r"\(2\): out of memory. Note: is a CUDA GPU visible"):
+        cuda.malloc(2000)
+    pointer = cuda.malloc(100)
+    with pytest.raises(EngineError, match="cudaMemcpyAsync failed"):  # past the block's end
+        cuda.to_device(pointer, np.zeros(200, np.uint8), cuda.stream())
+    facts = DeviceFacts.detect(FakeTrt(), cuda)
+    assert facts == DeviceFacts((8, 7), "Orin", "10.3.0") and facts.sm == "sm87"
+    with pytest.raises(InputError, match="no GPU cuda:3 here: CUDA sees 1 GPU"):
+        use_gpu(cuda, 3)
 
 
 @pytest.mark.parametrize("model_type, task", [("gpt2", "text-generation"),
@@ -153,7 +203,7 @@ def test_outputs_of_data_dependent_shape_come_through_an_output_allocator(fake_g
     trt.data_dependent = {"y"}
     _nonzero_graph(tmp_path / "m.onnx")
     plan = tmp_path / "m.plan"
-    plan.write_bytes(b"ONNX:" + str(tmp_path / "m.onnx").encode())
+    plan.write_bytes(b"ONNX:" + (tmp_path / "m.onnx").read_bytes())
     profiles = [{"x": ((1, 1), (1, 8), (4, 64))}]
     engine = TrtEngine.from_plan(
         plan, inputs=[TensorSpec("x", "float32", ("batch", "sequence"))],
@@ -240,3 +290,31 @@ def test_edgeport_bench_times_the_tensorrt_backend(fake_gpus, tiny_bundle, tmp_p
     assert data["settings"]["engines"] == ["tensorrt"]
     assert [run["backend"] for run in data["runs"]] == ["fp32 (tensorrt)"]
     assert data["runs"][0]["latency_ms"]["engine"]["median"] > 0
+
+
+def test_a_merged_decoder_runs_as_the_plans_of_its_two_branches(fake_gpus, tiny_bundle,
+                                                                  tmp_path):
+    bundle = _bundle(tiny_bundle, tmp_path, "bart", "summarization")
+    graph = "decoder_model_merged"
+    options = dict(backend="tensorrt", device="cuda")
+    with pytest.raises(EngineError, match=f"No TensorRT plan of the graph '{graph}' .*`edgeport "
+                                          "build"):
+        bundle.engine(graph, **options)
+    engine = bundle.engine(graph, build_if_missing=True, **options)
+    assert isinstance(engine, BranchedEngine) and engine.device == ("cuda", 0)
+    plans = bundle.path / "engines"
+    sidecars = {path.name: read_sidecar(path) for path in plans.glob(f"{graph}.*.plan")}
+    assert {name: side["branch"] for name, side in sidecars.items()} == {
+        f"{graph}.no_past.fp32.sm87.trt10.3.0.plan":
+            {"name": "no_past", "condition": "use_cache_branch", "when": False},
+        f"{graph}.with_past.fp32.sm87.trt10.3.0.plan":
+            {"name": "with_past", "condition": "use_cache_branch", "when": True}}
+    # each branch's profiles cover only the inputs it reads: no cache before the first step
+    no_past = sidecars[f"{graph}.no_past.fp32.sm87.trt10.3.0.plan"]["profiles"][0]
+    assert not [name for name in no_past if name.startswith("past_key_values.")]
+    with pytest.raises(EngineError, match="needs 'use_cache_branch'"):
+        engine.run({"input_ids": np.ones((1, 1), np.int64)})
+    (plans / f"{graph}.with_past.fp32.sm87.trt10.3.0.plan").unlink()  # one branch's plan lost
+    with pytest.raises(EngineError, match=f"No TensorRT plan of the graph '{graph}'"):
+        bundle.engine(graph, **options)
+    assert isinstance(bundle.engine(graph, build_if_missing=True, **options), BranchedEngine)

@@ -2,22 +2,28 @@
 
 ``FakeCuda`` keeps "device" memory in host byte arrays at made-up addresses (pointer arithmetic
 works inside a block), checks every copy against the block's size, and records the traffic
-between host and device. ``FakeTrt`` records the builder's calls; its plans hold the path of
-the ONNX graph they were built from, and a plan loads as an engine whose context runs that graph
+between host and device. ``FakeTrt`` records the builder's calls; its plans hold the ONNX graph
+they were built from (weights in), and a plan loads as an engine whose context runs that graph
 with ONNX Runtime on the CPU, reading its inputs from and writing its outputs to the fake device
 memory at the addresses the TrtEngine set. So a pipeline on ``backend="tensorrt"`` runs the real
-graphs through the real TrtEngine (profiles, buffers, device arrays, output allocators), and its
-results must equal the ONNX Runtime pipeline's to the bit.
+graphs (a merged decoder's branches cut out as `edgeport build` cuts them) through the real
+TrtEngine (profiles, buffers, device arrays, output allocators), and its results must equal
+the ONNX Runtime pipeline's to the bit.
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
+import enum
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 
-from runtime.engine import OrtEngine
+from runtime.engine import _spec_from_ort
 from runtime.tensorrt.libs import Cuda
 
 
@@ -94,10 +100,106 @@ class FakeCuda(Cuda):
         return SimpleNamespace(name=name.encode() + b"\x00", major=major, minor=minor)
 
 
+class HostCudart:
+    """cuda-python's CUDA runtime module (``cuda.bindings.runtime``) as far as ``Cuda`` calls it,
+    over host memory: every call returns ``(cudaError_t, values...)`` as cuda-python's do, and a
+    "device pointer" is a real address of a ctypes block, so copies move real bytes at the
+    addresses ``Cuda`` computes. A copy that leaves its block, a wrong copy kind or a bad device
+    fails as CUDA would (an error code, not an exception). ``read`` and ``write`` are the fake
+    engines' access to the blocks."""
+
+    class cudaError_t(enum.IntEnum):
+        cudaSuccess = 0
+        cudaErrorInvalidValue = 1
+        cudaErrorMemoryAllocation = 2
+        cudaErrorInvalidDevice = 101
+
+    class cudaMemcpyKind(enum.IntEnum):
+        cudaMemcpyHostToHost = 0
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+        cudaMemcpyDeviceToDevice = 3
+
+    def __init__(self, gpus=(("Orin", 8, 7),), capacity: int = 1 << 30):
+        self.blocks: dict[int, ctypes.Array] = {}
+        self.gpus, self.capacity, self.current = list(gpus), capacity, 0
+
+    def _ok(self, *values):
+        return (self.cudaError_t.cudaSuccess, *values)
+
+    def _inside(self, pointer: int, nbytes: int) -> bool:
+        return any(base <= pointer and pointer + nbytes <= base + len(block)
+                   for base, block in self.blocks.items())
+
+    def cudaMalloc(self, size):
+        if sum(map(len, self.blocks.values())) + size > self.capacity:
+            return (self.cudaError_t.cudaErrorMemoryAllocation, 0)
+        block = ctypes.create_string_buffer(size)
+        self.blocks[ctypes.addressof(block)] = block
+        return self._ok(ctypes.addressof(block))
+
+    def cudaFree(self, pointer):
+        if self.blocks.pop(pointer, None) is None:
+            return (self.cudaError_t.cudaErrorInvalidValue,)
+        return self._ok()
+
+    def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+        kinds = self.cudaMemcpyKind
+        if not isinstance(kind, kinds) or not isinstance(dst, int) or not isinstance(src, int):
+            return (self.cudaError_t.cudaErrorInvalidValue,)
+        on_device = {kinds.cudaMemcpyHostToDevice: [dst], kinds.cudaMemcpyDeviceToHost: [src],
+                     kinds.cudaMemcpyDeviceToDevice: [dst, src]}.get(kind, [])
+        if not all(self._inside(pointer, count) for pointer in on_device):
+            return (self.cudaError_t.cudaErrorInvalidValue,)
+        ctypes.memmove(dst, src, count)
+        return self._ok()
+
+    def cudaGetErrorString(self, error):
+        return self._ok({2: b"out of memory", 1: b"invalid argument"}.get(int(error), b""))
+
+    def cudaStreamCreate(self):
+        return self._ok(object())
+
+    def cudaStreamDestroy(self, stream):
+        return self._ok()
+
+    def cudaStreamSynchronize(self, stream):
+        return self._ok()
+
+    def cudaSetDevice(self, device):
+        if not 0 <= device < len(self.gpus):
+            return (self.cudaError_t.cudaErrorInvalidDevice,)
+        self.current = device
+        return self._ok()
+
+    def cudaGetDeviceCount(self):
+        return self._ok(len(self.gpus))
+
+    def cudaGetDeviceProperties(self, device):
+        if not 0 <= device < len(self.gpus):
+            return (self.cudaError_t.cudaErrorInvalidDevice, None)
+        name, major, minor = self.gpus[device]
+        return self._ok(SimpleNamespace(name=name.encode() + b"\x00" * 4, major=major,
+                                        minor=minor))
+
+    # what the fake engines read and write
+    def read(self, pointer: int, shape, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        assert self._inside(pointer, nbytes), "a read outside the device blocks"
+        return np.frombuffer(ctypes.string_at(pointer, nbytes), dtype).reshape(shape)
+
+    def write(self, pointer: int, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        assert self._inside(pointer, array.nbytes), "a write outside the device blocks"
+        ctypes.memmove(pointer, array.ctypes.data, array.nbytes)
+
+
 class FakeTrt:
     """Just enough of the tensorrt module to build and load: every call is recorded. A plan is
-    ``b"ONNX:" + the graph's path``; ``data_dependent`` names outputs whose shape the loaded
-    engines report as unknown until they have run (so they need an output allocator)."""
+    ``b"ONNX:"`` and the serialized graph (its path, when there is no file to read);
+    ``data_dependent`` names outputs whose shape the loaded engines report as unknown until
+    they have run (so they need an output allocator)."""
 
     __version__ = "10.3.0.post1"
     NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=1)
@@ -118,8 +220,10 @@ class FakeTrt:
             self.base_initialized = True
 
     def __init__(self, cuda: FakeCuda | None = None, parse_errors=(), build_fails=False,
-                 data_dependent=()):
-        self.calls, self.cuda = [], cuda
+                 data_dependent=(), memory=None):
+        """``memory``: what the engines read their inputs from and write their outputs to
+        (``read``/``write`` by address): ``cuda`` itself unless given (a HostCudart)."""
+        self.calls, self.cuda, self.memory = [], cuda, memory if memory is not None else cuda
         self.parse_errors, self.build_fails = list(parse_errors), build_fails
         self.data_dependent = set(data_dependent)
         self.parsed = None
@@ -148,7 +252,12 @@ class FakeTrt:
 
             def build_serialized_network(self, network, config):
                 trt._record("build", vars(config).copy())
-                return None if trt.build_fails else memoryview(b"ONNX:" + trt.parsed.encode())
+                if trt.build_fails:
+                    return None
+                source = Path(trt.parsed)  # the graph itself, weights in, when it exists
+                graph = (onnx.load(str(source)).SerializeToString() if source.is_file()
+                         else str(source).encode())
+                return memoryview(b"ONNX:" + graph)
 
         class Config:
             def set_memory_pool_limit(self, pool, size):
@@ -210,17 +319,20 @@ class FakeTrt:
                 trt._record("deserialize", data)
                 if not data.startswith(b"ONNX:"):
                     return None
-                return OrtPlan(trt, data[len(b"ONNX:"):].decode())
+                return OrtPlan(trt, data[len(b"ONNX:"):])
 
         return Runtime()
 
 
 class OrtPlan:
-    """A "deserialized engine": the graph in an ONNX Runtime CPU session."""
+    """A "deserialized engine": the graph (serialized ONNX) in an ONNX Runtime CPU session."""
 
-    def __init__(self, trt: FakeTrt, path: str):
-        self.trt, self.session = trt, OrtEngine(path)
-        self.specs = {spec.name: spec for spec in [*self.session.inputs, *self.session.outputs]}
+    def __init__(self, trt: FakeTrt, graph: bytes):
+        self.trt, self.session = trt, ort.InferenceSession(graph,
+                                                           providers=["CPUExecutionProvider"])
+        self.inputs = [_spec_from_ort(arg) for arg in self.session.get_inputs()]
+        outputs = [_spec_from_ort(arg) for arg in self.session.get_outputs()]
+        self.specs = {spec.name: spec for spec in [*self.inputs, *outputs]}
         self.names = list(self.specs)
         self.num_io_tensors = len(self.names)
 
@@ -240,7 +352,7 @@ class OrtContext:
     where an output allocator puts them)."""
 
     def __init__(self, plan: OrtPlan):
-        self.plan, self.cuda = plan, plan.trt.cuda
+        self.plan, self.cuda = plan, plan.trt.memory
         self.shapes, self.addresses, self.allocators, self.profiles = {}, {}, {}, []
         self.results = None
 
@@ -263,8 +375,9 @@ class OrtContext:
     def _run(self) -> dict[str, np.ndarray]:
         if self.results is None:
             feed = {spec.name: self.cuda.read(self.addresses[spec.name], self.shapes[spec.name],
-                                              spec.dtype) for spec in self.plan.session.inputs}
-            self.results = self.plan.session.run(feed)
+                                              spec.dtype) for spec in self.plan.inputs}
+            names = [output.name for output in self.plan.session.get_outputs()]
+            self.results = dict(zip(names, self.plan.session.run(names, feed)))
         return self.results
 
     def get_tensor_shape(self, name):
