@@ -233,7 +233,7 @@ def test_cli_build_checks_its_arguments_before_needing_tensorrt(argv, message, t
     assert message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("module", ["runtime.engine", "runtime.tensorrt.engine",
+@pytest.mark.parametrize("module", ["runtime.engine", "runtime.merged", "runtime.tensorrt.engine",
                                     "runtime.tensorrt.plans", "runtime.tensorrt.profiles"])
 def test_docstring_examples(module):
     import doctest
