@@ -145,9 +145,6 @@ def branch_graphs(path: str | Path) -> list[tuple[str, bool, object]]:
             if inner != outer:
                 graph.node.append(onnx.helper.make_node("Identity", [inner], [outer],
                                                         name=f"edgeport_output_{index}"))
-                renamed = onnx.ValueInfoProto()
-                renamed.CopyFrom(graph.output[index])
-                renamed.name = outer
-                graph.output[index].CopyFrom(renamed)
+                graph.output[index].name = outer
         results.append((name, attribute == "then_branch", standalone))
     return results

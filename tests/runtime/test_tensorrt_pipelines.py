@@ -24,6 +24,7 @@ from runtime import Bundle, EngineError, InputError, pipeline
 from runtime.cli import main
 from runtime.engine import TensorSpec, parse_device
 from runtime.generation import OnnxGenerationModel
+from runtime.merged import is_merged_graph
 from runtime.tensorrt.engine import BranchedEngine, DeviceArray, TrtEngine, block_size
 from runtime.tensorrt.libs import Cuda, DeviceFacts, use_gpu
 from runtime.tensorrt.plans import read_sidecar
@@ -76,11 +77,9 @@ def test_pipelines_on_tensorrt_give_the_onnxruntime_results(case, fake_gpus, tin
     on_gpu = pipeline(task_name, model=bundle, device="cuda", backend="tensorrt",
                       build_if_missing=True)
     # a plan per graph; a merged decoder's per branch (a TensorRT conditional cannot hold it)
-    expected = sorted(f"{graph}{branch}.fp32.sm87.trt10.3.0.plan" for graph, info in
-                      bundle.graphs.items() for branch in (
-                          (".no_past", ".with_past") if any(
-                              spec["name"] == "use_cache_branch" for spec in info["inputs"])
-                          else ("",)))
+    expected = sorted(f"{graph}{branch}.fp32.sm87.trt10.3.0.plan" for graph in bundle.graphs
+                      for branch in ((".no_past", ".with_past")
+                                     if is_merged_graph(bundle.graph_specs(graph)[0]) else ("",)))
     assert sorted(path.name for path in (bundle.path / "engines").glob("*.plan")) == expected
     assert len([call for call in trt.calls if call[0] == "build"]) == len(expected)
     assert not list((bundle.path / "engines").glob(".split-*"))  # the cut graphs are gone
