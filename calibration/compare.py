@@ -813,27 +813,20 @@ def _instrumented(path: Path, keep: set[str] | None) -> tuple[OrtEngine, dict]:
     for name in wanted:
         if name not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
-    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    # ONNX Runtime reads external weights only from the graph's own directory (it refuses
-    # links out of it), so a graph with external weights gets its temporary copy beside it.
-    directory = str(path.parent) if external else None
-    fd, copy = tempfile.mkstemp(prefix=".edgeport-layers-", suffix=".onnx", dir=directory)
-    os.close(fd)
-    try:
-        onnx.save_model(model, copy)
-        engine = _layer_engine(Path(copy))  # the session holds the graph: the file can go
-    finally:
-        os.unlink(copy)
+    # Loaded from memory, with its external weights read from beside the graph file: nothing
+    # is written into the bundle, which may be read-only.
+    engine = _layer_engine(path, model.SerializeToString())
     return engine, {"nodes": nodes, "sources": sources, "exact": exact, "floats": set(wanted)}
 
 
-def _layer_engine(path: Path) -> OrtEngine:
+def _layer_engine(path: Path, model: bytes) -> OrtEngine:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # Unoptimized: every node runs as written, so each tensor is the graph's own.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return OrtEngine(path, session_options=options, providers=["CPUExecutionProvider"])
+    return OrtEngine(path, session_options=options, providers=["CPUExecutionProvider"],
+                     model=model)
 
 
 class _LayerReference:

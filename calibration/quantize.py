@@ -17,7 +17,14 @@ from runtime.errors import InputError, did_you_mean
 from .branches import is_merged, merged_recipe
 from .data import graph_feeds, is_generative, load_samples
 from .recipes import RECIPES
-from .variants import DEFAULT_NAMES, check_variant_name, source_graphs, staging_for, write_variant
+from .variants import (
+    DEFAULT_NAMES,
+    check_variant_name,
+    scratch_sources,
+    source_graphs,
+    staging_for,
+    write_variant,
+)
 
 
 def variant_from_bundle(
@@ -89,9 +96,8 @@ def variant_from_bundle(
                                         chosen) if "nodes_to_exclude" in options else {})
     with staging_for(bundle) as staging:
         made, used = {}, {}
-        for graph, path in sources.items():
-            if graph not in chosen:
-                continue
+        for graph, path in scratch_sources(
+                {g: p for g, p in sources.items() if g in chosen}, staging).items():
             say(f"{recipe}: {path.name}")
             target = staging / f"{graph}.onnx"
             graph_options = {**spec.options, **options}

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime.bundle import Bundle, write_json_atomic, write_text_atomic
+from runtime.files import inside, writer_lock
 
 from .metrics import LOWER_IS_BETTER
 
@@ -637,12 +638,14 @@ def write_reports(bundle: Bundle | str | os.PathLike, report: Mapping) -> dict[s
     'accuracy.html'
     """
     root = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
-    directory = root / "reports"
-    directory.mkdir(exist_ok=True)
-    paths = {kind: directory / name for kind, name in REPORT_NAMES.items()}
     # Render everything first: a rendering error then leaves the old reports untouched.
     markdown, page = markdown_report(report), html_report(report)
-    write_json_atomic(paths["json"], report)
-    write_text_atomic(paths["md"], markdown)
-    write_text_atomic(paths["html"], page)
+    with writer_lock(root):
+        # a reports/ that is a symlink out of the bundle is refused, not written through
+        directory = inside(root, "reports", what="The bundle's reports folder", directory=True)
+        directory.mkdir(exist_ok=True)
+        paths = {kind: directory / name for kind, name in REPORT_NAMES.items()}
+        write_json_atomic(paths["json"], report)
+        write_text_atomic(paths["md"], markdown)
+        write_text_atomic(paths["html"], page)
     return paths

@@ -7,15 +7,24 @@ and edgeport's own otherwise (``model_qdq.onnx``, ``model_opt.onnx``).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from runtime.bundle import Bundle, file_sha256, write_json_atomic
-from runtime.errors import InputError
+from runtime.bundle import MANIFEST, Bundle, file_sha256, write_json_atomic
+from runtime.errors import EdgeportError, InputError
+from runtime.files import (
+    fsync_path,
+    inside,
+    read_json_file,
+    scratch_beside,
+    writer_lock,
+)
+from runtime.graph_files import graph_file_locations
 
 # recipe -> the variant name (and file suffix) it gets unless the user names it.
 DEFAULT_NAMES = {
@@ -63,12 +72,35 @@ def source_graphs(bundle: Bundle, variant: str) -> dict[str, Path]:
 
 @contextmanager
 def staging_for(bundle: Bundle) -> Iterator[Path]:
-    """A temp directory inside the bundle (same file system: the final move is a rename)."""
-    path = Path(tempfile.mkdtemp(prefix=".variant-", dir=bundle.path / "onnx"))
+    """A temp directory beside the bundle, never inside it (same file system, so the final move
+    is a rename): a killed run leaves nothing in the bundle, and what it left beside it is
+    removed by the next run (``files.scratch_beside``)."""
+    path = scratch_beside(bundle.path, "scratch")
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def scratch_sources(sources: Mapping[str, Path], staging: Path) -> dict[str, Path]:
+    """The source graphs as files in ``staging``, for recipes: ONNX Runtime's quantizer writes
+    ``<graph>-inferred.onnx`` beside the graph it is given, and the bundle is only read. A graph
+    is linked (a symlink: nothing is copied); its external data files are copied, since onnx
+    refuses to read weights through a symlink or a hard link."""
+    folder = staging / "sources"
+    folder.mkdir()
+    placed = {}
+    for graph, path in sources.items():
+        own = folder / graph
+        own.mkdir()
+        for location in sorted(graph_file_locations(path)):
+            data = inside(path.parent, location, what=f"The graph {path.name} (external data)")
+            copy = inside(own, location, what=f"The graph {path.name} (external data)")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data, copy)
+        os.symlink(path.resolve(), own / path.name)
+        placed[graph] = own / path.name
+    return placed
 
 
 def _point_at(graph: Path, location: str) -> None:
@@ -92,70 +124,173 @@ def _point_at(graph: Path, location: str) -> None:
     onnx.save_model(model, str(graph))
 
 
+# Files a write into the bundle may leave unreferenced if it is killed: listed here before they
+# are placed, removed by the next writer unless the manifest then names them.
+PENDING = ".edgeport-pending.json"
+
+
+def recover_pending(folder: Path) -> None:
+    """Finish what a killed writer left: remove the files its journal lists that the manifest
+    does not name. Call it holding the writer lock."""
+    journal = folder / PENDING
+    if not journal.exists():
+        return
+    try:
+        names = read_json_file(journal, "The pending-writes journal", max_bytes=2**20,
+                               expect=list)
+    except EdgeportError:
+        names = []  # unreadable: nothing is removed, the bundle stays as the manifest says
+    referenced = set(Bundle.load(folder).manifest["checksums"])
+    for name in names:
+        if isinstance(name, str) and name not in referenced:
+            with contextlib.suppress(EdgeportError, OSError):
+                inside(folder, name, what="A pending-writes entry").unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
+
+
+def _free_name(stem: str, taken: set[str]) -> str:
+    """``onnx/<stem>.onnx``, or ``onnx/<stem>-2.onnx`` ... when the manifest names it (an
+    overwrite writes the new files beside the old ones, which stay until the manifest
+    names the new ones)."""
+    for number in range(1, 1000):
+        relative = f"onnx/{stem}{'' if number == 1 else f'-{number}'}.onnx"
+        if relative not in taken and relative + "_data" not in taken:
+            return relative
+    raise InputError(f"No free file name for {stem!r} in the bundle's onnx/ folder.")
+
+
+def _move(source: Path, target: Path) -> None:
+    """Rename, or copy where the two are on different file systems."""
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.copyfile(source, target)
+        os.unlink(source)
+    fsync_path(target)
+
+
 def write_variant(bundle: Bundle, name: str, files: Mapping[str, Path], recipe: Mapping,
                   *, overwrite: bool = False, accuracy: Mapping | None = None,
                   reused: Mapping[str, str] | None = None) -> Bundle:
     """Move finished graph files into ``onnx/`` and record the variant in the manifest.
 
-    ``files`` maps graph name -> a finished file in the bundle's staging directory; ``reused``
-    maps graph name -> the variant whose file of that graph this one shares as it is (a
-    recipe made for some graphs only). The graph files are renamed into place first, then the
-    manifest is replaced atomically: a reader sees the old manifest or the new one, never half
-    of either. Returns the reloaded bundle.
+    ``files`` maps graph name -> a finished file in the staging directory; ``reused`` maps
+    graph name -> the variant whose file of that graph this one shares as it is (a recipe made
+    for some graphs only). Holding the bundle's writer lock:
+
+    1. the files to be written and those to be replaced are listed in a journal;
+    2. the new files go in under names the manifest does not use (``model_int8.onnx``, or
+       ``model_int8-2.onnx`` while the old variant holds that name);
+    3. the manifest is replaced atomically: a reader sees the old variant or the new one;
+    4. the old files go, and a new file under a temporary name is given its usual name (a
+       hard link, then the manifest again, then the temporary name goes);
+    5. the journal goes. A run killed at any step leaves a loadable bundle; the next writer
+       removes the files the journal lists that the manifest does not name.
+
+    Returns the reloaded bundle.
     """
-    bundle = Bundle.load(bundle.path)  # the manifest on disk now, not a stale copy
-    check_variant_name(bundle, name, overwrite=overwrite)
-    if name in (reused or {}).values():
-        raise InputError(
-            f"The variant {name!r} cannot share files with itself: replacing it would remove "
-            "them. Note: give the new variant another name."
-        )
-    manifest = dict(bundle.manifest)
+    with writer_lock(bundle.path):
+        recover_pending(bundle.path)
+        bundle = Bundle.load(bundle.path)  # the manifest on disk now, not a stale copy
+        check_variant_name(bundle, name, overwrite=overwrite)
+        if name in (reused or {}).values():
+            raise InputError(
+                f"The variant {name!r} cannot share files with itself: replacing it would "
+                "remove them. Note: give the new variant another name."
+            )
+        manifest = dict(bundle.manifest)
+        checksums = dict(manifest["checksums"])
+        old = bundle.variants.get(name)
+        taken = set(checksums)
+        targets = {}
+        for graph in files:
+            targets[graph] = _free_name(f"{graph}_{name}", taken)
+            taken |= {targets[graph], targets[graph] + "_data"}
+        old_files = _variant_files(old) if old else []
+        _journal(bundle.path, [*taken - set(checksums), *old_files])
+
+        placed = {}
+        for graph, path in files.items():
+            relative = targets[graph]
+            data = Path(str(path) + "_data")
+            if data.exists():  # external weights (graphs over 2 GB) travel with their graph
+                _point_at(path, Path(relative).name + "_data")
+                _move(data, bundle.file(relative + "_data", what="A variant's data file"))
+                checksums[relative + "_data"] = file_sha256(bundle.path / (relative + "_data"))
+            _move(path, bundle.file(relative, what="A variant's graph file"))
+            checksums[relative] = file_sha256(bundle.path / relative)
+            placed[graph] = relative
+        data_files = {g: [p + "_data"] for g, p in placed.items() if p + "_data" in checksums}
+        for graph, owner in (reused or {}).items():
+            shared = bundle.variants[owner]
+            placed[graph] = shared["files"][graph]
+            if shared.get("data_files", {}).get(graph):
+                data_files[graph] = list(shared["data_files"][graph])
+        placed = {graph: placed[graph] for graph in bundle.graphs if graph in placed}
+        variants = dict(manifest["variants"])
+        variants[name] = {"files": placed, "data_files": data_files, "recipe": dict(recipe),
+                          "accuracy": dict(accuracy) if accuracy else None}
+        manifest["variants"] = variants
+        kept = {p for info in variants.values() for p in _variant_files(info)}
+        unused = [p for p in old_files if p not in kept]
+        manifest["checksums"] = {k: v for k, v in checksums.items() if k not in unused}
+        write_json_atomic(bundle.path / MANIFEST, manifest)
+        for relative in unused:  # only now that the manifest no longer names them
+            bundle.file(relative, what="A replaced variant's file").unlink(missing_ok=True)
+        _settle_names(bundle, manifest, name, files)
+        (bundle.path / PENDING).unlink(missing_ok=True)
+        return Bundle.load(bundle.path)
+
+
+def _variant_files(info: Mapping) -> list[str]:
+    return [*info["files"].values(),
+            *(p for ps in (info.get("data_files") or {}).values() for p in ps)]
+
+
+def _journal(folder: Path, names: list[str]) -> None:
+    write_json_atomic(folder / PENDING, sorted(set(names)))
+
+
+def _settle_names(bundle: Bundle, manifest: dict, name: str, files: Mapping) -> None:
+    """Give a graph written under a temporary name (``-2``) its usual one: a hard link, the
+    manifest naming it, then the temporary name removed; each step leaves the manifest naming
+    files that exist."""
+    info = manifest["variants"][name]
+    renamed = {}
+    for graph in files:
+        current, usual = info["files"][graph], f"onnx/{graph}_{name}.onnx"
+        if current == usual or info["data_files"].get(graph) or usual in manifest["checksums"]:
+            continue  # a graph with external data keeps its name: the graph names its data
+        try:
+            target = bundle.file(usual, what="A variant's graph file")
+            target.unlink(missing_ok=True)  # a leftover no manifest names
+            os.link(bundle.file(current, what="A variant's graph file"), target)
+        except OSError:
+            continue  # no hard links here: the temporary name stays, which the manifest names
+        renamed[graph] = (current, usual)
+    if not renamed:
+        return
     checksums = dict(manifest["checksums"])
-    old = bundle.variants.get(name)
-    placed = {}
-    for graph, path in files.items():
-        stem = "model" if graph == "model" else graph
-        relative = f"onnx/{stem}_{name}.onnx"
-        data = Path(str(path) + "_data")
-        if data.exists():  # external weights (graphs over 2 GB) travel with their graph
-            _point_at(path, Path(relative).name + "_data")
-            os.replace(data, bundle.path / (relative + "_data"))
-            checksums[relative + "_data"] = file_sha256(bundle.path / (relative + "_data"))
-        os.replace(path, bundle.path / relative)
-        checksums[relative] = file_sha256(bundle.path / relative)
-        placed[graph] = relative
-    data_files = {g: [p + "_data"] for g, p in placed.items()
-                  if (bundle.path / (p + "_data")).exists()}
-    for graph, owner in (reused or {}).items():
-        shared = bundle.variants[owner]
-        placed[graph] = shared["files"][graph]
-        if shared.get("data_files", {}).get(graph):
-            data_files[graph] = list(shared["data_files"][graph])
-    placed = {graph: placed[graph] for graph in bundle.graphs if graph in placed}
+    files_now = dict(info["files"])
+    for graph, (current, usual) in renamed.items():
+        checksums[usual] = checksums.pop(current)
+        files_now[graph] = usual
     variants = dict(manifest["variants"])
-    variants[name] = {"files": placed, "data_files": data_files, "recipe": dict(recipe),
-                      "accuracy": dict(accuracy) if accuracy else None}
-    manifest["variants"] = variants
-    if old:  # files of the replaced variant that no variant uses any more
-        kept = {p for info in variants.values() for p in info["files"].values()}
-        kept |= {p for info in variants.values()
-                 for ps in info.get("data_files", {}).values() for p in ps}
-        for relative in list(old["files"].values()) + [
-                p for ps in old.get("data_files", {}).values() for p in ps]:
-            if relative not in kept:
-                checksums.pop(relative, None)
-                (bundle.path / relative).unlink(missing_ok=True)
-    manifest["checksums"] = checksums
-    write_json_atomic(bundle.path / "manifest.json", manifest)
-    return Bundle.load(bundle.path)
+    variants[name] = {**info, "files": files_now}
+    manifest = {**manifest, "variants": variants, "checksums": checksums}
+    write_json_atomic(bundle.path / MANIFEST, manifest)
+    for current, _ in renamed.values():
+        bundle.file(current, what="A variant's graph file").unlink(missing_ok=True)
 
 
 def record_accuracy(bundle: Bundle, name: str, accuracy: Mapping) -> Bundle:
     """Store a variant's accuracy summary (from compare) in the manifest."""
-    manifest = dict(Bundle.load(bundle.path).manifest)  # not a stale copy
-    variants = dict(manifest["variants"])
-    variants[name] = {**variants[name], "accuracy": dict(accuracy)}
-    manifest["variants"] = variants
-    write_json_atomic(bundle.path / "manifest.json", manifest)
-    return Bundle.load(bundle.path)
+    with writer_lock(bundle.path):
+        manifest = dict(Bundle.load(bundle.path).manifest)  # not a stale copy
+        variants = dict(manifest["variants"])
+        variants[name] = {**variants[name], "accuracy": dict(accuracy)}
+        manifest["variants"] = variants
+        write_json_atomic(bundle.path / MANIFEST, manifest)
+        return Bundle.load(bundle.path)

@@ -9,6 +9,7 @@ Never imports torch, transformers, optimum, ``exporter`` or ``calibration``.
 """
 
 from .errors import (
+    BundleBusyError,
     BundleError,
     BundleNotFoundError,
     ChecksumError,
@@ -20,15 +21,16 @@ from .errors import (
     ManifestError,
     MissingDependencyError,
     TaskError,
+    UnsafePathError,
     ValidationError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError", "EngineError",
-    "ExportError", "GraphLoadError", "InputError", "ManifestError", "MissingDependencyError",
-    "TaskError", "ValidationError", "__version__",
+    "BundleBusyError", "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError",
+    "EngineError", "ExportError", "GraphLoadError", "InputError", "ManifestError",
+    "MissingDependencyError", "TaskError", "UnsafePathError", "ValidationError", "__version__",
 ]
 
 from .bundle import Bundle  # noqa: E402

@@ -1,9 +1,12 @@
 """The bundle: a directory of HF JSON files, ONNX graphs and edgeport's manifest.json.
 
-Reading a bundle validates it: the manifest's schema version, the files it lists, and (for the
-graph files a pipeline loads) their sha256. Writing is atomic: a bundle is assembled in a
-sibling temp directory and renamed into place, so a failed or interrupted write leaves nothing
-half-written at the target path.
+A bundle is data from someone else. Reading one validates it: the manifest against its schema
+(``runtime.manifest``), every path it names (``files.inside``: relative, and inside the bundle
+after its folders' symlinks), the files it lists, and (for the graph files a pipeline loads)
+their sha256 and the external data they name, each of which must be listed and hashed too.
+Writing is atomic: a bundle is assembled in a sibling temp directory and swapped into place, so
+a failed or interrupted write leaves the old bundle or the new one at the target path, never
+neither; writers of one bundle take its lock (``files.writer_lock``).
 
 >>> bundle = Bundle.load("minilm-bundle")                       # doctest: +SKIP
 >>> bundle.task, bundle.model_type, sorted(bundle.variants)      # doctest: +SKIP
@@ -14,29 +17,46 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
+import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .engine import Engine, OrtEngine, TensorSpec, parse_device, providers_for_device
 from .errors import (
     BundleNotFoundError,
     ChecksumError,
+    EdgeportError,
     InputError,
     ManifestError,
     TaskError,
     did_you_mean,
 )
+from .files import (
+    exchange,
+    fsync_path,
+    inside,
+    pid_alive,
+    read_json_file,
+    remove_stale,
+    scratch_beside,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+    writer_lock,
+)
+from .graph_files import graph_file_locations
+from .manifest import MAX_MANIFEST_BYTES, SCHEMA_VERSION, validate_manifest
 
-SCHEMA_VERSION = 1
+__all__ = ["BACKENDS", "Bundle", "EXTERNAL_DATA_BYTES", "MANIFEST", "SCHEMA_VERSION",
+           "check_target", "file_sha256", "manifest_for", "read_json", "staged_directory",
+           "write_bytes_atomic", "write_json_atomic", "write_text_atomic", "writer_lock"]
+
 BACKENDS = ("onnxruntime", "tensorrt")  # what runs a bundle's graphs: Bundle.engine(backend=)
 MANIFEST = "manifest.json"
-_REQUIRED_KEYS = ("schema_version", "task", "model_type", "graphs", "variants", "checksums")
 # Graphs holding more weights than this keep them in "<graph file>_data" beside the graph (ONNX
 # external data): ONNX Runtime maps that file instead of parsing the weights out of the
 # protobuf and copying them. Measured on BERT-base fp32 (438 MB): a session in 0.9 s instead of
@@ -57,9 +77,12 @@ def file_sha256(path: str | os.PathLike) -> str:
 # right is remembered in a small per-user cache (EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport or
 # ~/.cache/edgeport) under its path, size, inode, mtime and ctime, and is not hashed again while
 # all of them are unchanged: writing to a file changes its ctime, which no user can set back.
-# EDGEPORT_VERIFY=always hashes every time; a cache that cannot be read or written is ignored
-# (the file is then hashed, as without it).
+# The external data files the graph names are remembered with it. EDGEPORT_VERIFY=always
+# hashes every time; a cache that cannot be read or written, is not a regular file, is over
+# its size limit or does not parse within bounds is ignored (the file is then hashed, as
+# without it).
 _VERIFIED_ENTRIES = 4096
+_VERIFIED_BYTES = 4 * 2**20
 
 
 def _verified_cache() -> Path:
@@ -76,26 +99,33 @@ def _stamp(path: Path, stat: os.stat_result, sha256: str) -> tuple[str, list]:
 
 def _read_verified() -> dict:
     try:
-        data = json.loads(_verified_cache().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json_file(_verified_cache(), "The verified-checksums cache",
+                              max_bytes=_VERIFIED_BYTES, max_depth=4)
+    except EdgeportError:
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _verified_before(path: Path, stat: os.stat_result, sha256: str) -> bool:
+def _verified_before(path: Path, stat: os.stat_result, sha256: str) -> list[str] | None:
+    """The external data locations remembered for a file verified before, or None."""
     if os.environ.get("EDGEPORT_VERIFY") == "always":
-        return False
+        return None
     key, stamp = _stamp(path, stat, sha256)
-    return _read_verified().get(key) == stamp
+    entry = _read_verified().get(key)
+    if (isinstance(entry, list) and len(entry) == len(stamp) + 1 and entry[:-1] == stamp
+            and isinstance(entry[-1], list) and all(isinstance(x, str) for x in entry[-1])):
+        return entry[-1]
+    return None
 
 
-def _remember_verified(path: Path, stat: os.stat_result, sha256: str) -> None:
+def _remember_verified(path: Path, stat: os.stat_result, sha256: str,
+                       locations: list[str]) -> None:
     if os.environ.get("EDGEPORT_VERIFY") == "always":
         return
     key, stamp = _stamp(path, stat, sha256)
     data = _read_verified()
     data.pop(key, None)
-    data[key] = stamp  # newest last: the oldest go first when the cache is full
+    data[key] = [*stamp, sorted(locations)]  # newest last: the oldest go first when full
     while len(data) > _VERIFIED_ENTRIES:
         data.pop(next(iter(data)))
     try:
@@ -106,53 +136,18 @@ def _remember_verified(path: Path, stat: os.stat_result, sha256: str) -> None:
 
 
 def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleNotFoundError(f"{what} is missing: {path} does not exist.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestError(
-            f"{what} at {path} is not valid JSON ({exc}). Note: the file is corrupt or was "
-            "edited by hand; export the bundle again."
-        ) from None
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file beside path, then rename: readers never see half a file (a
-    manifest, a report, a TensorRT plan)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a bundle is for sharing
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """``write_bytes_atomic`` of UTF-8 text."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """``write_bytes_atomic`` of indented JSON."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """A bundle's JSON file, read within bounds: a ManifestError when it is not valid JSON, a
+    BundleNotFoundError when it is missing."""
+    return read_json_file(path, what, error=ManifestError, missing=BundleNotFoundError)
 
 
 def check_target(target: str | os.PathLike, *, overwrite: bool) -> None:
     """An InputError when ``target`` may not be written: it exists and ``overwrite`` is off, or
     it is a file. Call it before slow work, too, to fail fast."""
     target = Path(target)
+    if target.is_symlink():
+        raise InputError(f"{target} is a symlink; refusing to write through it. Note: name the "
+                         "real folder, or remove the link.")
     if target.exists() and not overwrite:
         raise InputError(
             f"{target} already exists. Note: choose another output path, or pass "
@@ -167,26 +162,55 @@ def staged_directory(target: str | os.PathLike, *, overwrite: bool = False) -> I
     """Yield an empty sibling temp directory; on success it replaces ``target`` atomically, on
     any error (or interrupt) it is removed and ``target`` is left as it was.
 
+    Replacing swaps the two folders in one step (renameat2 on Linux, renamex_np on macOS), under
+    the writer lock of the bundle being replaced: a reader sees the old bundle or the new one.
+    Where the OS cannot swap, the old one is moved aside and the new one renamed in (a moment
+    with neither); a run killed in that moment leaves the old one in ``.<name>.old-<pid>-*``,
+    which the next write of the target puts back before it starts. Folders a killed run left
+    beside the target are removed then too.
+
     >>> with staged_directory("out/bundle") as staging:          # doctest: +SKIP
     ...     (staging / "manifest.json").write_text("{}")
     """
     target = Path(target).absolute()
     check_target(target, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    _recover_moved_aside(target)
+    remove_stale(target, "old")
+    staging = scratch_beside(target, "staging")
     try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield staging
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
+        fsync_path(staging)
+        check_target(target, overwrite=overwrite)  # it may have appeared meanwhile
+        if not target.exists():
+            os.rename(staging, target)  # fails if another writer made it meanwhile
         else:
-            os.replace(staging, target)
+            with writer_lock(target):
+                if not exchange(staging, target):
+                    old = scratch_beside(target, "old")
+                    os.replace(target, old / target.name)
+                    os.replace(staging, target)
+                    staging = old
+            shutil.rmtree(staging, ignore_errors=True)  # the old bundle
+        fsync_path(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _recover_moved_aside(target: Path) -> None:
+    """Put back a bundle that a run killed between its two renames left moved aside."""
+    if target.exists():
+        return
+    pattern = re.compile(re.escape(f".{target.name}.old-") + r"(\d+)-")
+    for entry in target.parent.iterdir():
+        match = pattern.match(entry.name)
+        moved = entry / target.name
+        if match and not pid_alive(int(match.group(1))) and moved.is_dir() \
+                and not moved.is_symlink():
+            with contextlib.suppress(OSError):
+                os.rename(moved, target)
+                return
 
 
 class Bundle:
@@ -197,7 +221,8 @@ class Bundle:
         self.path = path
         self.manifest = manifest
         self.config = config
-        self._verified: set[tuple[str, int, int]] = set()
+        # Files verified in this process, under the same stamp as the per-user cache.
+        self._verified: dict[tuple, list[str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -208,34 +233,24 @@ class Bundle:
                 f"No bundle at {path}: the directory does not exist. Note: make one with "
                 "`edgeport export CHECKPOINT -o BUNDLE`."
             )
-        if not (path / MANIFEST).is_file():
+        if not (path / MANIFEST).exists():
             raise ManifestError(
                 f"{path} has no {MANIFEST}, so it is not an edgeport bundle. Note: make one with "
                 "`edgeport export CHECKPOINT -o BUNDLE`."
             )
-        manifest = read_json(path / MANIFEST, "The bundle manifest")
-        if not isinstance(manifest, dict):
-            raise ManifestError(f"{path / MANIFEST} does not hold a JSON object.")
-        version = manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ManifestError(
-                f"{path / MANIFEST} has schema_version {version!r}; this edgeport reads schema "
-                f"version {SCHEMA_VERSION}. Note: export the bundle again with this edgeport, or "
-                "install the edgeport version that wrote it."
-            )
-        missing_keys = [k for k in _REQUIRED_KEYS if k not in manifest]
-        if missing_keys:
-            raise ManifestError(
-                f"{path / MANIFEST} lacks the keys {missing_keys}. Note: the manifest is "
-                "damaged; export the bundle again."
-            )
-        missing = [name for name in manifest["checksums"] if not (path / name).is_file()]
+        manifest = read_json_file(path / MANIFEST, "The bundle manifest", error=ManifestError,
+                                  max_bytes=MAX_MANIFEST_BYTES)
+        manifest = validate_manifest(manifest, str(path / MANIFEST))
+        missing = [name for name in manifest["checksums"]
+                   if not inside(path, name, what=f"The manifest's checksums entry {name!r}"
+                                 ).is_file()]
         if missing:
             raise BundleNotFoundError(
-                f"The bundle {path} is missing files its manifest lists: {missing}. Note: copy "
-                "the whole bundle directory, or export it again."
+                f"The bundle {path} is missing files its manifest lists: {missing[:10]}. Note: "
+                "copy the whole bundle directory, or export it again."
             )
-        config = read_json(path / "config.json", "The model config (config.json)")
+        config = read_json_file(path / "config.json", "The model config (config.json)",
+                                error=ManifestError, missing=BundleNotFoundError, expect=dict)
         return cls(path, manifest, config)
 
     # --- what the manifest says -------------------------------------------------------------
@@ -285,47 +300,68 @@ class Bundle:
 
     def read_json(self, name: str, *, required: bool = True) -> Any:
         """One of the bundle's JSON files (HF's own, or edgeport's), or None when optional."""
-        path = self.path / name
-        if not required and not path.is_file():
+        path = inside(self.path, name, what=f"The bundle file name {name!r}")
+        if not required and not path.exists():
             return None
         return read_json(path, f"The bundle file {name}")
 
+    def file(self, relative: str, *, what: str) -> Path:
+        """The path of a file the manifest names, checked to stay inside the bundle."""
+        return inside(self.path, relative, what=what)
+
     # --- graph files ------------------------------------------------------------------------
     def graph_path(self, graph: str = "model", variant: str = "fp32") -> Path:
-        """The verified file of a graph in a variant: a ChecksumError when its sha256 differs
-        from the manifest's (checked once per process while the file is unchanged)."""
+        """The verified file of a graph in a variant: a ChecksumError when its sha256 (or that
+        of an external data file it names) differs from the manifest's, a ManifestError when it
+        names external data the manifest does not list. Checked once per process while the
+        files are unchanged."""
         if variant not in self.variants:
             raise InputError(
                 f"The bundle {self.path} has no variant {variant!r}. "
                 + did_you_mean(variant, self.variants)
             )
-        files = self.variants[variant]["files"]
+        info = self.variants[variant]
+        files = info["files"]
         if graph not in files:
             raise InputError(
                 f"The variant {variant!r} has no graph {graph!r}. " + did_you_mean(graph, files)
             )
         relative = files[graph]
-        path = self.path / relative
-        for name in [relative, *self.variants[variant].get("data_files", {}).get(graph, [])]:
-            self._verify(name)
+        entry = f"variants.{variant}.files.{graph}"
+        path = inside(self.path, relative, what=f"The manifest's {entry}")
+        listed = list((info.get("data_files") or {}).get(graph, []))
+        for name in listed:
+            self._verify(name, f"variants.{variant}.data_files.{graph}")
+        locations = self._verify(relative, entry)
+        folder = PurePosixPath(relative).parent
+        for location in locations:
+            inside(path.parent, location, what=f"The graph {relative} (external data)")
+            if (folder / location).as_posix() not in listed:
+                raise ManifestError(
+                    f"The graph {relative} loads the external data file {location!r}, which the "
+                    f"manifest's variants.{variant}.data_files.{graph} does not list, so it is "
+                    "not checked. Note: export or quantize the bundle again with this edgeport."
+                )
         return path
 
-    def _verify(self, relative: str) -> None:
-        path = self.path / relative
+    def _verify(self, relative: str, entry: str) -> list[str]:
+        """Check one listed file's sha256; return the external data locations it names (none
+        for a data file)."""
+        path = inside(self.path, relative, what=f"The manifest's {entry}")
         if not path.is_file():
             raise BundleNotFoundError(
-                f"The bundle file {path} is missing. Note: copy the whole bundle directory, or "
-                "export it again."
+                f"The bundle file {relative} ({entry}) is missing. Note: copy the whole bundle "
+                "directory, or export it again."
             )
-        expected = self.manifest["checksums"].get(relative)
-        if expected is None:
-            raise ManifestError(f"The manifest of {self.path} has no checksum for {relative}.")
+        expected = self.manifest["checksums"][relative]
         stat = path.stat()
-        key = (relative, stat.st_size, stat.st_mtime_ns)
+        key = (str(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns,
+               expected)
         with self._lock:
             if key in self._verified:
-                return
-        if not _verified_before(path, stat, expected):
+                return self._verified[key]
+        locations = _verified_before(path, stat, expected)
+        if locations is None:
             actual = file_sha256(path)
             if actual != expected:
                 raise ChecksumError(
@@ -333,9 +369,11 @@ class Bundle:
                     f"{expected[:16]}... Note: the file was changed or damaged after export; "
                     "export the bundle again (or restore the file)."
                 )
-            _remember_verified(path, stat, expected)
+            locations = sorted(graph_file_locations(path)) if relative.endswith(".onnx") else []
+            _remember_verified(path, stat, expected, locations)
         with self._lock:
-            self._verified.add(key)
+            self._verified[key] = locations
+        return locations
 
     def engine(self, graph: str = "model", variant: str = "fp32", *,
                backend: str = "onnxruntime", build_if_missing: bool = False,
@@ -352,8 +390,9 @@ class Bundle:
             raise InputError(f"Unknown backend {backend!r}. " + did_you_mean(backend, BACKENDS))
         device = options.get("device", "cpu")
         if parse_device(device)[0] == "tensorrt" and options.get("providers") is None:
-            options["providers"] = providers_for_device(
-                device, cache_dir=self.path / "engines" / "onnxruntime")
+            options["providers"] = providers_for_device(device, cache_dir=inside(
+                self.path, "engines/onnxruntime", what="The TensorRT provider's cache",
+                directory=True))
         return OrtEngine(self.graph_path(graph, variant), **options)
 
     def summary(self) -> dict:
@@ -363,7 +402,7 @@ class Bundle:
             files = list(info["files"].values())
             for extra in info.get("data_files", {}).values():
                 files += extra
-            size = sum((self.path / f).stat().st_size for f in files if (self.path / f).is_file())
+            size = sum(self.file(f, what=f"variants.{name}").stat().st_size for f in files)
             variants[name] = {"files": info["files"], "bytes": size,
                               "recipe": info.get("recipe"), "accuracy": info.get("accuracy")}
         return {

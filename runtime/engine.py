@@ -148,6 +148,9 @@ def providers_for_device(device: str, *, cache_dir: str | os.PathLike | None = N
 class OrtEngine:
     """An ONNX Runtime session behind the Engine protocol.
 
+    ``model``: the serialized graph, when it is in memory rather than at ``path`` (the external
+    data it names is then read from beside ``path``).
+
     >>> engine = OrtEngine("bundle/onnx/model.onnx")            # doctest: +SKIP
     >>> [s.name for s in engine.inputs]                          # doctest: +SKIP
     ['input_ids', 'attention_mask', 'token_type_ids']
@@ -161,6 +164,7 @@ class OrtEngine:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
         session_options=None,
+        model: bytes | None = None,
     ):
         import onnxruntime as ort
 
@@ -170,10 +174,14 @@ class OrtEngine:
             session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             if threads is not None:
                 session_options.intra_op_num_threads = int(threads)
+        if model is not None:  # a graph in memory; its external data beside ``path``
+            session_options.add_session_config_entry(
+                "session.model_external_initializers_file_folder_path", str(path.parent))
         providers = list(providers) if providers is not None else providers_for_device(device)
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=session_options, providers=providers
+                model if model is not None else str(path), sess_options=session_options,
+                providers=providers
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             text = str(exc).strip()

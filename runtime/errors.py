@@ -5,7 +5,10 @@
     │   ├── BundleNotFoundError      no such directory, or a file the bundle needs is missing
     │   ├── ManifestError            manifest.json is missing, unreadable or of an unknown schema
     │   ├── ChecksumError            a graph file's sha256 differs from the manifest's
-    │   └── GraphLoadError           ONNX Runtime cannot load a graph file (corrupt, truncated)
+    │   ├── GraphLoadError           ONNX Runtime cannot load a graph file (corrupt, truncated)
+    │   └── BundleBusyError          another process holds the bundle's writer lock
+    ├── UnsafePathError (also ValueError)  a path a bundle or checkpoint file names is absolute,
+    │                                has a '..' part, or a symlinked folder leads it outside
     ├── TaskError                  unknown task, or a task the bundle does not serve
     ├── InputError (also ValueError)  bad user input: wrong type, empty, too long, bad argument
     ├── EngineError                an engine failed to run, or was fed wrongly
@@ -44,6 +47,14 @@ class ChecksumError(BundleError):
 
 class GraphLoadError(BundleError):
     """A graph file cannot be loaded (corrupt or truncated ONNX)."""
+
+
+class BundleBusyError(BundleError):
+    """Another process is writing the bundle (it holds the writer lock)."""
+
+
+class UnsafePathError(EdgeportError, ValueError):
+    """A path named in a bundle or checkpoint file would leave its folder, or is malformed."""
 
 
 class TaskError(EdgeportError, ValueError):

@@ -9,9 +9,9 @@ import runtime
 
 def test_runtime_api():
     assert sorted(runtime.__all__) == sorted([
-        "Bundle", "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError",
+        "Bundle", "BundleBusyError", "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError",
         "EngineError", "ExportError", "GraphLoadError", "InputError", "ManifestError",
-        "MissingDependencyError", "TaskError", "ValidationError", "__version__", "pipeline",
+        "MissingDependencyError", "TaskError", "UnsafePathError", "ValidationError", "__version__", "pipeline",
         "pipeline_from_bundle",
     ])
 

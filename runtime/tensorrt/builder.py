@@ -13,17 +13,17 @@ and no precision flag or INT8 calibrator is ever set.
 from __future__ import annotations
 
 import contextlib
-import tempfile
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..bundle import Bundle, write_bytes_atomic
 from ..engine import TensorSpec, parse_device
 from ..errors import EngineError, GraphLoadError, InputError
+from ..files import scratch_beside
 from ..merged import CONDITION, branch_graphs, import_onnx, is_merged_graph
 from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt, use_gpu
 from .plans import (
-    ENGINES,
     BuildOptions,
     check_buildable,
     plan_path,
@@ -139,16 +139,15 @@ def engines_from_bundle(bundle: Bundle, variant: str = "fp32", *,
 def _sources(bundle: Bundle, graph: str, variant: str, inputs: list[TensorSpec]):
     """What TensorRT builds for ``graph``: (None, its file, its inputs); or for a merged decoder
     one (branch, file, inputs) per branch of its ``If``, each cut out into a temporary graph
-    beside the plans (a TensorRT conditional needs both branches' outputs to have the same
+    beside the bundle (a TensorRT conditional needs both branches' outputs to have the same
     shapes, and a merged decoder's cache outputs differ). ``branch`` is the sidecar's record:
     its name, the condition input and the value that runs it."""
     if not is_merged_graph(inputs):
         yield [(None, bundle.graph_path(graph, variant), inputs)]
         return
     onnx = import_onnx()
-    engines = bundle.path / ENGINES
-    engines.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".split-", dir=engines) as scratch:
+    scratch = scratch_beside(bundle.path, "scratch")  # never litter inside the bundle
+    try:
         sources = []
         for name, when, model in branch_graphs(bundle.graph_path(graph, variant)):
             path = Path(scratch) / f"{graph}.{name}.onnx"
@@ -158,3 +157,5 @@ def _sources(bundle: Bundle, graph: str, variant: str, inputs: list[TensorSpec])
             sources.append(({"name": name, "condition": CONDITION, "when": when}, path,
                             [spec for spec in inputs if spec.name in taken]))
         yield sources
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

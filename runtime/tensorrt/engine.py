@@ -15,6 +15,7 @@ A merged decoder runs as the plans of its two branches (``BranchedEngine``).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,12 +25,15 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..engine import Feed, TensorSpec, check_feed, parse_device
-from ..errors import EngineError, GraphLoadError, InputError
+from ..errors import ChecksumError, EngineError, GraphLoadError, InputError
+from ..files import read_bytes_file
 from ..merged import CONDITION, is_merged_graph
 from .builder import engines_from_bundle
 from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt, use_gpu
 from .plans import BuildOptions, find_plan, missing_plan_message, plan_branches, read_sidecar
 from .profiles import Profile, pick_profile
+
+MAX_PLAN_BYTES = 64 * 2**30  # a plan holds the weights: an 8B-parameter fp16 model is 16 GB
 
 MIN_BUFFER = 256  # bytes: an empty tensor (a zero-length cache) still gets a real address
 
@@ -218,18 +222,26 @@ class TrtEngine:
     def from_plan(cls, path: Path, *, inputs: Sequence[TensorSpec],
                   outputs: Sequence[TensorSpec], profiles: Sequence[Profile],
                   version_compatible: bool = False, device: int = 0, trt=None,
-                  cuda: Cuda | None = None) -> TrtEngine:
+                  cuda: Cuda | None = None, sha256: str | None = None) -> TrtEngine:
         """Deserialize the plan at ``path`` on GPU ``device``; dtypes are read from the engine
         (an fp16 graph may take fp16 inputs), dim names from the given specs. ``trt`` and
         ``cuda`` (the tensorrt module and a Cuda over cuda-python) are imported when not given
-        (fakes in tests)."""
+        (fakes in tests). With ``sha256`` (the sidecar's), the bytes read are checked against
+        it before TensorRT sees them: a plan is executable code."""
+        data = read_bytes_file(path, "The TensorRT plan", error=GraphLoadError,
+                               max_bytes=MAX_PLAN_BYTES)
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise ChecksumError(
+                f"The TensorRT plan {path} does not match the sha256 its sidecar records. "
+                "Note: it was changed after it was built; rebuild it with `edgeport build "
+                "BUNDLE`.")
         trt = trt if trt is not None else import_tensorrt()
         cuda = cuda if cuda is not None else Cuda(import_cudart())
         cuda.set_device(device)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         if version_compatible:  # the plan carries its own lean runtime, which must be allowed
             runtime.engine_host_code_allowed = True
-        engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise GraphLoadError(
                 f"TensorRT could not load the plan {path}; its log above says why. Note: "
@@ -458,7 +470,7 @@ def _engine(bundle, graph, variant, facts, branch, build_if_missing, *, inputs, 
     return TrtEngine.from_plan(plan, inputs=inputs, outputs=outputs, profiles=profiles,
                                version_compatible=sidecar["options"].get("version_compatible",
                                                                          False),
-                               device=device, trt=trt, cuda=cuda)
+                               device=device, trt=trt, cuda=cuda, sha256=sidecar["plan_sha256"])
 
 
 def _rebuild(bundle, graph, variant, facts, rejected, trt) -> None:

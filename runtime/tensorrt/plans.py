@@ -4,8 +4,9 @@ A plan runs only on the GPU architecture and TensorRT version it was built with 
 hardware- or version-compatible), and only means something for the graph file it was built
 from. So each plan under ``engines/`` is named by graph, variant, compute capability and
 TensorRT version, and its JSON sidecar records those facts, the build options, the shape
-ranges, and the sha256 of the source graph. ``plan_problems`` reads a sidecar against this
-machine and the bundle and says, in words, why a plan cannot be used.
+ranges, the sha256 of the source graph and that of the plan itself (checked when it loads).
+``plan_problems`` reads a sidecar against this machine and the bundle and says, in words, why
+a plan cannot be used.
 
 >>> facts = DeviceFacts((8, 7), "Orin", "10.3.0")
 >>> plan_path(Path("bundle"), "model", "fp16", facts, BuildOptions()).name
@@ -14,12 +15,13 @@ machine and the bundle and says, in words, why a plan cannot be used.
 
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..bundle import Bundle, write_bytes_atomic, write_json_atomic
-from ..errors import InputError, did_you_mean
+from ..errors import EdgeportError, InputError, did_you_mean
+from ..files import inside, read_json_file
 from .libs import DeviceFacts
 
 ENGINES = "engines"
@@ -74,7 +76,13 @@ def plan_path(bundle_path: Path, graph: str, variant: str, facts: DeviceFacts,
     of a merged decoder the plan runs (``no_past``, ``with_past``)."""
     gpu = "ampere-plus" if options.hardware_compatible else facts.sm
     name = graph if branch is None else f"{graph}.{branch}"
-    return Path(bundle_path) / ENGINES / f"{name}.{variant}.{gpu}.trt{facts.tensorrt}.plan"
+    return engines_dir(bundle_path) / f"{name}.{variant}.{gpu}.trt{facts.tensorrt}.plan"
+
+
+def engines_dir(bundle_path: Path) -> Path:
+    """The bundle's ``engines/`` folder; an UnsafePathError when a symlink leads it outside the
+    bundle (plans are read from it and written into it)."""
+    return inside(bundle_path, ENGINES, what="The bundle's engines folder", directory=True)
 
 
 def sidecar_path(plan: Path) -> Path:
@@ -84,7 +92,7 @@ def sidecar_path(plan: Path) -> Path:
 def timing_cache_path(bundle_path: Path, facts: DeviceFacts) -> Path:
     """One timing cache per GPU and TensorRT version, shared by the bundle's graphs: kernel
     timings carry over between graphs and rebuilds."""
-    return Path(bundle_path) / ENGINES / f"timing.{facts.sm}.trt{facts.tensorrt}.cache"
+    return engines_dir(bundle_path) / f"timing.{facts.sm}.trt{facts.tensorrt}.cache"
 
 
 def source_sha256(bundle: Bundle, graph: str, variant: str) -> str:
@@ -159,7 +167,7 @@ def find_plan(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts,
     rejected: dict[Path, list[str]] = {}
     exact = plan_path(bundle.path, graph, variant, facts, BuildOptions(), branch)
     name = graph if branch is None else f"{graph}.{branch}"
-    candidates = sorted((bundle.path / ENGINES).glob(f"{name}.{variant}.*.plan"),
+    candidates = sorted(engines_dir(bundle.path).glob(f"{name}.{variant}.*.plan"),
                         key=lambda p: (p != exact, p.name))
     for plan in candidates:
         sidecar = read_sidecar(plan)
@@ -178,7 +186,7 @@ def plan_branches(bundle: Bundle, graph: str, variant: str) -> dict[bool, str]:
     they run here or not): the value of the condition input that runs each -> its name, read
     from the sidecars (the runtime reads no ONNX graph)."""
     branches = {}
-    for plan in sorted((bundle.path / ENGINES).glob(f"{graph}.*.{variant}.*.plan")):
+    for plan in sorted(engines_dir(bundle.path).glob(f"{graph}.*.{variant}.*.plan")):
         sidecar = read_sidecar(plan)
         branch = (sidecar or {}).get("branch")
         if branch and sidecar.get("variant") == variant and sidecar.get("graph") == graph:
@@ -186,11 +194,30 @@ def plan_branches(bundle: Bundle, graph: str, variant: str) -> dict[bool, str]:
     return branches
 
 
+# What a sidecar must hold, and of what type, for a plan to be considered at all.
+_SIDECAR_KEYS = {"graph": str, "variant": str, "source": str, "source_sha256": str,
+                 "plan_sha256": str, "compute_capability": list, "gpu": str, "tensorrt": str,
+                 "options": dict, "profiles": list}
+
+
 def read_sidecar(plan: Path) -> dict | None:
+    """A plan's sidecar, or None when it is missing, unreadable or not of the expected shape
+    (such a plan is never used)."""
     try:
-        return json.loads(sidecar_path(plan).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        sidecar = read_json_file(sidecar_path(plan), "A plan's sidecar", max_bytes=2**22,
+                                 expect=dict)
+    except EdgeportError:
         return None
+    if not all(isinstance(sidecar.get(k), t) for k, t in _SIDECAR_KEYS.items()):
+        return None
+    capability = sidecar["compute_capability"]
+    if len(capability) != 2 or not all(type(c) is int for c in capability):
+        return None
+    branch = sidecar.get("branch")
+    if branch is not None and not (isinstance(branch, dict) and isinstance(
+            branch.get("name"), str) and isinstance(branch.get("when"), (bool, int))):
+        return None
+    return sidecar
 
 
 def missing_plan_message(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts,
@@ -209,10 +236,12 @@ def missing_plan_message(bundle: Bundle, graph: str, variant: str, facts: Device
 
 
 def save_plan(plan: Path, data: bytes, sidecar: dict) -> None:
-    """The plan, then its sidecar: a plan without one is never taken for a usable plan."""
+    """The plan, then its sidecar with the plan's sha256: a plan without one is never taken
+    for a usable plan, and a plan that changed after it was built is refused."""
     plan.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(plan, data)
-    write_json_atomic(sidecar_path(plan), sidecar)
+    write_json_atomic(sidecar_path(plan),
+                      {**sidecar, "plan_sha256": hashlib.sha256(data).hexdigest()})
 
 
 def _cc(cc) -> str:

@@ -169,7 +169,8 @@ H100 = DeviceFacts((9, 0), "H100", "10.3.0")
 
 
 def _sidecar(**changes):
-    sidecar = {"compute_capability": [8, 7], "gpu": "Orin", "tensorrt": "10.3.0",
+    sidecar = {"graph": "model", "variant": "fp32",
+               "compute_capability": [8, 7], "gpu": "Orin", "tensorrt": "10.3.0",
                "source": "onnx/model.onnx", "source_sha256": "a" * 64, "options": {},
                "ranges": [{"batch": [1, 1, 8]}], "profiles": []}
     return {**sidecar, **changes}
