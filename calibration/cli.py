@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runtime.cli import terminal_safe
 from runtime.cli_run import key_values
 from runtime.errors import InputError
 
@@ -77,6 +78,8 @@ def main(args) -> int:
     bundle = Bundle.load(args.bundle)
     files = ", ".join(bundle.variants[name]["files"].values())
     size = bundle.summary()["variants"][name]["bytes"] / 1e6
-    print(f"Wrote variant {name!r} ({args.recipe}, {size:.1f} MB): {files}. Run it with "
-          f"pipeline(..., variant={name!r}) or `edgeport run {args.bundle} --variant {name}`.")
+    # the file names come from the manifest: shown without terminal control characters
+    print(terminal_safe(
+        f"Wrote variant {name!r} ({args.recipe}, {size:.1f} MB): {files}. Run it with "
+        f"pipeline(..., variant={name!r}) or `edgeport run {args.bundle} --variant {name}`."))
     return 0

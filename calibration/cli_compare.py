@@ -4,8 +4,9 @@ run variants against a reference on data, print a summary table, write the repor
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from runtime.cli import json_for_stdout, terminal_safe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,14 +51,14 @@ def main(args) -> int:
     paths = write_reports(bundle, report)
     record_summaries(bundle, report)
     if args.json:
-        print(json.dumps(report, indent=2))
-    else:
+        print(json_for_stdout(report, indent=2))
+    else:  # names in the table come from the manifest: no terminal control characters
         data = report["data"]
-        print(f"{report['task']} on {data['samples']} samples ({data['source']}), reference "
-              f"{report['reference']['name']}:\n")
-        print(summary_table(report))
+        print(terminal_safe(f"{report['task']} on {data['samples']} samples ({data['source']}), "
+                            f"reference {report['reference']['name']}:\n", keep="\n"))
+        print(terminal_safe(summary_table(report), keep="\n"))
         print()
         for kind in ("md", "html", "json"):
-            print(f"report: {paths[kind]}")
+            print(terminal_safe(f"report: {paths[kind]}"))
     print("accuracy summaries recorded in manifest.json", file=sys.stderr)
     return 0

@@ -30,7 +30,6 @@ What each bundle reads:
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Iterable, Iterator
@@ -41,6 +40,7 @@ import numpy as np
 
 from runtime.bundle import Bundle
 from runtime.errors import InputError
+from runtime.files import parse_json, read_text_file
 
 Feed = dict[str, np.ndarray]
 
@@ -118,20 +118,26 @@ def _pick(items: list, samples: int | None, seed: int) -> list:
     return [items[i] for i in order[:samples]]
 
 
+# A calibration text file beyond this is not one: take a sample of it instead.
+_MAX_TEXT_BYTES = 1 * 2**30
+
+
+def _read_text(path: Path) -> str:
+    return read_text_file(path, "The calibration data file", error=InputError,
+                          max_bytes=_MAX_TEXT_BYTES)
+
+
 def _text_lines(path: Path) -> list[str]:
-    lines = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line.rstrip("\r\n") for line in _read_text(path).splitlines()]
     return [line for line in lines if line.strip()]
 
 
 def _jsonl(path: Path) -> list[dict]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number} is not valid JSON ({exc.msg}).") from None
+        rows.append(parse_json(line, f"{path}:{number}", error=InputError))
     return rows
 
 

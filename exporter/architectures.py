@@ -176,10 +176,10 @@ _AUDIO_HEAD_TASKS = (
 
 def architecture_for(model_type: str) -> Architecture:
     """The row of a model_type; an ExportError naming the supported ones otherwise."""
-    if model_type not in ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise ExportError(
-            f"edgeport cannot export model_type {model_type!r} yet. "
-            + did_you_mean(model_type, ARCHITECTURES)
+            f"edgeport cannot export model_type {repr(model_type)[:80]} yet. "
+            + did_you_mean(str(model_type)[:80], ARCHITECTURES)
         )
     return ARCHITECTURES[model_type]
 

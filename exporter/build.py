@@ -7,15 +7,16 @@ PosixPath('minilm-bundle')
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from runtime.bundle import (
     EXTERNAL_DATA_BYTES,
@@ -23,10 +24,12 @@ from runtime.bundle import (
     file_sha256,
     manifest_for,
     staged_directory,
+    write_bytes_atomic,
     write_json_atomic,
 )
 from runtime.dims import dim_name_from_optimum
-from runtime.errors import ExportError, MissingDependencyError
+from runtime.errors import EdgeportError, ExportError, MissingDependencyError, UnsafePathError
+from runtime.files import MAX_JSON_BYTES, inside, read_bytes_file, read_json_file
 from runtime.tasks import canonical_task
 
 from .architectures import ASR, architecture_for, infer_task
@@ -40,9 +43,6 @@ from .validate import (
     validation_feeds,
 )
 
-# sentence-transformers files the runtime reads for pooling; copied as they are.
-_SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
-                                "config_sentence_transformers.json")
 # The feature extractor's (audio) or image processor's settings.
 _PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
@@ -64,7 +64,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
     """A local checkpoint directory: the path itself, or a Hub snapshot for a hub id."""
     path = Path(checkpoint)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not _present(path / "config.json"):
             raise ExportError(
                 f"{path} has no config.json, so it is not a Transformers checkpoint. Note: "
                 "pass the directory that `save_pretrained` wrote."
@@ -79,7 +79,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
     except Exception as exc:  # offline, unknown repo, gated repo: all end the same way
         raise ExportError(
             f"{checkpoint!r} is not a local directory, and downloading it from the Hub failed: "
-            f"{str(exc).splitlines()[0][:200]}. Note: pass a local checkpoint directory."
+            f"{_first_line(exc)[:200]}. Note: pass a local checkpoint directory."
         ) from None
 
 
@@ -146,59 +146,300 @@ def _fix_image_dims(onnx_path: Path, config) -> tuple[int, int]:
     return height, width
 
 
-def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
-    """tokenizer.json (converted from slow tokenizer files when needed) and its config."""
+# --- the checkpoint's files ----------------------------------------------------------------------
+# A checkpoint is data from someone else. Every file the bundle takes from it is read here within
+# bounds (runtime.files), checked, and written into the bundle before the slow part starts, so a
+# broken or crafted one ends the export before the model is loaded. A path that one of its files
+# names goes through ``inside``: it never leads a read, or a write, outside its folder.
+
+# Checkpoint files that are weights: never tokenizer files, and too big to copy for nothing.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".ot",
+                    ".onnx", ".onnx_data", ".gguf", ".tflite", ".npz")
+# Weight index files: transformers joins each shard name of their weight_map to the checkpoint
+# folder as it is, so an absolute or '..' name would load weights from elsewhere.
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+# tokenizer_config.json keys that name a file (besides *_file, *_files and Marian's *_spm): every
+# key of a VOCAB_FILES_NAMES in transformers 4.57 is one of these.
+_TOKENIZER_FILE_KEYS = ("vocab", "merges", "pretrained_vocab_file_torch",
+                        "sentencepiece_model_ckpt")
+_MODULES_NOTE = (
+    "Note: each entry of modules.json is an object with a string \"type\" (like "
+    "\"sentence_transformers.models.Pooling\") and a string \"path\" (a folder of the checkpoint "
+    "like \"1_Pooling\", or \"\" for the checkpoint itself); fix the file, or save the model "
+    "again with sentence-transformers.")
+
+
+def _present(path: Path) -> bool:
+    """Whether anything is at ``path``. A dangling symlink or a FIFO counts: reading it then
+    gives a clear error, where ``is_file`` would pass over it in silence."""
+    return os.path.lexists(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message, cut short; the class name when it has none (a
+    MemoryError)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _export_error(what: str, note: str, *, cause: bool = False,
+                  shown_as: tuple[Path, Path] | None = None) -> Iterator[None]:
+    """Turn what goes wrong while ``what`` (transformers, torch or the runtime on a broken or
+    crafted checkpoint) into one ExportError with the original message. An ExportError or
+    UnsafePathError passes as it is. ``cause`` keeps the original as the cause, for steps where
+    the fault may be edgeport's own; ``shown_as`` = (scratch folder, checkpoint) names the
+    checkpoint where the message names the scratch copy transformers read."""
+    try:
+        yield
+    except (ExportError, UnsafePathError):
+        raise
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, EdgeportError) else (
+            f"{_first_line(exc)}. Note: {note}")  # the runtime's messages have their own Note
+        if shown_as:
+            message = message.replace(str(shown_as[0]), str(shown_as[1]))
+        error = ExportError(f"{what}: {message}")
+        raise error from (exc if cause else None)
+
+
+def _read_config(checkpoint: Path) -> dict:
+    """config.json, checked for what the exporter reads from it before transformers does."""
+    path = checkpoint / "config.json"
+    config = read_json_file(path, "The checkpoint's config.json", error=ExportError, expect=dict)
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        found = (f"model_type={repr(model_type)[:80]}, not a name" if "model_type" in config
+                 else "no model_type")
+        raise ExportError(
+            f"{path} has {found}, so edgeport cannot tell the architecture. Note: config.json "
+            "names it, like \"bert\"; save the checkpoint with `save_pretrained`, which writes it."
+        )
+    names = config.get("architectures")
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(name, str) for name in names)):
+        raise ExportError(
+            f"{path} has architectures={repr(names)[:80]}, not a list of class names. Note: it "
+            "lists the model's classes, like [\"BertForMaskedLM\"]; fix it, or remove it and "
+            "pass the task (--task)."
+        )
+    return config
+
+
+def _check_weight_indexes(checkpoint: Path) -> None:
+    """The shard files a weight index names must be files of the checkpoint."""
+    for name in _WEIGHT_INDEXES:
+        path = checkpoint / name
+        if not _present(path):
+            continue
+        weight_map = read_json_file(path, name, error=ExportError, expect=dict).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ExportError(
+                f"{path} has no \"weight_map\" object. Note: it maps each weight to its shard "
+                "file, like {\"embeddings.weight\": \"model-00001-of-00002.safetensors\"}; save "
+                "the checkpoint again with `save_pretrained`.")
+        checked = set()
+        for weight, shard in weight_map.items():
+            if not isinstance(shard, str):
+                raise ExportError(
+                    f"{path} maps {weight[:80]!r} to {repr(shard)[:80]}, not a file name. Note: "
+                    "each weight maps to a shard file of the checkpoint; save the checkpoint "
+                    "again with `save_pretrained`.")
+            if shard not in checked:
+                inside(checkpoint, shard, what=f"{name} weight_map entry {weight[:80]!r}")
+                checked.add(shard)
+
+
+def _sentence_transformers_files(checkpoint: Path) -> dict[str, Any]:
+    """The sentence-transformers files the runtime pools with, {path in the bundle: JSON}, read
+    and checked (the runtime can run the modules); empty for a plain transformers checkpoint."""
+    path = checkpoint / "modules.json"
+    if not _present(path):
+        return {}
+    modules = read_json_file(path, "modules.json", error=ExportError, expect=list)
+    files: dict[str, Any] = {"modules.json": modules}
+    for index, module in enumerate(modules):
+        entry = f"{path}: entry {index}"
+        if not isinstance(module, dict):
+            raise ExportError(f"{entry} is {repr(module)[:80]}, not an object. " + _MODULES_NOTE)
+        kind, folder = module.get("type"), module.get("path")
+        if not isinstance(kind, str):
+            raise ExportError(f"{entry} has type={repr(kind)[:80]}, not a string. "
+                              + _MODULES_NOTE)
+        if not isinstance(folder, str):
+            found = f"path={repr(folder)[:80]}, not a string" if "path" in module else "no path"
+            raise ExportError(f"{entry} has {found}. " + _MODULES_NOTE)
+        is_pooling = kind.rsplit(".", 1)[-1] == "Pooling"
+        if folder == "":  # the checkpoint itself: the Transformer module's
+            if is_pooling:
+                raise ExportError(f"{entry} puts the Pooling module in the checkpoint folder "
+                                  "itself, where config.json is the model's. " + _MODULES_NOTE)
+            continue
+        source = inside(checkpoint, folder, what=f"modules.json entry {index} 'path'",
+                        directory=True)
+        if is_pooling:
+            if not _present(source / "config.json"):
+                raise ExportError(
+                    f"The Pooling module's folder {folder!r} of {checkpoint} has no config.json, "
+                    "so edgeport cannot tell how to pool. Note: save the model again with "
+                    "sentence-transformers.")
+            files[f"{folder}/config.json"] = read_json_file(
+                source / "config.json", f"The Pooling module's config.json ({folder!r})",
+                error=ExportError, expect=dict)
+    for name in ("sentence_bert_config.json", "config_sentence_transformers.json"):
+        if _present(checkpoint / name):
+            files[name] = read_json_file(checkpoint / name, name, error=ExportError, expect=dict)
+    length = files.get("sentence_bert_config.json", {}).get("max_seq_length")
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool)
+                               or length < 1):
+        raise ExportError(
+            f"{checkpoint / 'sentence_bert_config.json'} has max_seq_length="
+            f"{repr(length)[:80]}, not a positive number of tokens. Note: it is the longest "
+            "input the model reads, like 256 (or null); fix it in sentence_bert_config.json.")
+    from runtime.pooling import SentencePooling
+
+    with _export_error(f"The sentence-transformers modules of {checkpoint} cannot be run",
+                       note="fix modules.json and the Pooling module's config.json."):
+        SentencePooling.from_dir(checkpoint)  # modules and pooling modes the runtime has
+    return files
+
+
+def _write_json_from_checkpoint(staging: Path, name: str, data: Any) -> None:
+    """Write JSON the bundle takes from the checkpoint at ``name`` (a path the checkpoint may
+    have named): inside the bundle, and never over a file the bundle holds already."""
+    target = inside(staging, name, what=f"The bundle file {name!r}")
+    clash = ExportError(
+        f"The checkpoint's {name} would take the place of a file of the bundle. Note: rename "
+        "that folder of the checkpoint (and its path in modules.json).")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file of the bundle is where a folder would go
+        raise clash from None
+    if _present(target):
+        raise clash
+    write_json_atomic(target, data)
+
+
+def _names_a_file(key: str, value: Any) -> bool:
+    """Whether a tokenizer_config.json entry names a file (vocab_file, tokenizer_file, ...)."""
+    return value is not None and (key.endswith(("_file", "_files", "_spm"))
+                                  or key in _TOKENIZER_FILE_KEYS)
+
+
+def _tokenizer_source(checkpoint: Path, folder: Path) -> Path:
+    """A copy of the checkpoint's tokenizer files, for transformers to load the tokenizer from.
+
+    transformers opens what a file key of tokenizer_config.json (vocab_file, tokenizer_file,
+    ...) names as it is, absolute or relative to the working directory, before the checkpoint's
+    own file: a crafted key would read any file of this machine into the bundle's tokenizer. The
+    copy holds the checkpoint's top-level regular files but its weights (a symlinked file is
+    followed: the Hub cache links each file to a blob), with no file keys in its
+    tokenizer_config.json, so transformers finds each file in the copy by its standard name.
+    """
+    folder.mkdir()
+    for entry in sorted(os.scandir(checkpoint), key=lambda entry: entry.name):
+        if entry.name.startswith(".") or entry.name.lower().endswith(_WEIGHT_SUFFIXES):
+            continue
+        try:
+            info = os.stat(entry.path)  # through a symlink
+        except OSError:
+            continue  # a dangling symlink
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_JSON_BYTES:
+            continue  # a folder, FIFO or device; or weights by another name
+        what = f"The checkpoint's {entry.name}"
+        if entry.name == "tokenizer_config.json":
+            settings = read_json_file(entry.path, what, error=ExportError, expect=dict)
+            write_json_atomic(folder / entry.name, {key: value for key, value in settings.items()
+                                                    if not _names_a_file(key, value)})
+        else:
+            write_bytes_atomic(folder / entry.name,
+                               read_bytes_file(entry.path, what, error=ExportError))
+    return folder
+
+
+def _check_tokenizer_files(tokenizer, source: Path, checkpoint: Path) -> None:
+    """Every file the loaded tokenizer names is in ``source``: a file key that _names_a_file
+    does not know ends the export before what it named can reach the bundle."""
+    root = source.resolve()
+    for key in getattr(tokenizer, "vocab_files_names", {}):
+        for value in (getattr(tokenizer, key, None), tokenizer.init_kwargs.get(key)):
+            if isinstance(value, str) and root not in Path(value).resolve().parents:
+                raise ExportError(
+                    f"The tokenizer of {checkpoint} would read its {key} from {value[:200]!r}, "
+                    f"outside the checkpoint. Note: remove {key!r} from tokenizer_config.json; "
+                    "transformers then finds the checkpoint's own file by its standard name.")
+
+
+@contextlib.contextmanager
+def _loaded_tokenizer(checkpoint: Path, *, fast: bool, what: str, note: str) -> Iterator[Any]:
+    """A tokenizer loaded from a copy of the checkpoint's files (``_tokenizer_source``), to be
+    saved inside the ``with`` block: a sentencepiece tokenizer copies its model file when saved,
+    and the copy is gone after it."""
     from transformers import AutoTokenizer
 
+    folder = Path(tempfile.mkdtemp(prefix="edgeport-tokenizer-"))
+    source = folder / "checkpoint"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True)
-    except Exception as exc:
-        raise ExportError(
-            f"Could not load the tokenizer of {checkpoint}: {str(exc).splitlines()[0][:300]}. "
-            "Note: a text checkpoint needs tokenizer.json, or slow tokenizer files "
-            "(vocab.txt, sentencepiece .model, ...) that transformers can convert."
-        ) from None
-    if not tokenizer.is_fast:
-        raise ExportError(
-            f"The tokenizer of {checkpoint} could not be converted to a fast tokenizer. Note: "
-            "install sentencepiece and protobuf (`pip install sentencepiece protobuf`), which "
-            "the conversion of sentencepiece vocabularies needs."
-        )
-    tokenizer.save_pretrained(str(staging))
+        _tokenizer_source(checkpoint, source)
+        with _export_error(f"Could not load the {what} of {checkpoint}", note,
+                           shown_as=(source, checkpoint)):
+            tokenizer = AutoTokenizer.from_pretrained(str(source),
+                                                      **({"use_fast": True} if fast else {}))
+        _check_tokenizer_files(tokenizer, source, checkpoint)
+        yield tokenizer
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
+    """tokenizer.json (converted from slow tokenizer files when needed) and its config."""
+    with _loaded_tokenizer(
+            checkpoint, fast=True, what="tokenizer",
+            note="a text checkpoint needs tokenizer.json, or slow tokenizer files (vocab.txt, "
+                 "sentencepiece .model, ...) that transformers can convert.") as tokenizer:
+        if not tokenizer.is_fast:
+            raise ExportError(
+                f"The tokenizer of {checkpoint} could not be converted to a fast tokenizer. "
+                "Note: install sentencepiece and protobuf (`pip install sentencepiece "
+                "protobuf`), which the conversion of sentencepiece vocabularies needs."
+            )
+        with _export_error(f"Could not save the tokenizer of {checkpoint}",
+                           "its tokenizer files hold values transformers cannot write back."):
+            tokenizer.save_pretrained(str(staging))
     return "tokenizer.json"
 
 
-def _save_image_processor(checkpoint: Path, staging: Path) -> str:
+def _image_processor_config(checkpoint: Path, model_type: str) -> dict:
     """preprocessor_config.json, refused now when the runtime has no processor for it."""
     from runtime.image_processing import ImageProcessor
 
-    name = "preprocessor_config.json"
-    if not (checkpoint / name).is_file():
+    path = checkpoint / _PREPROCESSOR_CONFIG
+    if not _present(path):
         raise ExportError(
-            f"{checkpoint} has no {name}, so edgeport cannot know how to prepare images for "
-            "it. Note: save the image processor with the checkpoint "
+            f"{checkpoint} has no {_PREPROCESSOR_CONFIG}, so edgeport cannot know how to prepare "
+            "images for it. Note: save the image processor with the checkpoint "
             "(`AutoImageProcessor.from_pretrained(...).save_pretrained(DIR)`)."
         )
-    shutil.copy2(checkpoint / name, staging / name)
-    ImageProcessor.from_dir(staging)
-    return name
+    config = read_json_file(path, f"The image processor's {_PREPROCESSOR_CONFIG}",
+                            error=ExportError, expect=dict)
+    with _export_error(f"{path} cannot be used",
+                       "fix it, or save the image processor again with `save_pretrained`."):
+        ImageProcessor.from_config(config, model_type=model_type)
+    return config
 
 
 def _feature_extractor_config(checkpoint: Path) -> dict:
     """An audio checkpoint's preprocessor_config.json, refused now when there is none: the
     runtime prepares audio from it (sampling rate, normalization, log-mel settings)."""
     path = checkpoint / _PREPROCESSOR_CONFIG
-    if not path.is_file():
+    if not _present(path):
         raise ExportError(
             f"{checkpoint} has no {_PREPROCESSOR_CONFIG}, so edgeport cannot know how to prepare "
             "audio for it. Note: save the feature extractor with the checkpoint "
             "(`AutoFeatureExtractor.from_pretrained(...).save_pretrained(DIR)`)."
         )
-    try:
-        config = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path} is not valid JSON ({exc}). Note: save the feature extractor "
-                          "again with `save_pretrained`.") from None
+    config = read_json_file(path, f"The feature extractor's {_PREPROCESSOR_CONFIG}",
+                            error=ExportError, expect=dict)
     missing = [key for key in ("feature_extractor_type", "sampling_rate") if key not in config]
     if missing:
         raise ExportError(
@@ -207,7 +448,9 @@ def _feature_extractor_config(checkpoint: Path) -> dict:
         )
     from runtime.audio_features import FeatureExtractor
 
-    FeatureExtractor.from_config(config)  # one the runtime cannot run is refused now
+    with _export_error(f"{path} cannot be used",
+                       "fix it, or save the feature extractor again with `save_pretrained`."):
+        FeatureExtractor.from_config(config)  # one the runtime cannot run is refused now
     return config
 
 
@@ -215,41 +458,52 @@ def _save_ctc_vocabulary(checkpoint: Path, staging: Path) -> str:
     """A CTC model's character vocabulary: vocab.json (id -> character, read by the runtime's
     CTC decoding) with tokenizer_config.json and special_tokens_map.json (the blank, the word
     delimiter, the case). Wav2Vec2CTCTokenizer has no fast tokenizer, so no tokenizer.json."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    except Exception as exc:
-        raise ExportError(
-            f"Could not load the CTC tokenizer of {checkpoint}: "
-            f"{str(exc).splitlines()[0][:300]}. Note: a speech recognition checkpoint needs its "
-            "vocab.json and tokenizer_config.json (`Wav2Vec2Processor.save_pretrained(DIR)`)."
-        ) from None
-    if type(tokenizer).__name__ != "Wav2Vec2CTCTokenizer":
-        raise ExportError(
-            f"The tokenizer of {checkpoint} is a {type(tokenizer).__name__}; edgeport decodes "
-            "CTC with a Wav2Vec2CTCTokenizer's character vocabulary only. Note: phoneme "
-            "tokenizers (Wav2Vec2PhonemeCTCTokenizer) are not supported yet."
-        )
-    tokenizer.save_pretrained(str(staging))
+    with _loaded_tokenizer(
+            checkpoint, fast=False, what="CTC tokenizer",
+            note="a speech recognition checkpoint needs its vocab.json and tokenizer_config.json "
+                 "(`Wav2Vec2Processor.save_pretrained(DIR)`).") as tokenizer:
+        if type(tokenizer).__name__ != "Wav2Vec2CTCTokenizer":
+            raise ExportError(
+                f"The tokenizer of {checkpoint} is a {type(tokenizer).__name__}; edgeport "
+                "decodes CTC with a Wav2Vec2CTCTokenizer's character vocabulary only. Note: "
+                "phoneme tokenizers (Wav2Vec2PhonemeCTCTokenizer) are not supported yet."
+            )
+        with _export_error(f"Could not save the CTC tokenizer of {checkpoint}",
+                           "its tokenizer files hold values transformers cannot write back."):
+            tokenizer.save_pretrained(str(staging))
     return "vocab.json"
 
 
-def _save_preprocessing(checkpoint: Path, staging: Path, row, task: str) -> dict:
-    """The files the runtime prepares inputs (and decodes outputs) with: {kind: file name}."""
-    files = {}
+def _save_checkpoint_files(checkpoint: Path, staging: Path, config: dict, row, task: str,
+                           sentence_transformers: dict[str, Any]) -> tuple[dict, dict]:
+    """Write what the bundle takes from the checkpoint, checked, before the slow part: the files
+    the runtime prepares inputs (and decodes outputs) with, generation_config.json and the
+    sentence-transformers files. (The preprocessing of the manifest, {kind: file name}; the
+    feature extractor's settings, empty but for audio.)"""
+    files: dict[str, Any] = {}
+    feature_extractor: dict = {}
     if "text" in row.modality:
         files["tokenizer"] = _save_tokenizer(checkpoint, staging)
     if "image" in row.modality:
-        files["image_processor"] = _save_image_processor(checkpoint, staging)
-    if row.modality == "audio":  # checked before tracing (_feature_extractor_config)
-        shutil.copy2(checkpoint / _PREPROCESSOR_CONFIG, staging / _PREPROCESSOR_CONFIG)
+        image_processor = _image_processor_config(checkpoint, config["model_type"])
+        _write_json_from_checkpoint(staging, _PREPROCESSOR_CONFIG, image_processor)
+        files["image_processor"] = _PREPROCESSOR_CONFIG
+    if row.modality == "audio":  # it also says whether the model is fed an attention mask
+        feature_extractor = _feature_extractor_config(checkpoint)
+        _write_json_from_checkpoint(staging, _PREPROCESSOR_CONFIG, feature_extractor)
         files["feature_extractor"] = _PREPROCESSOR_CONFIG
         if task == ASR:  # the transcript's tokens: a CTC vocabulary, or Whisper's BPE
             files["tokenizer"] = (_save_tokenizer(checkpoint, staging)
                                   if row.family == "encoder-decoder"
                                   else _save_ctc_vocabulary(checkpoint, staging))
-    return files
+    generation = checkpoint / "generation_config.json"
+    if _present(generation):
+        _write_json_from_checkpoint(staging, generation.name, read_json_file(
+            generation, generation.name, error=ExportError, expect=dict))
+    for name, data in sentence_transformers.items():
+        _write_json_from_checkpoint(staging, name, data)
+    files["sentence_transformers"] = bool(sentence_transformers)
+    return files, feature_extractor
 
 
 def _fold_parametrizations(model) -> None:
@@ -328,17 +582,6 @@ def _fix_encoder_sequence(decoder_path: Path, config) -> None:
     onnx.save(model, str(decoder_path))
 
 
-def _copy_generation_config(checkpoint: Path, staging: Path, model) -> None:
-    """generation_config.json: the checkpoint's own file, or for a generative model without one
-    the file transformers derives from the model config (older checkpoints keep generation
-    defaults there)."""
-    name = "generation_config.json"
-    if (checkpoint / name).is_file():
-        shutil.copy2(checkpoint / name, staging / name)
-    elif model.can_generate():
-        model.generation_config.save_pretrained(str(staging))
-
-
 def _validate(row, model, paths: dict[str, Path], signatures: dict[str, dict], *, image_size,
               atol: float, say) -> dict:
     """The validation report of the traced graphs (a ValidationError when they disagree)."""
@@ -356,23 +599,6 @@ def _validate(row, model, paths: dict[str, Path], signatures: dict[str, dict], *
                                   model.config, image_size=image_size))
     say(f"validating against PyTorch at {_axis_values(shape for shape, _ in feeds)}")
     return validate_graph(model, paths["model"], feeds, atol=atol)
-
-
-def _copy_sentence_transformers(checkpoint: Path, staging: Path) -> bool:
-    if not (checkpoint / "modules.json").is_file():
-        return False
-    from runtime.pooling import SentencePooling
-
-    for name in _SENTENCE_TRANSFORMERS_FILES:
-        if (checkpoint / name).is_file():
-            shutil.copy2(checkpoint / name, staging / name)
-    for module in json.loads((checkpoint / "modules.json").read_text("utf-8")):
-        if module.get("path") and (checkpoint / module["path"] / "config.json").is_file():
-            (staging / module["path"]).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(checkpoint / module["path"] / "config.json",
-                         staging / module["path"] / "config.json")
-    SentencePooling.from_dir(staging)  # refuse modules the runtime cannot run, now
-    return True
 
 
 @contextlib.contextmanager
@@ -450,12 +676,14 @@ def bundle_from_checkpoint(
     source = str(checkpoint)
     check_target(output, overwrite=overwrite)  # before the slow part; again when writing
     checkpoint = resolve_checkpoint(checkpoint)
-    config = json.loads((checkpoint / "config.json").read_text("utf-8"))
-    model_type = config.get("model_type")
+    # The checkpoint is untrusted input: its files are read and checked first, before the slow
+    # part (_save_checkpoint_files writes what the bundle takes from it).
+    config = _read_config(checkpoint)
+    model_type = config["model_type"]
     row = architecture_for(model_type)
-    is_sentence_transformers = (checkpoint / "modules.json").is_file()
+    sentence_transformers = _sentence_transformers_files(checkpoint)
     if task is None:
-        task = infer_task(config, sentence_transformers=is_sentence_transformers)
+        task = infer_task(config, sentence_transformers=bool(sentence_transformers))
     elif task not in row.tasks:  # aliases ("ner") and mistyped names (a TaskError)
         task = canonical_task(task)
     if task not in row.tasks:
@@ -466,25 +694,23 @@ def bundle_from_checkpoint(
     if opset is not None and not row.min_opset <= int(opset) <= 23:
         raise ExportError(f"opset {opset} is out of range for {model_type}. Note: use an opset "
                           f"from {row.min_opset} to 23.")
-
-    # An audio checkpoint without its feature extractor is refused before the slow part; the
-    # extractor also says whether the model is fed an attention mask.
-    feature_extractor = _feature_extractor_config(checkpoint) if row.modality == "audio" else {}
+    _check_weight_indexes(checkpoint)
 
     auto_class = getattr(transformers, row.model_class(task))
     say(f"loading {model_type} for {task} from {source}")
-    try:
-        model = auto_class.from_pretrained(str(checkpoint)).eval()
-    except Exception as exc:
-        raise ExportError(
-            f"transformers could not load {checkpoint} as {auto_class.__name__}: "
-            f"{str(exc).splitlines()[0][:300]}"
-        ) from None
-    _fold_parametrizations(model)
-
     with staged_directory(output, overwrite=overwrite) as staging:
         (staging / "onnx").mkdir()
         (staging / "reports").mkdir()
+        preprocessing, feature_extractor = _save_checkpoint_files(
+            checkpoint, staging, config, row, task, sentence_transformers)
+        # transformers builds the model from config.json as it is: a crafted value fails in
+        # torch (a negative size, a zero division, an allocation of terabytes).
+        with _export_error(f"transformers could not load {checkpoint} as {auto_class.__name__}",
+                           "config.json holds values the model cannot be built with, or the "
+                           "weights do not fit it; save the checkpoint again with "
+                           "`save_pretrained`."):
+            model = auto_class.from_pretrained(str(checkpoint)).eval()
+        _fold_parametrizations(model)
         with tempfile.TemporaryDirectory(dir=staging) as traced:
             say(f"tracing to ONNX with optimum-onnx (opset {opset or 'default'})")
             try:
@@ -499,8 +725,7 @@ def bundle_from_checkpoint(
                         **({"custom_onnx_configs": {"model": custom}} if custom else {}))
             except Exception as exc:
                 raise ExportError(
-                    f"optimum-onnx failed to trace {model_type} for {task}: "
-                    f"{str(exc).strip().splitlines()[0][:300]}"
+                    f"optimum-onnx failed to trace {model_type} for {task}: {_first_line(exc)}"
                 ) from exc
             # The bundle's graphs, each with its external data file if it has one; optimum's
             # unmerged decoders (decoder_model, decoder_with_past_model) stay behind.
@@ -517,21 +742,30 @@ def bundle_from_checkpoint(
                     shutil.move(str(Path(traced) / name), staging / "onnx" / name)
         paths = {graph: staging / "onnx" / f"{graph}.onnx" for graph in row.graphs}
 
-        image_size = (_fix_image_dims(paths["model"], model.config) if row.fixed_image_size
-                      else None)
-        if row.family == "audio-encoder":
-            _name_audio_dims(paths["model"])
-        if row.fixed_encoder_sequence:
-            _fix_encoder_sequence(paths["decoder_model_merged"], model.config)
-        signatures = {graph: _graph_signature(path) for graph, path in paths.items()}
-        report = _validate(row, model, paths, signatures, image_size=image_size,
-                           atol=atol if atol else row.atol, say=say)
+        # The config's values that traced fine can still fail at the validation shapes (a
+        # sequence past max_position_embeddings): one ExportError, with the cause kept.
+        with _export_error(f"Validating the {model_type} graphs against PyTorch failed",
+                           "the model must run at two batch sizes and two lengths or sizes; "
+                           "check config.json's sizes (max_position_embeddings, image_size, "
+                           "...).", cause=True):
+            image_size = (_fix_image_dims(paths["model"], model.config)
+                          if row.fixed_image_size else None)
+            if row.family == "audio-encoder":
+                _name_audio_dims(paths["model"])
+            if row.fixed_encoder_sequence:
+                _fix_encoder_sequence(paths["decoder_model_merged"], model.config)
+            signatures = {graph: _graph_signature(path) for graph, path in paths.items()}
+            report = _validate(row, model, paths, signatures, image_size=image_size,
+                               atol=atol if atol else row.atol, say=say)
         write_json_atomic(staging / "reports" / "validation.json", report)
 
-        model.config.save_pretrained(str(staging))
-        _copy_generation_config(checkpoint, staging, model)
-        preprocessing = _save_preprocessing(checkpoint, staging, row, task)
-        preprocessing["sentence_transformers"] = _copy_sentence_transformers(checkpoint, staging)
+        with _export_error(f"Could not write the config of {checkpoint}",
+                           "config.json holds values transformers cannot write back; fix them."):
+            model.config.save_pretrained(str(staging))
+            # generative models without the checkpoint's own file: the one transformers
+            # derives from the model config (older checkpoints keep generation defaults there)
+            if not _present(staging / "generation_config.json") and model.can_generate():
+                model.generation_config.save_pretrained(str(staging))
 
         for graph, names in graph_files.items():
             names.extend(_external_weights(paths[graph], names))

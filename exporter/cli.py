@@ -27,9 +27,11 @@ def main(args) -> int:
         overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     from runtime.bundle import Bundle
+    from runtime.cli import terminal_safe
 
     bundle = Bundle.load(path)
     worst = max(bundle.manifest["validation"]["max_abs_diff"].values())
-    print(f"Exported {bundle.model_type} for {bundle.task} to {path} "
-          f"(validated against PyTorch: max abs diff {worst:.1e}).")
+    # model_type comes from the checkpoint's config.json: no terminal control characters
+    print(terminal_safe(f"Exported {bundle.model_type} for {bundle.task} to {path} "
+                        f"(validated against PyTorch: max abs diff {worst:.1e})."))
     return 0

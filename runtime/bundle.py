@@ -229,9 +229,10 @@ class Bundle:
     def load(cls, path: str | os.PathLike) -> Bundle:
         path = Path(path)
         if not path.is_dir():
+            what = "is not a directory" if path.exists() else "does not exist"
             raise BundleNotFoundError(
-                f"No bundle at {path}: the directory does not exist. Note: make one with "
-                "`edgeport export CHECKPOINT -o BUNDLE`."
+                f"No bundle at {path}: it {what}. Note: a bundle is the folder that "
+                "`edgeport export CHECKPOINT -o BUNDLE` makes."
             )
         if not (path / MANIFEST).exists():
             raise ManifestError(
@@ -241,9 +242,11 @@ class Bundle:
         manifest = read_json_file(path / MANIFEST, "The bundle manifest", error=ManifestError,
                                   max_bytes=MAX_MANIFEST_BYTES)
         manifest = validate_manifest(manifest, str(path / MANIFEST))
+        # A file linked out of the bundle (the Hub cache links files to blobs) is only looked
+        # at when its checksum is verified: whether it exists is no business of a load.
         missing = [name for name in manifest["checksums"]
-                   if not inside(path, name, what=f"The manifest's checksums entry {name!r}"
-                                 ).is_file()]
+                   if not os.path.lexists(inside(path, name, what=f"The manifest's checksums "
+                                                 f"entry {name!r}"))]
         if missing:
             raise BundleNotFoundError(
                 f"The bundle {path} is missing files its manifest lists: {missing[:10]}. Note: "
@@ -289,7 +292,14 @@ class Bundle:
         from .tasks import canonical_task
 
         if task is None:
-            return self.task
+            try:
+                return canonical_task(self.task)
+            except TaskError:
+                raise TaskError(
+                    f"The bundle {self.path} is for the task {self.task!r}, which this edgeport "
+                    "does not run. Note: update edgeport, or export the checkpoint again with "
+                    "`--task` naming one of the tasks `edgeport export --help` lists."
+                ) from None
         task = canonical_task(task)
         if not self.serves(task):
             raise TaskError(
@@ -348,12 +358,20 @@ class Bundle:
         """Check one listed file's sha256; return the external data locations it names (none
         for a data file)."""
         path = inside(self.path, relative, what=f"The manifest's {entry}")
+        expected = self.manifest["checksums"][relative]
+        linked_out = self._linked_out(path)
+        mismatch = ChecksumError(
+            f"The bundle file {relative} ({entry}) does not match the manifest: its sha256 is "
+            f"not the recorded {expected[:16]}...{', or it is missing' if linked_out else ''}. "
+            "Note: it was changed or damaged after export; export the bundle again (or restore "
+            "the file).")
         if not path.is_file():
+            if linked_out:  # the same error either way: nothing is told of what lies outside
+                raise mismatch
             raise BundleNotFoundError(
                 f"The bundle file {relative} ({entry}) is missing. Note: copy the whole bundle "
                 "directory, or export it again."
             )
-        expected = self.manifest["checksums"][relative]
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns,
                expected)
@@ -362,13 +380,8 @@ class Bundle:
                 return self._verified[key]
         locations = _verified_before(path, stat, expected)
         if locations is None:
-            actual = file_sha256(path)
-            if actual != expected:
-                raise ChecksumError(
-                    f"{path} does not match the manifest: sha256 {actual[:16]}... instead of "
-                    f"{expected[:16]}... Note: the file was changed or damaged after export; "
-                    "export the bundle again (or restore the file)."
-                )
+            if file_sha256(path) != expected:  # its actual hash is not told: it may lie outside
+                raise mismatch
             locations = sorted(graph_file_locations(path)) if relative.endswith(".onnx") else []
             _remember_verified(path, stat, expected, locations)
         with self._lock:
@@ -395,14 +408,33 @@ class Bundle:
                 directory=True))
         return OrtEngine(self.graph_path(graph, variant), **options)
 
+    def _linked_out(self, path: Path) -> bool:
+        """Whether ``path`` (inside the bundle by name) is a symlink whose file lies outside."""
+        root = self.path.resolve()
+        return root not in path.resolve().parents
+
     def summary(self) -> dict:
-        """What `edgeport inspect` prints: task, graphs with dims, variants with sizes."""
+        """What `edgeport inspect` prints: task, graphs with dims, variants with sizes. The size
+        of a file linked out of the bundle is told only once its checksum is verified (then it
+        is the file the manifest names); else the variant's size is None."""
         variants = {}
         for name, info in self.variants.items():
             files = list(info["files"].values())
-            for extra in info.get("data_files", {}).values():
+            for extra in (info.get("data_files") or {}).values():
                 files += extra
-            size = sum(self.file(f, what=f"variants.{name}").stat().st_size for f in files)
+            size = 0
+            for relative in files:
+                path = self.file(relative, what=f"variants.{name}")
+                if self._linked_out(path):
+                    try:
+                        self._verify(relative, f"variants.{name}")
+                    except EdgeportError:
+                        size = None
+                        break
+                if not path.is_file():
+                    size = None
+                    break
+                size += path.stat().st_size
             variants[name] = {"files": info["files"], "bytes": size,
                               "recipe": info.get("recipe"), "accuracy": info.get("accuracy")}
         return {

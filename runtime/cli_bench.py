@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bundle import BACKENDS
+from .bundle import BACKENDS, Bundle
 from .errors import InputError, MissingDependencyError
 
 
@@ -63,9 +63,16 @@ def main(args) -> int:
     from .bench import benchmark, markdown
     from .bundle import write_json_atomic
 
-    if args.json is not None and not args.json.parent.is_dir():
-        raise InputError(f"--json {args.json}: the directory {args.json.parent} does not exist. "
-                         "Note: create it first, or write the report elsewhere.")
+    if args.json is not None:  # before the slow part: a report that cannot be written fails now
+        if args.json.is_dir():
+            raise InputError(f"--json {args.json} is a folder. Note: name the report file, e.g. "
+                             f"{args.json / 'bench.json'}.")
+        if not args.json.parent.is_dir():
+            problem = "is not a folder" if args.json.parent.exists() else "does not exist"
+            raise InputError(f"--json {args.json}: the directory {args.json.parent} {problem}. "
+                             "Note: create it first, or write the report elsewhere.")
+    if args.inputs:
+        check_inputs(args.bundle, args.task, args.inputs)
     reference = _reference_factory() if args.against else None
     progress = ProgressBar()
     try:
@@ -81,6 +88,29 @@ def main(args) -> int:
     if args.json is not None:
         write_json_atomic(args.json, report)
     return 0
+
+
+def check_inputs(path: str, task: str | None, inputs: list[str]) -> None:
+    """An InputError for an --input that is not valid UTF-8 text, when the bundle reads text
+    (for image and audio bundles, an input is a file name, which may be any bytes)."""
+    from .cli_run import check_text, reads_text
+
+    if all(_is_unicode(text) for text in inputs):
+        return  # the usual case: no need to look at the bundle here
+    from .tasks import pipeline_class
+
+    bundle = Bundle.load(path)
+    if reads_text(pipeline_class(bundle.check_task(task), bundle.manifest.get("family"))):
+        for number, text in enumerate(inputs, 1):
+            check_text(text, f"--input {number}")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reference_factory():

@@ -5,8 +5,10 @@ from the shell, on the CPU or a GPU, through ONNX Runtime or TensorRT."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +16,9 @@ import numpy as np
 from PIL import Image
 
 from .bundle import BACKENDS
+from .cli import json_for_stdout, terminal_safe
 from .errors import InputError
+from .files import write_bytes_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,15 +68,28 @@ def key_values(pairs: list[str], flag: str = "--set", example: str = "top_k=3") 
 def main(args) -> int:
     from .pipeline import pipeline
 
-    inputs = list(args.inputs) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if args.inputs:
+        inputs = [(text, f"INPUT argument {n}") for n, text in enumerate(args.inputs, 1)]
+    else:
+        inputs = stdin_lines()
     if not inputs:
         raise InputError("No inputs: give texts as arguments, or one per line on stdin.")
     if args.build_if_missing and args.backend != "tensorrt":
         raise InputError("--build-if-missing builds TensorRT plans: it goes with --backend "
                          "tensorrt.")
+    if args.context is not None:
+        check_text(args.context, "--context")
+    options = key_values(args.options)
+    for key, value in options.items():
+        check_text(value, f"--set {key}")
+    if args.output_dir is not None:  # before the slow part: a wrong folder fails at once
+        output_folder(args.output_dir)
     pipe = pipeline(args.task, model=args.bundle, variant=args.variant, device=args.device,
                     backend=args.backend, build_if_missing=args.build_if_missing)
-    options = key_values(args.options)
+    if reads_text(pipe):
+        for text, where in inputs:
+            check_text(text, where)
+    inputs = [text for text, _ in inputs]
     if pipe.task == "question-answering":
         if args.context is None:
             raise InputError("question-answering needs --context TEXT; the INPUTs are questions.")
@@ -81,16 +98,85 @@ def main(args) -> int:
         raise InputError(f"--context is for question-answering; this bundle runs {pipe.task}.")
     else:
         results = [pipe(text, **options) for text in inputs]
-    if args.output_dir is not None:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-    results = [printable(result, args.output_dir, f"{index}-{Path(str(item)).stem}"[:60])
+    results = [printable(result, args.output_dir, f"{index}-{Path(str(item)).stem}")
                for index, (item, result) in enumerate(zip(inputs, results))]
     if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
+        print(json_for_stdout(results if len(results) > 1 else results[0]))
     else:
         for text, result in zip(inputs, results):
-            print(f"{text}\n  {json.dumps(result, ensure_ascii=False)}")
+            print(f"{terminal_safe(text)}\n  {json_for_stdout(result)}")
     return 0
+
+
+def reads_text(pipe) -> bool:
+    """Whether a pipeline (or its class) takes texts, which go to a tokenizer that takes only
+    valid Unicode; image and audio pipelines take file names, passed on as the OS gave them (a
+    name that is not UTF-8 is still a valid path)."""
+    return not set(pipe.preprocessors) & {"image_processor", "feature_extractor"}
+
+
+def stdin_lines() -> list[tuple[str, str]]:
+    """The non-blank lines of stdin, each with where it came from ("line 3 of stdin").
+
+    Read as bytes and decoded as the OS decodes arguments (UTF-8, undecodable bytes kept as
+    surrogates), so that a line is a file name exactly as given, and a text that is not UTF-8
+    is refused with its line number (``check_text``) instead of failing in the tokenizer.
+    """
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        return []
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text stream put in place of stdin (a test, an embedding program)
+        lines = sys.stdin.read().split("\n")
+    else:
+        data = raw.read()
+        if data.startswith(b"\xef\xbb\xbf"):  # the UTF-8 mark some Windows editors write
+            data = data[3:]
+        lines = [os.fsdecode(line) for line in data.splitlines()]
+    return [(line.rstrip("\r\n"), f"Line {n} of stdin") for n, line in enumerate(lines, 1)
+            if line.strip()]
+
+
+def check_text(value, where: str) -> None:
+    """An InputError when ``value`` (a text, or a list or dict holding texts) is not valid
+    Unicode: arguments and stdin lines reach Python with each byte that is not UTF-8 as a lone
+    surrogate, which no tokenizer takes.
+
+    >>> check_text("caf\\udce9", "INPUT argument 1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    runtime.errors.InputError: INPUT argument 1 is not valid UTF-8 text: byte 0xe9 at ... Note: ...
+    """
+    if isinstance(value, dict):
+        for item in value.values():
+            check_text(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item, where)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            what = (f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF
+                    else f"the lone surrogate U+{code:04X}")
+            raise InputError(
+                f"{where} is not valid UTF-8 text: {what} at character {exc.start + 1}. Note: "
+                "give text in UTF-8; convert a file with `iconv -f LATIN1 -t UTF-8 FILE`, or set "
+                "the terminal's locale to UTF-8.") from None
+
+
+def output_folder(path: Path) -> None:
+    """Make the --output-dir folder (and its parents), or say in one line why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(
+            f"--output-dir {path} is a file, not a folder. Note: name a folder (it is made when "
+            "missing), or move the file away.") from None
+    except OSError as exc:
+        raise InputError(
+            f"--output-dir {path} cannot be made: {exc.strerror}. Note: name a folder this user "
+            "may write in.") from None
 
 
 def printable(result, directory: Path | None, stem: str):
@@ -106,12 +192,13 @@ def printable(result, directory: Path | None, stem: str):
                 shape = f"{value.mode} {value.width}x{value.height}" if image else (
                     f"{value.dtype} {list(value.shape)}")
                 return f"<{'image' if image else 'array'} {shape}: pass --output-dir to save it>"
-            path = directory / f"{stem}-{key}-{saved}.{'png' if image else 'npy'}"
+            name = f"{file_part(stem)}-{file_part(key)}-{saved}.{'png' if image else 'npy'}"
             saved += 1
+            path = directory / name
             _save(value, path)
             return str(path)
         if isinstance(value, dict):
-            return {k: convert(v, k) for k, v in value.items()}
+            return {k: convert(v, str(k)) for k, v in value.items()}
         if isinstance(value, list):
             return [convert(v, key) for v in value]
         return value
@@ -119,16 +206,23 @@ def printable(result, directory: Path | None, stem: str):
     return convert(result, "result")
 
 
-def _save(value, path: Path) -> None:
-    """Write to a temp file beside ``path``, then rename: never a half-written file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            if isinstance(value, Image.Image):
-                value.save(stream, format="PNG")
-            else:
-                np.save(stream, value)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+def file_part(text: str, limit: int = 60) -> str:
+    """``text`` as a safe part of a file name: the input's name and the result's keys (which
+    a model's labels can be) name the saved files, so no '/', no '..', no control characters.
 
+    >>> file_part("../../etc/passwd"), file_part("café au lait")
+    ('etc_passwd', 'caf_au_lait')
+    """
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+    return safe[:limit] or "_"
+
+
+def _save(value, path: Path) -> None:
+    """Write through a temp file of a random name beside ``path``, then rename: never a
+    half-written file, and a symlink planted in the folder cannot redirect the write."""
+    stream = io.BytesIO()
+    if isinstance(value, Image.Image):
+        value.save(stream, format="PNG")
+    else:
+        np.save(stream, value, allow_pickle=False)
+    write_bytes_atomic(path, stream.getvalue())

@@ -9,10 +9,10 @@ import runtime
 
 def test_runtime_api():
     assert sorted(runtime.__all__) == sorted([
-        "Bundle", "BundleBusyError", "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError",
-        "EngineError", "ExportError", "GraphLoadError", "InputError", "ManifestError",
-        "MissingDependencyError", "TaskError", "UnsafePathError", "ValidationError", "__version__", "pipeline",
-        "pipeline_from_bundle",
+        "Bundle", "BundleBusyError", "BundleError", "BundleNotFoundError", "ChecksumError",
+        "EdgeportError", "EngineError", "ExportError", "GraphLoadError", "InputError",
+        "ManifestError", "MissingDependencyError", "TaskError", "UnsafePathError",
+        "ValidationError", "__version__", "pipeline", "pipeline_from_bundle",
     ])
 
 

@@ -117,6 +117,28 @@ def test_a_symlinked_file_is_allowed_as_the_hub_cache_makes_them(bundle_copy, tm
     assert result[0]["label"]
 
 
+def test_a_file_linked_out_of_the_bundle_tells_nothing_of_its_target(bundle_copy, victim,
+                                                                    capsys):
+    """A crafted bundle links its graph to a file of the user's: no error or summary tells its
+    size, hash or existence."""
+    graph = bundle_copy / "onnx" / "model.onnx"
+    graph.unlink()
+    os.symlink(victim, graph)
+    errors = []
+    for target in (victim, victim.with_name("absent")):
+        os.unlink(graph)
+        os.symlink(target, graph)
+        bundle = Bundle.load(bundle_copy)  # loads: the link is looked at when verified
+        with pytest.raises(ChecksumError) as caught:
+            bundle.graph_path("model")
+        errors.append(str(caught.value))
+        _says_nothing_about(errors[-1], victim)
+        assert bundle.summary()["variants"]["fp32"]["bytes"] is None
+        assert edgeport(["inspect", str(bundle_copy), "--json"]) == 0
+        _says_nothing_about(capsys.readouterr().out, victim)
+    assert errors[0] == errors[1]  # present or absent: the same words
+
+
 def test_reports_and_engines_folders_symlinked_out_are_refused(bundle_copy, tmp_path,
                                                              monkeypatch):
     from calibration import report
@@ -350,3 +372,23 @@ def test_errors_are_edgeport_errors_with_a_note(bundle_copy):
         with pytest.raises(EdgeportError) as caught:
             Bundle.load(bundle_copy)
         assert "Note:" in str(caught.value)
+
+
+def test_a_graph_naming_external_data_outside_is_refused_before_onnx_runtime(bundle_copy,
+                                                                            victim):
+    import onnx
+
+    data = _with_external_data(bundle_copy, list_it=True)
+    graph = data.with_name("model.onnx")
+    model = onnx.load(str(graph), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../../victim.txt"
+    onnx.save_model(model, str(graph))
+    manifest = _manifest(bundle_copy)
+    manifest["checksums"]["onnx/model.onnx"] = file_sha256(graph)
+    _write_manifest(bundle_copy, manifest)
+    with pytest.raises(UnsafePathError, match="external data") as caught:
+        Bundle.load(bundle_copy).graph_path("model")
+    _says_nothing_about(str(caught.value), victim)
