@@ -40,7 +40,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .errors import InputError, did_you_mean
-from .preprocessor_config import given, integer, number, read_directory
+from .preprocessor_config import given, integer, number, read_directory, shown
+
+# Bounds on what a preprocessor_config.json may ask for. Real models use 16 kHz (some 8, 22.05,
+# 44.1 or 48 kHz); Whisper takes a 400-sample FFT every 160 samples into 80 or 128 mel bins.
+MAX_SAMPLING_RATE = 384_000
+MAX_N_FFT = 2**15
+MAX_FEATURE_SIZE = 1024
+MAX_CHUNK_SECONDS = 3600
+MAX_PADDING_VALUE = 1e6
+# The most values one padded Whisper window may hold (feature_size x frames): Whisper's is
+# 80 x 3000; this is 2**26 float32, 256 MB.
+MAX_WINDOW_VALUES = 2**26
+# The most weights of the mel filters (frequency bins x feature_size, float64): Whisper's are
+# 201 x 80; this is 32 MB, which the filter bank's arithmetic takes a few times over.
+MAX_FILTER_VALUES = 2**22
 
 
 class FeatureExtractor:
@@ -81,16 +95,16 @@ class FeatureExtractor:
     def __init__(self, config: Mapping[str, Any] | None = None):
         config = dict(config or {})
         self.config = config
-        self.sampling_rate = integer(config, "sampling_rate", 16000, self.type_name)
-        if self.sampling_rate < 1:
-            raise InputError(f"{self.type_name} has sampling_rate={self.sampling_rate}. Note: "
-                             "it must be positive; fix it in preprocessor_config.json.")
-        self.padding_value = number(config, "padding_value", 0.0, self.type_name)
+        self.sampling_rate = integer(config, "sampling_rate", 16000, self.type_name, minimum=1,
+                                     maximum=MAX_SAMPLING_RATE)
+        # samples are about -1 to 1; a padding of 1e300 would overflow the float32 features
+        self.padding_value = number(config, "padding_value", 0.0, self.type_name,
+                                    minimum=-MAX_PADDING_VALUE, maximum=MAX_PADDING_VALUE)
         self.padding_side = config.get("padding_side") or "right"
         if self.padding_side not in ("right", "left"):
             raise InputError(
-                f"{self.type_name} has padding_side={self.padding_side!r}. Note: it is 'right' "
-                "or 'left' (transformers refuses others too)."
+                f"{self.type_name} has padding_side={shown(self.padding_side)}. Note: it is "
+                "'right' or 'left' (transformers refuses others too)."
             )
         self.return_attention_mask = bool(
             given(config, "return_attention_mask", self.default_return_attention_mask))
@@ -207,15 +221,33 @@ class WhisperFeatureExtractor(FeatureExtractor):
     def __init__(self, config=None):
         super().__init__(config)
         name = self.type_name
-        self.feature_size = integer(self.config, "feature_size", 80, name)
-        self.hop_length = integer(self.config, "hop_length", 160, name)
-        self.chunk_length = integer(self.config, "chunk_length", 30, name)
-        self.n_fft = integer(self.config, "n_fft", 400, name)
-        self.dither = number(self.config, "dither", 0.0, name)
-        for key in ("feature_size", "hop_length", "chunk_length", "n_fft"):
-            if getattr(self, key) < 1:
-                raise InputError(f"{name} has {key}={getattr(self, key)}. Note: it must be "
-                                 "positive; fix it in preprocessor_config.json.")
+        self.feature_size = integer(self.config, "feature_size", 80, name, minimum=1,
+                                    maximum=MAX_FEATURE_SIZE)
+        self.hop_length = integer(self.config, "hop_length", 160, name, minimum=1,
+                                  maximum=MAX_N_FFT)
+        self.chunk_length = integer(self.config, "chunk_length", 30, name, minimum=1,
+                                    maximum=MAX_CHUNK_SECONDS)
+        self.n_fft = integer(self.config, "n_fft", 400, name, minimum=1, maximum=MAX_N_FFT)
+        # the noise's standard deviation, for samples of about -1 to 1 (transformers' is 0.0,
+        # or 1e-5 where set)
+        self.dither = number(self.config, "dither", 0.0, name, minimum=0.0, maximum=1.0)
+        frames = self.chunk_length * self.sampling_rate // self.hop_length
+        if frames * self.feature_size > MAX_WINDOW_VALUES:
+            raise InputError(
+                f"{name} has chunk_length={self.chunk_length}, sampling_rate="
+                f"{self.sampling_rate}, hop_length={self.hop_length} and feature_size="
+                f"{self.feature_size}: one window would hold {frames:,} frames x "
+                f"{self.feature_size} values = {frames * self.feature_size:,}, over the limit of "
+                f"{MAX_WINDOW_VALUES:,}. Note: "
+                "fix them in preprocessor_config.json (Whisper's are 30, 16000, 160 and 80)."
+            )
+        if (1 + self.n_fft // 2) * self.feature_size > MAX_FILTER_VALUES:
+            raise InputError(
+                f"{name} has n_fft={self.n_fft} and feature_size={self.feature_size}: its mel "
+                f"filters would hold {(1 + self.n_fft // 2) * self.feature_size:,} weights, over "
+                f"the limit of {MAX_FILTER_VALUES:,}. Note: fix them in preprocessor_config.json "
+                "(Whisper's are 400 and 80)."
+            )
         # Derived, as transformers derives them: the config's n_samples and nb_max_frames, and
         # its saved mel_filters, are not read.
         self.n_samples = self.chunk_length * self.sampling_rate
@@ -464,18 +496,17 @@ def extractor_class(config: Mapping[str, Any], *, model_type: str | None = None
     """The class for a preprocessor_config.json dict."""
     given = config.get("feature_extractor_type")
     if given:
-        if given in EXTRACTORS:
+        if isinstance(given, str) and given in EXTRACTORS:
             return EXTRACTORS[given]
-        raise InputError(
-            f"The runtime has no feature extractor {given!r}. " + did_you_mean(given, EXTRACTORS)
-        )
+        raise InputError(f"The runtime has no feature extractor {shown(given)}. "
+                         + did_you_mean(str(given)[:200], EXTRACTORS))
     if config.get("image_processor_type"):
         raise InputError(
             f"The preprocessor config names the image processor "
-            f"{config['image_processor_type']!r}, not an audio feature extractor. Note: the "
+            f"{shown(config['image_processor_type'])}, not an audio feature extractor. Note: the "
             "feature extractors are: " + ", ".join(sorted(EXTRACTORS)) + "."
         )
-    if model_type in MODEL_TYPES:
+    if isinstance(model_type, str) and model_type in MODEL_TYPES:
         return MODEL_TYPES[model_type]
     raise InputError(
         "The preprocessor config names no feature_extractor_type"

@@ -12,27 +12,46 @@ blank drops out, the word delimiter becomes a space; offsets count logits frames
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from itertools import groupby
 from pathlib import Path
 
-from .errors import BundleNotFoundError, InputError
+from .errors import BundleError, BundleNotFoundError
+from .files import read_json_file
 from .tokenizer import clean_up_tokenization
+
+_FIX = "Note: the file is damaged or not a Wav2Vec2CTCTokenizer's; export the bundle again."
 
 
 class CtcTokenizer:
     """transformers' Wav2Vec2CTCTokenizer decoding, from its vocabulary and config."""
 
-    def __init__(self, vocab: dict[str, int], config: dict):
-        if not isinstance(vocab, dict) or not vocab:
-            raise InputError("vocab.json must map tokens to ids. Note: export the bundle again.")
-        if config.get("target_lang"):  # multilingual vocabularies nest one per language
-            vocab = vocab[config["target_lang"]]
-        self.tokens = {int(i): token for token, i in vocab.items()}
-        self.pad_token = _content(config.get("pad_token", "<pad>"))
-        self.unk_token = _content(config.get("unk_token", "<unk>"))
-        self.word_delimiter_token = _content(config.get("word_delimiter_token", "|"))
-        self.replace_word_delimiter_char = config.get("replace_word_delimiter_char", " ")
+    def __init__(self, vocab: Mapping[str, int], config: Mapping):
+        if not isinstance(config, Mapping):
+            raise BundleError(f"tokenizer_config.json must be a JSON object, got "
+                              f"{type(config).__name__}. {_FIX}")
+        if not isinstance(vocab, Mapping) or not vocab:
+            raise BundleError(f"vocab.json must map tokens to ids. {_FIX}")
+        target = config.get("target_lang")
+        if target:  # multilingual vocabularies nest one per language
+            if not isinstance(target, str) or not isinstance(vocab.get(target), Mapping):
+                raise BundleError(
+                    f"tokenizer_config.json names target_lang={repr(target)[:80]}, which "
+                    f"vocab.json has no vocabulary for. Note: its languages are "
+                    f"{sorted(str(k) for k in vocab)[:20]}; fix target_lang."
+                )
+            vocab = vocab[target]
+        self.tokens = {}
+        for token, i in vocab.items():
+            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+                raise BundleError(f"vocab.json maps {repr(token)[:80]} to {repr(i)[:80]}, not a "
+                                  f"token id (an integer of at least 0). {_FIX}")
+            self.tokens[i] = token
+        self.pad_token = _content(config, "pad_token", "<pad>")
+        self.unk_token = _content(config, "unk_token", "<unk>")
+        self.word_delimiter_token = _content(config, "word_delimiter_token", "|")
+        self.replace_word_delimiter_char = _content(config, "replace_word_delimiter_char", " ",
+                                                    optional=False)
         self.do_lower_case = bool(config.get("do_lower_case", False))
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces",
                                                             False))
@@ -41,15 +60,17 @@ class CtcTokenizer:
     @classmethod
     def from_dir(cls, directory: str | Path) -> CtcTokenizer:
         directory = Path(directory)
-        path = directory / "vocab.json"
-        if not path.is_file():
+        try:
+            vocab = read_json_file(directory / "vocab.json", "vocab.json", error=BundleError,
+                                   missing=BundleNotFoundError, expect=dict)
+        except BundleNotFoundError:
             raise BundleNotFoundError(
                 f"No vocab.json in {directory}: a CTC model's characters are read from it. Note: "
                 "export the checkpoint again with its tokenizer files."
-            )
-        vocab = json.loads(path.read_text("utf-8"))
+            ) from None
         config_path = directory / "tokenizer_config.json"
-        config = json.loads(config_path.read_text("utf-8")) if config_path.is_file() else {}
+        config = (read_json_file(config_path, "tokenizer_config.json", error=BundleError,
+                                 expect=dict) if config_path.exists() else {})
         return cls(vocab, config)
 
     def decode(self, ids, *, offsets: str | None = None):
@@ -98,6 +119,13 @@ class CtcTokenizer:
         return words
 
 
-def _content(token) -> str:
-    """A special token as tokenizer_config.json stores it: a string or an AddedToken dict."""
-    return token.get("content") if isinstance(token, dict) else token
+def _content(config: Mapping, key: str, default: str, *, optional: bool = True) -> str | None:
+    """A special token as tokenizer_config.json stores it: a string or an AddedToken dict
+    (null: no such token, with ``optional``)."""
+    token = config.get(key, default)
+    value = token.get("content") if isinstance(token, Mapping) else token
+    if not isinstance(value, str) and not (optional and value is None):
+        raise BundleError(f"tokenizer_config.json has {key}={repr(token)[:80]}: it must be a "
+                          "string (or an AddedToken object with a string 'content'). Note: fix "
+                          "it in tokenizer_config.json, or export the bundle again.")
+    return value

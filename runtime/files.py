@@ -132,10 +132,12 @@ def read_bytes_file(path: str | os.PathLike, what: str, *, error: type[EdgeportE
         raise error(f"{what} at {path} is a folder, not a file.") from None
     except OSError as exc:
         raise error(f"{what} at {path} cannot be opened: {exc.strerror}.") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a folder opens too, on Linux
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise error(f"{what} at {path} is {kind}. Note: it must be a plain file.")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{what} at {path} is not a regular file. Note: it must be a plain file.")
         if info.st_size > max_bytes:
             raise error(f"{what} at {path} is {info.st_size:,} bytes, over the limit of "
                         f"{max_bytes:,}. Note: the file is not what it should be; replace it.")

@@ -44,7 +44,14 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError, did_you_mean
-from .preprocessor_config import given, integer, number, read_directory
+from .preprocessor_config import (
+    MAX_IMAGE_SIDE,
+    given,
+    integer,
+    number,
+    read_directory,
+    shown,
+)
 
 IMAGENET_DEFAULT = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 IMAGENET_STANDARD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -58,6 +65,12 @@ HEIGHT_WIDTH = frozenset({"height", "width"})
 SHORTEST = frozenset({"shortest_edge"})
 SHORTEST_LONGEST = frozenset({"shortest_edge", "longest_edge"})
 MAX_HEIGHT_WIDTH = frozenset({"max_height", "max_width"})
+# The most pixels one image may be resized to: MAX_IMAGE_SIDE squared (~200 MB of RGB). A thin
+# image under a shortest-edge rule may pass MAX_IMAGE_SIDE on its long side (CLIP crops it back).
+MAX_RESIZED_PIXELS = MAX_IMAGE_SIDE ** 2
+# The largest pixel value rescale and normalize may make: far below float32's 3.4e38, so that
+# a model's arithmetic on them stays finite (ImageNet's settings make at most 2.7).
+MAX_PIXEL_VALUE = 1e30
 # The key sets transformers' get_size_dict accepts at all.
 _VALID_SIZES = (HEIGHT_WIDTH, SHORTEST, SHORTEST_LONGEST, frozenset({"longest_edge"}),
                 MAX_HEIGHT_WIDTH)
@@ -112,13 +125,14 @@ class ImageProcessor:
         self.size = self.read_size(config)
         self.resample = _resample(config.get("resample", self.default_resample), self.do_resize)
         self.do_rescale = bool(config.get("do_rescale", True))
-        self.rescale_factor = (number(config, "rescale_factor", 1 / 255, self.type_name)
-                               if self.do_rescale else 1.0)
+        self.rescale_factor = (number(config, "rescale_factor", 1 / 255, self.type_name,
+                                      nonzero=True) if self.do_rescale else 1.0)
         self.do_normalize = self.normalizes and bool(config.get("do_normalize", True))
         if self.do_normalize:
             default_mean, default_std = self.default_mean_std
-            self.image_mean = _channels(config, "image_mean", default_mean)
-            self.image_std = _channels(config, "image_std", default_std)
+            self.image_mean = _channels(config, "image_mean", default_mean, self.type_name)
+            self.image_std = _channels(config, "image_std", default_std, self.type_name,
+                                       positive=True)
         self.do_center_crop, self.crop_size = False, None
         if self.default_center_crop is not None:
             self.do_center_crop = bool(config.get("do_center_crop", self.default_center_crop))
@@ -134,12 +148,29 @@ class ImageProcessor:
         scale = np.full(3, self.rescale_factor)
         offset = np.zeros(3)
         if self.do_normalize:
-            scale, offset = scale / self.image_std, -self.image_mean / self.image_std
+            with np.errstate(over="ignore"):
+                scale, offset = scale / self.image_std, -self.image_mean / self.image_std
+        self._check_pixel_range(scale, offset)
         self._affine = (scale.astype(np.float32), offset.astype(np.float32))
         self._standardize = None
         if self.do_normalize and not self.do_rescale:
             self._standardize = (self.image_mean.astype(np.float32),
                                  self.image_std.astype(np.float32))
+
+    def _check_pixel_range(self, scale: np.ndarray, offset: np.ndarray) -> None:
+        """Finite values of each config may still make pixel values float32 cannot hold
+        (an image_std of 1e-300): infinite or NaN scores, without an error."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            largest = np.abs(np.stack([offset, 255 * scale + offset])).max()
+        if not largest < MAX_PIXEL_VALUE:
+            raise InputError(
+                f"{self.type_name}'s rescale_factor={self.rescale_factor:g}"
+                + (f", image_mean={self.image_mean.tolist()} and image_std="
+                   f"{self.image_std.tolist()}" if self.do_normalize else "")
+                + f" would make pixel values of {largest:.3g}, beyond what float32 holds. "
+                "Note: fix them in preprocessor_config.json (ImageNet's are 1/255, "
+                "[0.485, 0.456, 0.406] and [0.229, 0.224, 0.225])."
+            )
 
     def read_size(self, config: Mapping[str, Any]) -> dict:
         return _size_dict(given(config, "size", self.default_size),
@@ -239,6 +270,13 @@ class ImageProcessor:
             image = image.convert("RGB")
         if self.do_resize:
             height, width = self.resized_size(image.height, image.width)
+            if height * width > MAX_RESIZED_PIXELS:
+                raise InputError(
+                    f"{self.type_name} would resize image {index} of {image.width}x"
+                    f"{image.height} pixels to {width}x{height}, over the limit of "
+                    f"{MAX_RESIZED_PIXELS:,} pixels. Note: the image is too thin for this "
+                    "model's size settings; crop it closer to square first."
+                )
             if height < 1 or width < 1:
                 raise InputError(
                     f"{self.type_name} would resize image {index} of {image.width}x"
@@ -349,7 +387,19 @@ class ConvNextImageProcessor(ImageProcessor):
 
     def __init__(self, config=None):
         super().__init__(config)
-        self.crop_pct = number(self.config, "crop_pct", 224 / 256, self.type_name)
+        # crop_pct scales the short edge up before the crop: in (0, 1], and not so small that
+        # the resize passes MAX_IMAGE_SIDE (shortest_edge / crop_pct)
+        self.crop_pct = number(self.config, "crop_pct", 224 / 256, self.type_name, above=0.0,
+                               maximum=1.0)
+        edge = self.size.get("shortest_edge")
+        if self.do_resize and edge is not None and edge < 384 and (
+                edge / self.crop_pct > MAX_IMAGE_SIDE):
+            raise InputError(
+                f"{self.type_name} has crop_pct={self.crop_pct:g}, which resizes the short edge "
+                f"to {edge} / {self.crop_pct:g} = {edge / self.crop_pct:.0f} pixels, over the "
+                f"limit of {MAX_IMAGE_SIDE}. Note: fix it in preprocessor_config.json "
+                "(ConvNeXt's is 0.875)."
+            )
 
     def resized_size(self, height, width):
         edge = self.size["shortest_edge"]
@@ -375,7 +425,8 @@ class GLPNImageProcessor(ImageProcessor):
         config = dict(config or {})
         config.pop("rescale_factor", None)
         super().__init__(config)
-        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name)
+        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name, minimum=1,
+                                    maximum=MAX_IMAGE_SIDE)
 
     def read_size(self, config):
         return {}
@@ -400,11 +451,13 @@ class DPTImageProcessor(ViTImageProcessor):
     def __init__(self, config=None):
         super().__init__(config)
         self.keep_aspect_ratio = bool(self.config.get("keep_aspect_ratio", False))
-        self.ensure_multiple_of = integer(self.config, "ensure_multiple_of", 1, self.type_name)
+        self.ensure_multiple_of = integer(self.config, "ensure_multiple_of", 1, self.type_name,
+                                          minimum=1, maximum=MAX_IMAGE_SIDE)
         self.do_pad = bool(self.config.get("do_pad", False))
         self.size_divisor = self.config.get("size_divisor")
         if self.do_pad:
-            self.size_divisor = integer(self.config, "size_divisor", 0, self.type_name)
+            self.size_divisor = integer(self.config, "size_divisor", 0, self.type_name,
+                                        maximum=MAX_IMAGE_SIDE)
             if self.size_divisor < 1:
                 raise InputError(
                     "DPTImageProcessor has do_pad=true but no size_divisor. Note: set "
@@ -536,11 +589,13 @@ class Mask2FormerImageProcessor(ImageProcessor):
 
     def __init__(self, config=None):
         super().__init__(config)
-        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name)
+        # 0 turns the rounding off, as in transformers
+        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name, minimum=0,
+                                    maximum=MAX_IMAGE_SIDE)
         pad_size = self.config.get("pad_size")
         self.pad_size = _height_width(pad_size, "pad_size", self.type_name) if pad_size else None
         shortest, longest = self.size.get("shortest_edge"), self.size.get("longest_edge")
-        if shortest is not None and longest <= shortest:
+        if shortest is not None and longest is not None and longest <= shortest:
             raise InputError(
                 f"{self.type_name} has longest_edge {longest} <= shortest_edge {shortest}. "
                 "Note: longest_edge must be larger (transformers refuses this config too)."
@@ -588,31 +643,43 @@ def processor_class(config: Mapping[str, Any], *, model_type: str | None = None
     """The class for a preprocessor_config.json dict."""
     given = config.get("image_processor_type") or config.get("feature_extractor_type")
     if given:
-        name = str(given).removesuffix("Fast").replace("FeatureExtractor", "ImageProcessor")
-        if name in PROCESSORS:
+        name = str(given)[:200].removesuffix("Fast").replace("FeatureExtractor", "ImageProcessor")
+        if isinstance(given, str) and name in PROCESSORS:
             return PROCESSORS[name]
         raise InputError(
-            f"The runtime has no image processor {given!r}. " + did_you_mean(name, PROCESSORS)
+            f"The runtime has no image processor {shown(given)}. " + did_you_mean(name, PROCESSORS)
         )
-    if model_type in MODEL_TYPES:
+    if isinstance(model_type, str) and model_type in MODEL_TYPES:
         return MODEL_TYPES[model_type]
     raise InputError(
         "The image processor config names no image_processor_type (nor feature_extractor_type)"
-        + (f", and the model type {model_type!r} has no default processor" if model_type else "")
+        + (f", and the model type {shown(model_type)} has no default processor" if model_type
+           else "")
         + ". Note: add \"image_processor_type\" to preprocessor_config.json, one of: "
         + ", ".join(sorted(PROCESSORS)) + "."
     )
 
 
 # --- reading config values ------------------------------------------------------------------
-def _channels(config, key, default) -> np.ndarray:
+def _channels(config, key, default, type_name: str, *, positive: bool = False) -> np.ndarray:
+    """Three finite numbers (R, G, B), or one for all three; above 0 with ``positive`` (a
+    divisor: an image_std of 0 would make every score NaN)."""
     value = given(config, key, default)
-    values = [value] * 3 if isinstance(value, (int, float)) else value
+    values = [value] * 3 if _real(value) else value
     if (not isinstance(values, (list, tuple)) or len(values) != 3
-            or not all(isinstance(v, (int, float)) for v in values)):
+            or not all(_real(v) for v in values)):
         raise InputError(f"The image processor's {key} must be 3 numbers (R, G, B) or one, got "
-                         f"{value!r}. Note: fix it in preprocessor_config.json.")
-    return np.array(values, dtype=np.float64)
+                         f"{shown(value)}. Note: fix it in preprocessor_config.json.")
+    array = np.array(values, dtype=np.float64)
+    if not np.isfinite(array).all() or (positive and (array <= 0).any()):
+        wanted = "finite numbers above 0" if positive else "finite numbers"
+        raise InputError(f"{type_name} has {key}={shown(value)}: it must hold {wanted}. Note: "
+                         "fix it in preprocessor_config.json.")
+    return array
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _resample(value, needed: bool) -> Image.Resampling:
@@ -623,35 +690,62 @@ def _resample(value, needed: bool) -> Image.Resampling:
     if isinstance(value, int) and not isinstance(value, bool) and value in RESAMPLING:
         return RESAMPLING[value]
     problem = ("resample is null while do_resize is true" if value is None
-               else f"Unknown resample {value!r}")
+               else f"Unknown resample {shown(value)}")
     names = ", ".join(f"{int(f)} ({f.name.lower()})" for f in sorted(Image.Resampling))
     raise InputError(f"{problem} in the image processor config (transformers refuses it too). "
                      f"Note: known values are {names}.")
 
 
 def _size_dict(size, *, default_to_square: bool, max_size=None, name: str = "size") -> dict:
-    """transformers' get_size_dict: an int, a (height, width) pair or a dict, as a dict."""
+    """transformers' get_size_dict: an int, a (height, width) pair or a dict, as a dict; every
+    side an integer from 1 to MAX_IMAGE_SIDE."""
+    result = None
     if isinstance(size, bool):
         pass
     elif isinstance(size, int):
         if default_to_square:
-            return {"height": size, "width": size}
-        return ({"shortest_edge": size} if max_size is None
-                else {"shortest_edge": size, "longest_edge": max_size})
+            result = {"height": size, "width": size}
+        else:
+            result = ({"shortest_edge": size} if max_size is None
+                      else {"shortest_edge": size, "longest_edge": max_size})
     elif isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": size[0], "width": size[1]}
+        result = {"height": size[0], "width": size[1]}
     elif isinstance(size, Mapping) and frozenset(size) in _VALID_SIZES:
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in size.values()):
-            return dict(size)
-    raise InputError(
-        f"Cannot read the image processor's {name}={size!r}. Note: it is an integer, a "
-        "[height, width] pair, or a dict of integers with the keys "
-        + " or ".join(str(sorted(form)) for form in _VALID_SIZES) + "."
-    )
+        result = dict(size)
+    forms = " or ".join(str(sorted(form)) for form in _VALID_SIZES)
+    if result is None:
+        raise InputError(
+            f"Cannot read the image processor's {name}={shown(size)}. Note: it is an integer, a "
+            f"[height, width] pair, or a dict of integers with the keys {forms}."
+        )
+    for key, value in result.items():
+        if key == "longest_edge" and not isinstance(size, Mapping):
+            what = "max_size"  # legacy: size=800, max_size=1333
+        else:
+            what = name if isinstance(size, int) else f"{name}[{key!r}]"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(
+                f"Cannot read the image processor's {what}={shown(value)}: a side is an integer "
+                f"number of pixels. Note: {name} is an integer, a [height, width] pair, or a "
+                f"dict of integers with the keys {forms}."
+            )
+        _check_side(value, what)
+    return result
+
+
+def _check_side(value: int, what: str) -> None:
+    if not 1 <= value <= MAX_IMAGE_SIDE:
+        raise InputError(
+            f"The image processor's {what} is {value} pixels: it must be from 1 to "
+            f"{MAX_IMAGE_SIDE}. Note: fix it in preprocessor_config.json."
+        )
 
 
 def _height_width(size, name: str, type_name: str) -> tuple[int, int]:
-    if not isinstance(size, Mapping) or set(size) != HEIGHT_WIDTH:
+    if (not isinstance(size, Mapping) or set(size) != HEIGHT_WIDTH
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size.values())):
         raise InputError(f"{type_name} needs {name} with the keys 'height' and 'width', got "
-                         f"{size!r}. Note: fix it in preprocessor_config.json.")
-    return int(size["height"]), int(size["width"])
+                         f"{shown(size)}. Note: fix it in preprocessor_config.json.")
+    for key in ("height", "width"):
+        _check_side(size[key], f"{name}[{key!r}]")
+    return size["height"], size["width"]

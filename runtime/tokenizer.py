@@ -2,32 +2,86 @@
 
 Behaves like transformers' PreTrainedTokenizerFast for what pipelines need: truncation
 strategies with stride and overflow, padding to the longest row, special tokens, decoding with
-``clean_up_tokenization_spaces``. Safe to share between threads: each thread encodes with its own
-copy of the ``tokenizers.Tokenizer``, because one instance used by two threads at once raises
-"Already borrowed".
+``clean_up_tokenization_spaces``.
+
+Safe to share between threads. tokenizer.json is parsed once (~20 ms for a BERT vocabulary;
+``copy.copy``, ``copy.deepcopy`` and a pickle round trip of a ``tokenizers.Tokenizer`` cost as
+much, since each serializes and parses again). One ``tokenizers.Tokenizer`` raises "Already
+borrowed" when a thread changes its settings (``enable_truncation``) while another encodes with
+it; reading it from several threads at once is safe. So the shared instance is never changed:
+encoding without truncation, decoding and lookups all use it, and an encoding with truncation
+checks out an idle copy from a pool, parsing a new one only when every copy is in use (as many
+as calls that truncate at the same moment, whatever the number of threads).
+
+The files come with a bundle, from someone else: they are read within bounds, and what they
+hold is checked (a tokenizer.json that tokenizers cannot read, a model_max_length that is not a
+number) with a BundleError that names the file.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
-from .errors import BundleNotFoundError, InputError
+from .errors import BundleError, BundleNotFoundError, InputError
+from .files import read_json_file, read_text_file
 
 # Above this, transformers treats model_max_length as "no limit" (it stores int(1e30)).
 _NO_LIMIT = int(1e12)
 _SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
                  "mask_token")
+_SIDES = ("right", "left")
+_CONFIG_FILES = ("special_tokens_map.json", "tokenizer_config.json")
+_FIX = "Note: fix it in tokenizer_config.json (or special_tokens_map.json), or export again."
 
 
 def _token_content(value) -> str | None:
     if isinstance(value, dict):  # a serialized AddedToken
         return value.get("content")
     return value
+
+
+def parse_tokenizer(tokenizer_json: str, where: str = "tokenizer.json"):
+    """A ``tokenizers.Tokenizer`` from the text of a tokenizer.json, or a BundleError naming
+    ``where``: tokenizers raises a bare Exception (and, on a malformed model, may panic with
+    pyo3's PanicException, a BaseException) with serde's words."""
+    from tokenizers import Tokenizer
+
+    if not isinstance(tokenizer_json, str):
+        raise BundleError(f"{where} must be given as text (str), got "
+                          f"{type(tokenizer_json).__name__}. Note: read the file as UTF-8.")
+    try:
+        tokenizer = Tokenizer.from_str(tokenizer_json)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as error:  # pyo3's PanicException is a BaseException, not an Exception
+        raise BundleError(
+            f"{where} is not a tokenizer the tokenizers library can read: {str(error)[:200]}. "
+            "Note: the file is damaged, or not a fast tokenizer's tokenizer.json; export the "
+            "checkpoint again with `edgeport export`."
+        ) from None
+    tokenizer.no_truncation()  # tokenizer.json may carry the exporter's padding/truncation;
+    tokenizer.no_padding()     # transformers overrides them per call, and so do we.
+    return tokenizer
+
+
+def _check_unicode(text: str, number: int) -> None:
+    """An InputError for a str that holds a lone surrogate (bytes that were not UTF-8, decoded
+    with surrogateescape, as Python decodes argv and file names): no tokenizer can read it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"Text {number} is not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} "
+            f"at character {exc.start + 1}, where bytes that were not UTF-8 were decoded. Note: "
+            "decode the text from UTF-8 (or its real encoding) before passing it."
+        ) from None
 
 
 class TextTokenizer:
@@ -38,61 +92,79 @@ class TextTokenizer:
     array([[ 101, 7592, 2088,  102]])
     """
 
-    def __init__(self, tokenizer_json: str, config: dict | None = None):
-        from tokenizers import Tokenizer
-
+    def __init__(self, tokenizer_json: str, config: Mapping | None = None):
         self._json = tokenizer_json
-        self._local = threading.local()
+        self._shared = parse_tokenizer(tokenizer_json)  # read by every thread, never changed
+        self._idle: list = []  # parsed copies for truncating calls, not in use now
+        self._idle_lock = threading.Lock()
+        if config is not None and not isinstance(config, Mapping):
+            raise BundleError(f"The tokenizer config must be a JSON object, got "
+                              f"{type(config).__name__}. {_FIX}")
         self.config = dict(config or {})
-        probe = Tokenizer.from_str(tokenizer_json)
-        self._vocab_size = probe.get_vocab_size(with_added_tokens=True)
-        max_len = self.config.get("model_max_length")
-        self.model_max_length = int(max_len) if max_len and max_len < _NO_LIMIT else None
-        self.padding_side = self.config.get("padding_side", "right")
-        self.truncation_side = self.config.get("truncation_side", "right")
+        self._vocab_size = self._shared.get_vocab_size(with_added_tokens=True)
+        self.model_max_length = _model_max_length(self.config.get("model_max_length"))
+        self.padding_side = _side(self.config, "padding_side")
+        self.truncation_side = _side(self.config, "truncation_side")
         self.clean_up_tokenization_spaces = bool(
             self.config.get("clean_up_tokenization_spaces", False)
         )
-        self.special_tokens = {k: _token_content(self.config.get(k)) for k in _SPECIAL_KEYS}
+        self.special_tokens = {k: _special_token(self.config, k) for k in _SPECIAL_KEYS}
         self.special_token_ids = {
-            k: (probe.token_to_id(v) if v is not None else None)
+            k: (self._shared.token_to_id(v) if v is not None else None)
             for k, v in self.special_tokens.items()
         }
         self._all_special_ids = {
             i for i in self.special_token_ids.values() if i is not None
-        } | {
-            int(i) for i, tok in self.config.get("added_tokens_decoder", {}).items()
-            if isinstance(tok, dict) and tok.get("special")
-        }
+        } | _added_special_ids(self.config.get("added_tokens_decoder", {}))
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> TextTokenizer:
         directory = Path(directory)
         path = directory / "tokenizer.json"
-        if not path.is_file():
+        try:
+            text = read_text_file(path, "tokenizer.json", error=BundleError,
+                                  missing=BundleNotFoundError)
+        except BundleNotFoundError:
             raise BundleNotFoundError(
                 f"No tokenizer.json in {directory}. Note: a text bundle carries its fast "
                 "tokenizer; export the checkpoint again with `edgeport export`, which converts "
                 "slow tokenizer files to tokenizer.json."
-            )
+            ) from None
         config = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):
-            if (directory / name).is_file():
-                config.update(json.loads((directory / name).read_text(encoding="utf-8")))
-        return cls(path.read_text(encoding="utf-8"), config)
+        for name in _CONFIG_FILES:
+            if (directory / name).exists():
+                config.update(read_json_file(directory / name, name, error=BundleError,
+                                             expect=dict))
+        return cls(text, config)
 
-    # --- the per-thread tokenizers.Tokenizer ------------------------------------------------
+    # --- the tokenizers.Tokenizer -----------------------------------------------------------
     @property
     def backend(self):
-        tok = getattr(self._local, "tokenizer", None)
-        if tok is None:
-            from tokenizers import Tokenizer
+        """The ``tokenizers.Tokenizer`` every thread reads (decode, ids, its model and
+        decoder). Do not change its settings: threads use it at once."""
+        return self._shared
 
-            tok = Tokenizer.from_str(self._json)
-            tok.no_truncation()  # tokenizer.json may carry the exporter's padding/truncation;
-            tok.no_padding()     # transformers overrides them per call, and so do we.
-            self._local.tokenizer = tok
-        return tok
+    @contextlib.contextmanager
+    def _truncating(self, length: int, stride: int, strategy: str) -> Iterator:
+        """A copy of the tokenizer, private to the caller while the block runs, truncating
+        as asked; back to the pool afterwards."""
+        with self._idle_lock:
+            tok = self._idle.pop() if self._idle else None
+        if tok is None:  # every copy is in use (or none was made yet): parse one more
+            tok = parse_tokenizer(self._json)
+        try:
+            try:
+                tok.enable_truncation(length, stride=stride, strategy=strategy,
+                                      direction=self.truncation_side)
+            except (ValueError, OverflowError, TypeError) as error:
+                raise InputError(f"Cannot truncate to max_length={length} with stride={stride}: "
+                                 f"{error}. Note: the stride must be smaller than max_length "
+                                 "less the special tokens.") from None
+            yield tok
+        finally:
+            tok.no_truncation()
+            with self._idle_lock:
+                self._idle.append(tok)
 
     # --- special tokens ---------------------------------------------------------------------
     @property
@@ -133,7 +205,7 @@ class TextTokenizer:
         maximum length is used. With ``is_split_into_words`` each text is a list of words, and
         offsets count from the start of each word, as in transformers.
         """
-        for text in list(texts) + list(pairs or []):
+        for number, text in enumerate(list(texts) + list(pairs or [])):
             if is_split_into_words:
                 if not (isinstance(text, (list, tuple)) and all(isinstance(w, str) for w in text)):
                     raise InputError(
@@ -145,35 +217,39 @@ class TextTokenizer:
                     f"Expected text (str), got {type(text).__name__}: {text!r:.80}. "
                     "Note: pass a string or a list of strings."
                 )
+            for piece in text if is_split_into_words else [text]:
+                _check_unicode(piece, number)
         if is_split_into_words:  # tokenizers reads a tuple as a (text, pair) pair
             texts = [list(words) for words in texts]
             pairs = None if pairs is None else [list(words) for words in pairs]
-        tok = self.backend
-        if truncation:
-            strategy = "longest_first" if truncation is True else truncation
-            if strategy not in ("longest_first", "only_first", "only_second"):
-                raise InputError(
-                    f"Unknown truncation strategy {truncation!r}. Note: use True, "
-                    "'longest_first', 'only_first' or 'only_second'."
-                )
-            length = max_length or self.model_max_length
-            if length is None:
-                raise InputError(
-                    "truncation=True needs a max_length: this tokenizer has no model_max_length."
-                )
-            tok.enable_truncation(
-                int(length), stride=int(stride), strategy=strategy,
-                direction=self.truncation_side,
+        if not truncation:
+            return self._encode(self._shared, texts, pairs, add_special_tokens,
+                                is_split_into_words)
+        strategy = "longest_first" if truncation is True else truncation
+        if strategy not in ("longest_first", "only_first", "only_second"):
+            raise InputError(
+                f"Unknown truncation strategy {truncation!r}. Note: use True, "
+                "'longest_first', 'only_first' or 'only_second'."
             )
-        try:
-            if pairs is None:
-                return tok.encode_batch(list(texts), add_special_tokens=add_special_tokens,
-                                        is_pretokenized=is_split_into_words)
-            return tok.encode_batch(list(zip(texts, pairs)), add_special_tokens=add_special_tokens,
+        length = max_length or self.model_max_length
+        if length is None:
+            raise InputError(
+                "truncation=True needs a max_length: this tokenizer has no model_max_length."
+            )
+        for name, value, low in (("max_length", length, 1), ("stride", stride, 0)):
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+                raise InputError(f"{name} must be an integer of at least {low}, got {value!r}. "
+                                 "Note: it counts tokens.")
+        with self._truncating(int(length), int(stride), strategy) as tok:
+            return self._encode(tok, texts, pairs, add_special_tokens, is_split_into_words)
+
+    @staticmethod
+    def _encode(tok, texts, pairs, add_special_tokens, is_split_into_words):
+        if pairs is None:
+            return tok.encode_batch(list(texts), add_special_tokens=add_special_tokens,
                                     is_pretokenized=is_split_into_words)
-        finally:
-            if truncation:
-                tok.no_truncation()
+        return tok.encode_batch(list(zip(texts, pairs)), add_special_tokens=add_special_tokens,
+                                is_pretokenized=is_split_into_words)
 
     def pad(self, encodings, *, pad_to: int | None = None) -> dict[str, np.ndarray]:
         """input_ids, attention_mask and token_type_ids as int64 arrays padded to the longest row
@@ -211,17 +287,67 @@ class TextTokenizer:
                clean_up_tokenization_spaces: bool | None = None) -> str:
         if isinstance(ids, (int, np.integer)):
             ids = [int(ids)]
-        text = self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        text = self._shared.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None \
             else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean else text
 
     def convert_ids_to_tokens(self, ids) -> list[str]:
-        tok = self.backend
-        return [tok.id_to_token(int(i)) for i in ids]
+        return [self._shared.id_to_token(int(i)) for i in ids]
 
     def token_to_id(self, token: str) -> int | None:
-        return self.backend.token_to_id(token)
+        return self._shared.token_to_id(token)
+
+
+# --- reading tokenizer_config.json ---------------------------------------------------------
+def _model_max_length(value) -> int | None:
+    """transformers' model_max_length: a positive number; huge ones (its int(1e30)) mean no
+    limit. transformers refuses a string too; a bool or NaN is no length either."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not (
+            math.isfinite(value) or value == math.inf) or value < 1:
+        raise BundleError(f"tokenizer_config.json has model_max_length={repr(value)[:80]}: it "
+                          f"must be a positive number of tokens. {_FIX}")
+    return int(value) if value < _NO_LIMIT else None
+
+
+def _side(config: Mapping, key: str) -> str:
+    value = config.get(key)
+    if value is None:
+        return "right"
+    if value not in _SIDES:
+        raise BundleError(f"tokenizer_config.json has {key}={repr(value)[:80]}: it must be "
+                          f"'right' or 'left'. {_FIX}")
+    return value
+
+
+def _special_token(config: Mapping, key: str) -> str | None:
+    value = _token_content(config.get(key))
+    if value is not None and not isinstance(value, str):
+        raise BundleError(f"tokenizer_config.json has {key}={repr(config.get(key))[:80]}: a "
+                          f"special token is a string or an AddedToken object with a string "
+                          f"'content'. {_FIX}")
+    return value
+
+
+def _added_special_ids(decoder) -> set[int]:
+    """The ids of added_tokens_decoder ({"id": {"content": ..., "special": ...}}) marked special."""
+    if decoder is None:
+        return set()
+    if not isinstance(decoder, Mapping):
+        raise BundleError(f"tokenizer_config.json has an added_tokens_decoder that is not a JSON "
+                          f"object: {repr(decoder)[:80]}. {_FIX}")
+    ids = set()
+    for key, token in decoder.items():
+        if not isinstance(token, Mapping) or not token.get("special"):
+            continue
+        try:
+            ids.add(int(key))
+        except (TypeError, ValueError):
+            raise BundleError(f"tokenizer_config.json's added_tokens_decoder has the key "
+                              f"{repr(key)[:80]}, not a token id. {_FIX}") from None
+    return ids
 
 
 def clean_up_tokenization(text: str) -> str:

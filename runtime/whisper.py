@@ -131,6 +131,36 @@ def language_token_id(language: str, lang_to_id: Mapping[str, int]) -> int:
     return int(lang_to_id[token])
 
 
+def check_extras(extras: Mapping[str, object]) -> None:
+    """Whisper's own generation settings (from generation_config.json, a bundle file, or the
+    call) have the shapes the prompt and the timestamps need: token ids are integers, the
+    tables map names to them, forced_decoder_ids is [[position, id or null], ...]."""
+    def fail(key: str, wanted: str) -> None:
+        raise InputError(f"Whisper's {key}={repr(extras.get(key))[:80]} is not {wanted}. Note: "
+                         "fix it in the bundle's generation_config.json (or what the call "
+                         "passes).")
+
+    for key in ("no_timestamps_token_id", "max_initial_timestamp_index"):
+        if extras.get(key) is not None and not _token_id(extras[key]):
+            fail(key, "a token id (an integer of at least 0)")
+    for key in ("lang_to_id", "task_to_id"):
+        table = extras.get(key)
+        if table is not None and not (isinstance(table, Mapping) and all(
+                isinstance(name, str) and _token_id(token) for name, token in table.items())):
+            fail(key, 'a table of names to token ids, like {"<|en|>": 50259}')
+    forced = extras.get("forced_decoder_ids")
+    if forced is not None and not (isinstance(forced, Sequence) and not isinstance(forced, str)
+                                   and all(isinstance(pair, Sequence) and len(pair) == 2
+                                           and _token_id(pair[0])
+                                           and (pair[1] is None or _token_id(pair[1]))
+                                           for pair in forced)):
+        fail("forced_decoder_ids", "a list of [position, token id] pairs")
+
+
+def _token_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def prompt_tokens(config: GenerationConfig, *, timestamps: bool | None,
                   detect_language: Callable[[], int]) -> list[int]:
     """The decoder's prompt for one input, from ``config`` (its ``language`` and ``task``
@@ -145,6 +175,7 @@ def prompt_tokens(config: GenerationConfig, *, timestamps: bool | None,
     [1, 2, 7, 9]
     """
     extras = config.extras
+    check_extras(extras)
     language, task = extras.get("language"), extras.get("task")
     if config.decoder_start_token_id is None:
         raise InputError("Whisper needs decoder_start_token_id (<|startoftranscript|>) to start "
@@ -172,10 +203,15 @@ def prompt_tokens(config: GenerationConfig, *, timestamps: bool | None,
         else:
             tokens.append(language_id)
     task_ids = extras.get("task_to_id") or {}
+    if task is None and language is not None and task_ids and not any(
+            t in tokens for t in task_ids.values()):
+        task = "transcribe"
     if task is not None:
+        if task not in task_ids:
+            raise InputError(f"This model has no {str(task)[:40]!r} task token. Note: its tasks "
+                             f"are {sorted(task_ids)[:10]}; fix task, or the bundle's "
+                             "generation_config.json.")
         tokens.append(task_ids[task])
-    elif language is not None and task_ids and not any(t in tokens for t in task_ids.values()):
-        tokens.append(task_ids["transcribe"])
     no_timestamps = extras.get("no_timestamps_token_id")
     if not timestamps and no_timestamps is not None and tokens[-1] != no_timestamps:
         tokens.append(no_timestamps)

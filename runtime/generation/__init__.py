@@ -31,6 +31,11 @@ from .search import GenerateOutput, LogitsProcessor, generate
 from .stopping import MaxTimeCriteria, StoppingCriteriaList, StopStringCriteria
 from .streaming import TextStreamer, iterate
 
+# The longest sequence generated for a model whose config.json declares no position limit (T5's
+# relative positions, BLOOM's ALiBi): transformers has none, and max_new_tokens=10**9 would
+# then run until memory runs out. Far above what such models are trained on (T5: 512).
+MAX_LENGTH_WITHOUT_POSITIONS = 2**15
+
 __all__ = [
     "GenerateOutput", "GenerationConfig", "GenerationModel", "OnnxGenerationModel",
     "TextStreamer", "generation_config_for_inputs", "iterate", "model_generation_config",
@@ -40,7 +45,8 @@ __all__ = [
 
 def run(model: GenerationModel, input_ids: np.ndarray | Mapping[str, np.ndarray],
         attention_mask: np.ndarray | None, config: GenerationConfig, *, tokenizer=None,
-        max_positions: int | None = None, on_tokens: Callable[[np.ndarray], None] | None = None,
+        max_positions: int | None = None, max_positions_key: str | None = None,
+        on_tokens: Callable[[np.ndarray], None] | None = None,
         decoder_input_ids: np.ndarray | None = None,
         logits_processor: Sequence[LogitsProcessor] = ()) -> GenerateOutput:
     """Generate from a batch of token ids with a resolved ``config`` (see
@@ -54,9 +60,11 @@ def run(model: GenerationModel, input_ids: np.ndarray | Mapping[str, np.ndarray]
     after the config's processors and before its sampling warpers, where transformers runs a
     ``logits_processor`` passed to ``generate()``.
 
-    ``max_positions`` is the model's position limit (GPT-2's n_positions): it caps a default
+    ``max_positions`` is the model's position limit (GPT-2's n_positions), and
+    ``max_positions_key`` the config.json key it is read from, for the error: it caps a default
     max_length as transformers does, and a sequence that would outgrow it is an error here (in
-    transformers, an index error deep in the model). ``tokenizer`` reads stop strings.
+    transformers, an index error deep in the model). Without one, the sequence may be at most
+    MAX_LENGTH_WITHOUT_POSITIONS long. ``tokenizer`` reads stop strings.
     """
     if not model.is_encoder_decoder:
         length = input_ids.shape[1]
@@ -65,11 +73,20 @@ def run(model: GenerationModel, input_ids: np.ndarray | Mapping[str, np.ndarray]
     ready = generation_config_for_inputs(config, input_ids_length=length,
                                          is_encoder_decoder=model.is_encoder_decoder,
                                          max_position_embeddings=max_positions)
+    what = "the decoder" if model.is_encoder_decoder else "the prompt and the new tokens"
     if max_positions is not None and ready.max_length > max_positions:
-        what = "the decoder" if model.is_encoder_decoder else "the prompt and the new tokens"
+        source = f" (config.json's {max_positions_key})" if max_positions_key else ""
         raise InputError(
             f"Generation would reach {ready.max_length} positions ({what}), but the model has "
-            f"{max_positions}. Note: lower max_new_tokens (or max_length), or shorten the prompt."
+            f"{max_positions}{source}. Note: lower max_new_tokens (or max_length), or shorten "
+            "the prompt."
+        )
+    if max_positions is None and ready.max_length > MAX_LENGTH_WITHOUT_POSITIONS:
+        raise InputError(
+            f"Generation would reach {ready.max_length} positions ({what}), over edgeport's "
+            f"limit of {MAX_LENGTH_WITHOUT_POSITIONS} for a model whose config.json declares no "
+            "position limit (no n_positions, max_position_embeddings or max_target_positions). "
+            "Note: lower max_new_tokens (or max_length)."
         )
     extra = StoppingCriteriaList()
     if ready.stop_strings is not None:

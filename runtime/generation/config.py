@@ -53,6 +53,7 @@ configs are flat). A config.json's class defaults that the file does not spell o
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,11 @@ _METADATA = ("transformers_version", "_from_model_config", "_commit_hash")
 _NEW_DEFAULTS_VERSION = (4, 50)  # model defaults fill a passed generation_config from here on
 
 TokenIds = int | tuple[int, ...]
+
+# The most beams (and sequences returned per prompt) a call may ask for: each is a row of every
+# step's logits and of the cache, so 10**6 beams would ask for terabytes. transformers has no
+# limit; published settings use at most a few dozen.
+MAX_BEAMS = 256
 
 
 @dataclass(frozen=True)
@@ -384,8 +390,10 @@ def validate_generation_config(config: GenerationConfig, *, strict: bool = True)
     _check_int("max_length", c.max_length, minimum=1, optional=True)
     _check_int("min_length", c.min_length, minimum=0, optional=True)
     _check_int("min_new_tokens", c.min_new_tokens, minimum=0, optional=True)
-    _check_int("num_beams", c.num_beams, minimum=1, hint="num_beams=1 disables beam search")
-    _check_int("num_return_sequences", c.num_return_sequences, minimum=1)
+    _check_int("num_beams", c.num_beams, minimum=1, maximum=MAX_BEAMS,
+               hint="num_beams=1 disables beam search")
+    _check_int("num_return_sequences", c.num_return_sequences, minimum=1, maximum=MAX_BEAMS,
+               hint="for more sequences, call again")
     if not isinstance(c.do_sample, bool):
         _fail(f"do_sample must be True or False, got {c.do_sample!r}.")
     if c.num_return_sequences != 1:
@@ -474,19 +482,29 @@ def _fail(message: str, hint: str | None = None) -> None:
 
 
 def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number that is not a bool, NaN or infinite: a NaN temperature or length_penalty
+    would make every score NaN without an error."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _positive(value: Any) -> bool:
     return _real(value) and value > 0
 
 
-def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False,
-               hint: str | None = None) -> None:
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None,
+               optional: bool = False, hint: str | None = None) -> None:
     if value is None and optional:
         return
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        _fail(f"{name} must be an integer >= {minimum}, got {value!r}.", hint)
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum
+            or (maximum is not None and value > maximum)):
+        wanted = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        _fail(f"{name} must be an integer {wanted}, got {_shown(value)}.", hint)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_range(name: str, value: Any, low: float, high: float, hint: str, *,

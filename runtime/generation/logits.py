@@ -48,6 +48,15 @@ def _eos_tuple(eos_token_id) -> tuple[int, ...]:
     return tuple(int(i) for i in eos_token_id)
 
 
+def _check_in_vocabulary(name: str, token_ids, vocab_size: int) -> None:
+    """A forced token must be one the model can score (torch fails with an index error)."""
+    outside = [i for i in token_ids if not 0 <= i < vocab_size]
+    if outside:
+        raise InputError(f"{name} holds {outside}, outside the model's {vocab_size} tokens. "
+                         "Note: fix it in the bundle's generation_config.json, or pass "
+                         f"{name}=None.")
+
+
 def _vocab_mask(vocab_size: int, token_ids: Iterable[int]) -> np.ndarray:
     """(vocab,) bool, True at ``token_ids`` (ids outside the vocabulary are ignored, as torch's
     ``isin`` over ``arange(vocab)`` ignores them)."""
@@ -188,6 +197,7 @@ class ForcedBOSTokenLogitsProcessor:
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if input_ids.shape[-1] == 1:
+            _check_in_vocabulary("forced_bos_token_id", [self.bos_token_id], scores.shape[-1])
             out = np.full_like(scores, NEG_INF)
             out[:, self.bos_token_id] = 0
             return out
@@ -206,6 +216,7 @@ class ForcedEOSTokenLogitsProcessor:
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if input_ids.shape[-1] == self.max_length - 1:
+            _check_in_vocabulary("forced_eos_token_id", self.eos_token_id, scores.shape[-1])
             out = np.full_like(scores, NEG_INF)
             out[:, list(self.eos_token_id)] = 0
             return out

@@ -43,6 +43,10 @@ StopCheck = Callable[[np.ndarray, Any], np.ndarray]
 
 # transformers' "impossible" score: added to the candidates a step must not pick.
 _MASKED = np.float32(-1.0e9)
+# Beam search's token buffers start with room for this many new tokens and double as needed:
+# transformers allocates max_length up front, which for max_new_tokens=10**9 is tens of GB
+# before the first step (generation usually ends at an eos long before max_length).
+_FIRST_ROOM = 64
 
 
 class GenerateOutput(NamedTuple):
@@ -191,8 +195,10 @@ def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_b
     # transformers: `pad_token_id or eos_token_id[0]` -- a pad id of 0 pads with the eos id.
     fill = (pad_token_id or int(stopping.eos[0])) if len(stopping.eos) else -1
 
-    # Running beams and finished hypotheses live in fixed buffers of max_length tokens.
-    running = np.full((batch, beams, max_length), fill, dtype=np.int64)
+    # Running beams and finished hypotheses live in buffers of up to max_length tokens, grown
+    # as the sequences grow.
+    running = np.full((batch, beams, min(max_length, prompt_len + _FIRST_ROOM)), fill,
+                      dtype=np.int64)
     running[:, :, :prompt_len] = sequences.reshape(batch, beams, prompt_len)
     running_scores = np.zeros((batch, beams), dtype=np.float32)
     running_scores[:, 1:] = _MASKED  # only the first beam's tokens count on the first step
@@ -205,6 +211,9 @@ def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_b
 
     cur_len = prompt_len
     while True:
+        if cur_len == running.shape[2]:  # full: double the room (cur_len < max_length here)
+            width = min(max_length, 2 * cur_len)
+            running, finished = _widened(running, width, fill), _widened(finished, width, fill)
         flat = running[:, :, :cur_len].reshape(rows, cur_len)
         (logits, state), first = _step(model, state, flat, first), None
         log_probs = process(flat, log_softmax(np.asarray(logits, dtype=np.float32)))
@@ -263,6 +272,13 @@ def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_b
     length = prompt_len + int(finished_lengths[:, :num_return_sequences].max())
     sequences = finished[:, :num_return_sequences, :length].reshape(-1, length)
     return GenerateOutput(sequences, finished_scores[:, :num_return_sequences].reshape(-1))
+
+
+def _widened(tokens: np.ndarray, width: int, fill: int) -> np.ndarray:
+    """``tokens`` (batch, beams, length) with ``fill`` columns added up to ``width``."""
+    wider = np.full((*tokens.shape[:2], width), fill, dtype=tokens.dtype)
+    wider[:, :, :tokens.shape[2]] = tokens
+    return wider
 
 
 def _can_improve(running_scores, finished_scores, is_finished, cur_len, prompt_len, max_length,

@@ -78,7 +78,7 @@ class StopStringCriteria:
 
     transformers precomputes a table over the whole vocabulary; here a token's text is computed
     the first time the token is seen, with the same result. ``tokenizer`` is a TextTokenizer
-    (its per-thread backend is used) or a ``tokenizers.Tokenizer``.
+    (its shared backend is read) or a ``tokenizers.Tokenizer``.
     """
 
     _PREFIX = "abcdef"  # transformers' static_prefix
@@ -98,7 +98,7 @@ class StopStringCriteria:
 
     @property
     def _backend(self):
-        # TextTokenizer.backend is one tokenizers.Tokenizer per thread ("Already borrowed")
+        # TextTokenizer.backend is the tokenizers.Tokenizer all threads read (never changed)
         return getattr(self._tokenizer, "backend", self._tokenizer)
 
     def token_text(self, token_id: int) -> str | None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError, did_you_mean
 from .audio import AudioPipeline
-from .base import sigmoid, softmax
+from .base import default_labels, sigmoid, softmax
 from .text import logits_of
 
 _FUNCTIONS = {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}
@@ -29,8 +29,7 @@ class AudioClassificationPipeline(AudioPipeline):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.labels = self.id2label or {
-            i: f"LABEL_{i}" for i in range(int(self.config.get("num_labels", 2)))}
+        self.labels = self.id2label or default_labels(self.config)
         self._check(self.defaults)
 
     def __call__(self, inputs, **kwargs):

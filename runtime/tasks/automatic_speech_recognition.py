@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import whisper
 from ..ctc import CtcTokenizer
-from ..errors import InputError
+from ..errors import BundleError, InputError
 from ..generation import GenerationConfig, run
 from ..generation.logits import (
     SuppressTokensAtBeginLogitsProcessor,
@@ -31,6 +31,7 @@ from ..generation.logits import (
 )
 from ..generation.onnx_model import FAMILY_GRAPHS
 from .audio import AudioPipeline
+from .base import config_count
 from .generation import GenerationPipeline
 
 
@@ -152,6 +153,16 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
 
     def __init__(self, **kwargs):
         super().__init__(**self._generation_arguments(kwargs))
+        # the encoder's positions per 30 s window: timestamps count them, and divide by them
+        self.source_positions = config_count(self.config, "max_source_positions")
+        frames = self.feature_extractor.nb_max_frames
+        if self.source_positions is None or self.source_positions > frames:
+            raise BundleError(
+                f"config.json has max_source_positions={self.source_positions}: a Whisper model "
+                f"has 1 to {frames} encoder positions per window ({frames} feature frames). "
+                "Note: fix it in the bundle's config.json (Whisper's is 1500), or export the "
+                "checkpoint again."
+            )
         self._check(self.defaults)
 
     def __call__(self, inputs, **kwargs):
@@ -307,7 +318,7 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
             outputs.append((self._generate(features, config, stamps), None))
         return whisper.transcript(
             outputs, self.tokenizer, timestamps=stamps, language=bool(args["return_language"]),
-            time_precision=extractor.chunk_length / self.config["max_source_positions"])
+            time_precision=extractor.chunk_length / self.source_positions)
 
     def _generate(self, features: np.ndarray, config: GenerationConfig,
                   stamps: bool) -> list[int]:
@@ -316,8 +327,9 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         short-form audio), each from the same prompt, moving on past the last complete segment
         (``whisper.split_segments``); the windows' segments one after the other."""
         extras, extractor = config.extras, self.feature_extractor
+        whisper.check_extras(extras)
         window = extractor.nb_max_frames  # 3000 frames: what the encoder takes
-        input_stride = window // self.config["max_source_positions"]  # frames per timestamp
+        input_stride = window // self.source_positions  # frames per timestamp
         frames = features.shape[-1]
         timestamps = True if stamps else extras.get("return_timestamps")
         if frames > window:
@@ -359,6 +371,7 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
             segment[..., :span] = features[..., seek:seek + span]
             output = run(model, {"input_features": segment}, None, ready,
                          tokenizer=self.tokenizer, max_positions=self.max_positions,
+                         max_positions_key=self.max_positions_key,
                          decoder_input_ids=np.array([prompt], dtype=np.int64),
                          logits_processor=processors)
             tokens = whisper.generated_tokens(output.sequences[0], begin, config.pad_token_id,

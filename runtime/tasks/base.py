@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..engine import Engine
-from ..errors import InputError, did_you_mean
+from ..errors import BundleError, InputError, did_you_mean
 from ..tokenizer import TextTokenizer
 
 
@@ -56,7 +56,7 @@ class Pipeline:
         self.bundle = bundle
         self.defaults = self.arguments(defaults, base={})
         self.input_names = {spec.name for spec in engine.inputs}
-        self.id2label = {int(k): v for k, v in self.config.get("id2label", {}).items()}
+        self.id2label = config_id2label(self.config)
 
     def arguments(self, given: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict:
         """Defaults, overridden by pipeline(...) arguments, overridden by call arguments. An
@@ -100,7 +100,7 @@ class Pipeline:
         position embeddings."""
         if self.tokenizer is not None and self.tokenizer.model_max_length:
             return self.tokenizer.model_max_length
-        return self.config.get("max_position_embeddings")
+        return config_count(self.config, "max_position_embeddings")
 
     def text_feed(self, encodings, *, pad_to: int | None = None) -> dict[str, np.ndarray]:
         """The feed for a batch of encodings, holding only the inputs the graph declares.
@@ -115,6 +115,66 @@ class Pipeline:
 
     def run_text(self, encodings, **kwargs) -> dict[str, np.ndarray]:
         return self.engine.run(self.text_feed(encodings, **kwargs))
+
+
+def config_count(config: Mapping[str, Any], key: str) -> int | None:
+    """config.json's ``key``, a positive integer (a size, a number of positions); None when
+    absent or null. The file comes with the bundle: anything else is a BundleError."""
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BundleError(f"config.json has {key}={repr(value)[:80]}: it must be a positive "
+                          "integer. Note: fix it in the bundle's config.json, or export the "
+                          "checkpoint again.")
+    return value
+
+
+# The most classes config.json's num_labels may name when id2label is absent (LABEL_0, ...):
+# ImageNet-22k has 21,841; a crafted 10**12 would build a dict until memory runs out.
+MAX_LABELS = 2**20
+
+
+def config_id2label(config: Mapping[str, Any]) -> dict[int, Any]:
+    """config.json's id2label by integer id (JSON keys are strings: "0")."""
+    value = config.get("id2label")
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BundleError(f"config.json has an id2label that is not a JSON object: "
+                          f"{repr(value)[:80]}. Note: it maps class ids to names, like "
+                          '{"0": "NEGATIVE", "1": "POSITIVE"}; fix it in the bundle\'s '
+                          "config.json.")
+    labels = {}
+    for key, label in value.items():
+        try:
+            labels[int(key)] = label
+        except (TypeError, ValueError):
+            raise BundleError(f"config.json's id2label has the key {repr(key)[:80]}, not a class "
+                              "id. Note: its keys are integers, like \"0\"; fix it in the "
+                              "bundle's config.json.") from None
+    return labels
+
+
+def default_labels(config: Mapping[str, Any]) -> dict[int, str]:
+    """transformers' names for the classes of a config.json without id2label: LABEL_0 to
+    LABEL_{num_labels - 1} (num_labels defaults to 2)."""
+    count = config_count(config, "num_labels") or 2
+    if count > MAX_LABELS:
+        raise BundleError(f"config.json has num_labels={count}, over the limit of {MAX_LABELS}. "
+                          "Note: fix it in the bundle's config.json.")
+    return {i: f"LABEL_{i}" for i in range(count)}
+
+
+def config_positions(config: Mapping[str, Any], keys: tuple[str, ...]
+                     ) -> tuple[int | None, str | None]:
+    """(the first of ``keys`` that config.json sets, as ``config_count`` reads it, and that
+    key), or (None, None)."""
+    for key in keys:
+        value = config_count(config, key)
+        if value is not None:
+            return value, key
+    return None, None
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

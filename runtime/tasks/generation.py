@@ -19,7 +19,7 @@ from ..generation import (
     run,
 )
 from ..generation.config import TRANSFORMERS_DEFAULTS
-from .base import Pipeline
+from .base import Pipeline, config_positions
 
 
 class GenerationPipeline(Pipeline):
@@ -87,15 +87,21 @@ class GenerationPipeline(Pipeline):
         base = given.pop("generation_config", None) or self.generation_config
         return resolve_generation_config(self.model_defaults, base, **given)
 
+    # config.json keys of the decoder's position limit, in the order they are looked for
+    POSITION_KEYS: ClassVar[tuple[str, ...]] = ("n_positions", "max_position_embeddings",
+                                                "max_target_positions")
+
     @property
     def max_positions(self) -> int | None:
         """How many positions the decoder has (GPT-2's n_positions, BART's
         max_position_embeddings, Whisper's max_target_positions; None for T5's relative
         positions)."""
-        for key in ("n_positions", "max_position_embeddings", "max_target_positions"):
-            if self.config.get(key):
-                return int(self.config[key])
-        return None
+        return config_positions(self.config, self.POSITION_KEYS)[0]
+
+    @property
+    def max_positions_key(self) -> str | None:
+        """The config.json key ``max_positions`` comes from."""
+        return config_positions(self.config, self.POSITION_KEYS)[1]
 
     # --- running ----------------------------------------------------------------------------
     def generate_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray, config, *,
@@ -112,7 +118,8 @@ class GenerationPipeline(Pipeline):
             text = TextStreamer(self.tokenizer, streamer,
                                 skip_special_tokens=skip_special_tokens)
         output = run(self.model, input_ids, attention_mask, config, tokenizer=self.tokenizer,
-                     max_positions=self.max_positions, on_tokens=text.put if text else None)
+                     max_positions=self.max_positions, max_positions_key=self.max_positions_key,
+                     on_tokens=text.put if text else None)
         if text is not None:
             text.end()
         return output

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import EngineError, InputError
 from ..vision_postprocess import top_classes
+from .base import default_labels
 from .text import check_batch_size, logits_of
 from .vision import ImagePipeline
 
@@ -26,8 +27,7 @@ class ImageClassificationPipeline(ImagePipeline):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.labels = self.id2label or {
-            i: f"LABEL_{i}" for i in range(int(self.config.get("num_labels", 2)))}
+        self.labels = self.id2label or default_labels(self.config)
         self._top_k(self.defaults)
         # an unknown function_to_apply fails now, not at the first call
         top_classes(np.zeros(2), function_to_apply=self._function(self.defaults))

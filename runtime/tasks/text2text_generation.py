@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
+from .base import config_count
 from .generation import GenerationPipeline
 from .text import encode_texts
 
@@ -74,5 +75,4 @@ class Text2TextGenerationPipeline(GenerationPipeline):
     @property
     def encoder_positions(self) -> int | None:
         """The encoder's length limit: its learned positions (None for T5's relative ones)."""
-        limit = self.config.get("max_position_embeddings")
-        return int(limit) if limit else None
+        return config_count(self.config, "max_position_embeddings")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineError, InputError, did_you_mean
-from .base import Pipeline, sigmoid, softmax
+from .base import Pipeline, default_labels, sigmoid, softmax
 from .text import TOKENIZER_ARGUMENTS, check_batch_size, encode_texts, logits_of, tokenizer_options
 
 
@@ -49,10 +49,7 @@ class TextClassificationPipeline(Pipeline):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.labels = self.id2label or {
-            # transformers' config gives these labels to a config.json without id2label.
-            i: f"LABEL_{i}" for i in range(int(self.config.get("num_labels", 2)))
-        }
+        self.labels = self.id2label or default_labels(self.config)  # transformers' names
         self._init_postprocess = self._postprocess_options(self.defaults)
         tokenizer_options(self._tokenizer_arguments(self.defaults), self.max_positions)
         check_batch_size(self.defaults["batch_size"])

@@ -240,3 +240,25 @@ def test_where_folders_cannot_be_swapped_a_killed_replace_is_recovered(bundle_co
         _check_loadable(bundle_copy)
     replace()
     assert _beside(bundle_copy) == []
+
+
+def test_two_quantize_runs_on_one_bundle_at_once_both_finish(bundle_copy):
+    """Each works in its own scratch folder; the lock puts their writes one after the other."""
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _quantize(bundle_copy, overwrite=True)
+            except BaseException:  # noqa: BLE001 - reported through the exit code
+                code = 3
+            os._exit(code)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    _check_loadable(bundle_copy)
+    assert sorted(p.name for p in (bundle_copy / "onnx").iterdir()) == [
+        "model.onnx", "model_int8.onnx"]
+    assert _beside(bundle_copy) == []
