@@ -62,6 +62,11 @@ STEREO_TO_MONO = math.sqrt(0.5)
 # A 2-D array is (channels, samples) when its first axis is this short and the shorter one.
 MAX_CHANNELS = 8
 RESAMPLE_QUALITY = "HQ"
+# The longest recording taken: a request is someone else's, and decoding and resampling hours
+# of audio at once asks for GBs (4 h at 48 kHz stereo is 5.5 GB of float32). Longer recordings
+# are split by the caller.
+MAX_AUDIO_SECONDS = 4 * 3600
+MAX_SAMPLING_RATE = 1_000_000
 
 
 def load_audios(inputs, sampling_rate: int) -> tuple[list[np.ndarray], bool]:
@@ -150,6 +155,9 @@ def _from_path(path: Path, sampling_rate: int) -> np.ndarray:
     if os.path.isdir(path):
         raise InputError(f"{path} is a directory, not an audio file. Note: pass the path of one "
                          "audio file, or a list of paths.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise InputError(f"{path} is not a regular file (a pipe or a device?). Note: pass the "
+                         "path of an audio file.")
     if not os.path.exists(path):
         raise InputError(
             f"No such file: {str(path)!r:.200}. Note: pass the path of an existing audio file "
@@ -166,7 +174,11 @@ def _from_path(path: Path, sampling_rate: int) -> np.ndarray:
 def _decoded(source, sampling_rate: int, what: str) -> np.ndarray:
     """Decode completely (a truncated file fails here), mix down, resample."""
     try:
-        frames, rate = soundfile.read(source, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(source) as sound:
+            _check_duration(sound.frames, sound.samplerate, what)
+            frames, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
+    except InputError:
+        raise
     except (soundfile.SoundFileError, RuntimeError, TypeError, ValueError) as error:
         reason = str(error).replace(f"{source!r}", "").replace("Error opening :", "")
         reason = reason.strip().rstrip(".")
@@ -258,7 +270,21 @@ def _mono_array(array: np.ndarray, what: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def _check_duration(samples: int, rate: float, what: str) -> None:
+    if not 1 <= rate <= MAX_SAMPLING_RATE:
+        raise InputError(f"{what} has a sampling rate of {rate:g} Hz, outside 1 Hz to "
+                         f"{MAX_SAMPLING_RATE:,} Hz. Note: the file's header is damaged, or the "
+                         "rate given is wrong.")
+    if samples / rate > MAX_AUDIO_SECONDS:
+        raise InputError(
+            f"{what} lasts {samples / rate / 3600:.1f} hours, over the limit of "
+            f"{MAX_AUDIO_SECONDS / 3600:g} hours (runtime.audio.MAX_AUDIO_SECONDS). Note: split "
+            "the recording and pass the parts."
+        )
+
+
 def _prepared(signal: np.ndarray, rate: float, sampling_rate: int, what: str) -> np.ndarray:
+    _check_duration(signal.size, rate, what)
     if signal.size == 0:
         raise InputError(f"{what} is empty (no samples). Note: pass a signal of at least one "
                          "sample; for silence, pass zeros.")

@@ -62,6 +62,9 @@ def key_values(pairs: list[str], flag: str = "--set", example: str = "top_k=3") 
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
+        except RecursionError:
+            raise InputError(f"{flag} {key}=... is nested too deeply to be read. Note: pass a "
+                             "plain value, e.g. {flag} {example}.") from None
     return options
 
 
