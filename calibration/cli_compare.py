@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(20)")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer error analysis")
+    parser.add_argument("--reports", metavar="DIR",
+                        help="write the reports into DIR and leave the bundle as it is (by "
+                             "default they go to BUNDLE/reports and the accuracy summaries into "
+                             "its manifest)")
     parser.add_argument("--json", action="store_true",
                         help="print the whole report as JSON instead of the summary table")
 
@@ -48,8 +52,9 @@ def main(args) -> int:
         new_tokens=args.max_new_tokens,
         progress=True,  # tqdm writes to stderr; stdout stays the table or the JSON
     )
-    paths = write_reports(bundle, report)
-    record_summaries(bundle, report)
+    paths = write_reports(bundle, report, args.reports)
+    if args.reports is None:
+        record_summaries(bundle, report)
     if args.json:
         print(json_for_stdout(report, indent=2))
     else:  # names in the table come from the manifest: no terminal control characters
@@ -60,5 +65,6 @@ def main(args) -> int:
         print()
         for kind in ("md", "html", "json"):
             print(terminal_safe(f"report: {paths[kind]}"))
-    print("accuracy summaries recorded in manifest.json", file=sys.stderr)
+    if args.reports is None:
+        print("accuracy summaries recorded in manifest.json", file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ e-mail attachment) without a server or a network.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
@@ -630,9 +631,11 @@ def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
 
 
 # --- writing ------------------------------------------------------------------------------------
-def write_reports(bundle: Bundle | str | os.PathLike, report: Mapping) -> dict[str, Path]:
-    """Write reports/accuracy.json, .md and .html into the bundle, each atomically; returns
-    {"json": path, "md": path, "html": path}.
+def write_reports(bundle: Bundle | str | os.PathLike, report: Mapping,
+                  directory: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write reports/accuracy.json, .md and .html into the bundle (or into ``directory``, which
+    leaves the bundle untouched: a bundle read from a read-only place), each atomically;
+    returns {"json": path, "md": path, "html": path}.
 
     >>> write_reports(bundle, report)["html"].name               # doctest: +SKIP
     'accuracy.html'
@@ -640,10 +643,17 @@ def write_reports(bundle: Bundle | str | os.PathLike, report: Mapping) -> dict[s
     root = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
     # Render everything first: a rendering error then leaves the old reports untouched.
     markdown, page = markdown_report(report), html_report(report)
-    with writer_lock(root):
-        # a reports/ that is a symlink out of the bundle is refused, not written through
-        directory = inside(root, "reports", what="The bundle's reports folder", directory=True)
-        directory.mkdir(exist_ok=True)
+    if directory is not None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = contextlib.nullcontext()
+    else:
+        lock = writer_lock(root)
+    with lock:
+        if directory is None:  # a reports/ that is a symlink out of the bundle is refused
+            directory = inside(root, "reports", what="The bundle's reports folder",
+                               directory=True)
+            directory.mkdir(exist_ok=True)
         paths = {kind: directory / name for kind, name in REPORT_NAMES.items()}
         write_json_atomic(paths["json"], report)
         write_text_atomic(paths["md"], markdown)

@@ -262,3 +262,18 @@ def test_two_quantize_runs_on_one_bundle_at_once_both_finish(bundle_copy):
     assert sorted(p.name for p in (bundle_copy / "onnx").iterdir()) == [
         "model.onnx", "model_int8.onnx"]
     assert _beside(bundle_copy) == []
+
+
+def test_compare_with_reports_elsewhere_leaves_the_bundle_untouched(bundle_copy, tmp_path,
+                                                                   capsys):
+    from runtime.cli import main as edgeport
+
+    _quantize(bundle_copy, overwrite=False)
+    before = _listing(bundle_copy)
+    out = tmp_path / "reports-out"
+    assert edgeport(["compare", str(bundle_copy), "--samples", "4", "--no-layers",
+                     "--reports", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.html", "accuracy.json",
+                                                     "accuracy.md"]
+    assert _listing(bundle_copy) == before
+    assert "recorded in manifest.json" not in capsys.readouterr().err
