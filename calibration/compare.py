@@ -331,9 +331,9 @@ def reference_model_class(transformers, bundle: Bundle, config):
     if mapping is None or type(config) in mapping:
         return auto_class
     names = (bundle.manifest.get("source") or {}).get("architectures") or []
-    for name in names:
+    for name in names:  # a class of transformers' models, nothing else the manifest names
         model_class = getattr(transformers, name, None)
-        if model_class is not None:
+        if isinstance(model_class, type) and issubclass(model_class, transformers.PreTrainedModel):
             return model_class
     raise InputError(
         f"transformers' {auto_class.__name__} does not load model_type "

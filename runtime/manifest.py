@@ -60,6 +60,14 @@ def validate_manifest(data: Any, where: str) -> dict:
         if data.get(key) is not None and not isinstance(data[key], dict):
             fail(key, f"must be an object or null, not {_kind(data[key])}")
 
+    source = data.get("source") or {}
+    if source.get("checkpoint") is not None:
+        _text(source["checkpoint"], "source.checkpoint", fail)
+    names = source.get("architectures")
+    if names is not None and not (isinstance(names, list) and len(names) <= 64 and all(
+            isinstance(n, str) and n.isidentifier() for n in names)):
+        fail("source.architectures", "must be a list of class names")
+
     graphs = _mapping(data.get("graphs"), "graphs", fail, limit=_MAX_GRAPHS)
     for graph, info in graphs.items():
         _name(graph, "a graph name", fail)

@@ -323,6 +323,9 @@ def _mutations(manifest: dict):
         **variant, "data_files": {"model": "onnx/model.onnx"}}}}
     yield "task a number", {**manifest, "task": 7}
     yield "recipe a string", {**manifest, "variants": {"fp32": {**variant, "recipe": "x"}}}
+    yield "source.checkpoint a number", {**manifest, "source": {"checkpoint": 5}}
+    yield "source.architectures not names", {**manifest, "source": {
+        "architectures": ["os.system('x')"]}}
     yield "a list", [manifest]
 
 
