@@ -146,12 +146,11 @@ def _default_range(bundle: Bundle, name: str, max_batch: int) -> Range:
         if fixed is not None:
             return (fixed, fixed, fixed)
     if name in _LENGTH_KEYS:
-        longest = next((config[k] for k in _LENGTH_KEYS[name] if isinstance(config.get(k), int)),
-                       None)
+        longest = next((config[k] for k in _LENGTH_KEYS[name] if _size(config.get(k))), None)
         if longest is None:  # relative positions (T5): the tokenizer's limit, when it has one
             tokenizer = bundle.read_json("tokenizer_config.json", required=False) or {}
             limit = tokenizer.get("model_max_length")
-            longest = limit if isinstance(limit, int) and 1 < limit <= MAX_SIZE else None
+            longest = limit if _size(limit) and limit > 1 else None
         if longest is None:
             raise ManifestError(
                 f"config.json of {bundle.path} gives no maximum length for the dim {name!r} "
@@ -166,15 +165,16 @@ def _default_range(bundle: Bundle, name: str, max_batch: int) -> Range:
         return _image_range(bundle, processor, name)
     if name == "channels":
         channels = config.get("num_channels", processor.get("feature_size"))
-        if isinstance(channels, int):
+        if _size(channels):
             return (channels, channels, channels)
     rate = processor.get("sampling_rate")
-    if name == "audio_samples" and isinstance(rate, int):
+    if name == "audio_samples" and _size(rate):
         return (rate // 10, 10 * rate, AUDIO_SECONDS * rate)
-    if name == "audio_frames" and isinstance(rate, int):
-        frames = AUDIO_SECONDS * rate // processor.get("hop_length", 160)
+    hop = processor.get("hop_length", 160)
+    if name == "audio_frames" and _size(rate) and _size(hop):
+        frames = AUDIO_SECONDS * rate // hop
         return (1, frames, frames)
-    if name == "num_queries" and isinstance(config.get("num_queries"), int):
+    if name == "num_queries" and _size(config.get("num_queries")):
         return (config["num_queries"],) * 3
     raise ManifestError(
         f"No default range for the dim {name!r} of {bundle.path}: its config.json and "
@@ -182,18 +182,25 @@ def _default_range(bundle: Bundle, name: str, max_batch: int) -> Range:
         f"{name}=MIN:OPT:MAX.")
 
 
+def _size(value) -> bool:
+    """Whether a config value is a usable size: an int from 1 to MAX_SIZE (a config is someone
+    else's: a string, a bool or 10**12 is no size)."""
+    return type(value) is int and 1 <= value <= MAX_SIZE
+
+
 def _image_range(bundle: Bundle, processor: Mapping, name: str) -> Range:
     """A fixed side when the processor resizes to height x width; else from the shortest
     edge (tuned for) up to the longest edge (DETR: 800 and 1333), from 32 for odd aspects."""
     size = processor.get("size")
-    if isinstance(size, Mapping) and name in size:
+    if isinstance(size, Mapping) and _size(size.get(name)):
         return (size[name],) * 3
-    if isinstance(size, Mapping) and "shortest_edge" in size:
+    if isinstance(size, Mapping) and _size(size.get("shortest_edge")):
         shortest = size["shortest_edge"]
         longest = size.get("longest_edge", shortest)
+        longest = longest if _size(longest) and longest >= shortest else shortest
         return (min(32, shortest), shortest, longest)
     image_size = bundle.config.get("image_size")
-    if isinstance(image_size, int):
+    if _size(image_size):
         return (image_size,) * 3
     raise ManifestError(
         f"No image size for the dim {name!r} of {bundle.path}: preprocessor_config.json has no "

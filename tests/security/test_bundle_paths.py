@@ -395,3 +395,17 @@ def test_a_graph_naming_external_data_outside_is_refused_before_onnx_runtime(bun
     with pytest.raises(UnsafePathError, match="external data") as caught:
         Bundle.load(bundle_copy).graph_path("model")
     _says_nothing_about(str(caught.value), victim)
+
+
+@pytest.mark.parametrize("value", ["512", True, 10**15, -3, 1.5])
+def test_tensorrt_profiles_take_only_sane_sizes_from_configs(bundle_copy, value):
+    from runtime.tensorrt.profiles import default_ranges
+
+    config = json.loads((bundle_copy / "config.json").read_text())
+    config["max_position_embeddings"] = value
+    (bundle_copy / "config.json").write_text(json.dumps(config))
+    tokenizer = json.loads((bundle_copy / "tokenizer_config.json").read_text())
+    tokenizer["model_max_length"] = value
+    (bundle_copy / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ManifestError, match="no maximum length"):
+        default_ranges(Bundle.load(bundle_copy))
