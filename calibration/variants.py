@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,8 +75,13 @@ def source_graphs(bundle: Bundle, variant: str) -> dict[str, Path]:
 def staging_for(bundle: Bundle) -> Iterator[Path]:
     """A temp directory beside the bundle, never inside it (same file system, so the final move
     is a rename): a killed run leaves nothing in the bundle, and what it left beside it is
-    removed by the next run (``files.scratch_beside``)."""
-    path = scratch_beside(bundle.path, "scratch")
+    removed by the next run (``files.scratch_beside``). Where the bundle's folder may not be
+    written, the system's temp folder (the files are then copied in)."""
+    try:
+        path = scratch_beside(bundle.path, "scratch")
+    except PermissionError:  # a writable bundle in a folder that is not: the system's temp
+        path = scratch_beside(Path(tempfile.gettempdir()) / bundle.path.absolute().name,
+                              "scratch")
     try:
         yield path
     finally:

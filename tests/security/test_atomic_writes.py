@@ -277,3 +277,20 @@ def test_compare_with_reports_elsewhere_leaves_the_bundle_untouched(bundle_copy,
                                                      "accuracy.md"]
     assert _listing(bundle_copy) == before
     assert "recorded in manifest.json" not in capsys.readouterr().err
+
+
+def test_quantize_works_where_only_the_bundle_folder_is_writable(bundle_copy, monkeypatch):
+    """(Tests run as root, whom permissions do not stop: the refusal is simulated.)"""
+    from calibration import variants
+
+    real = variants.scratch_beside
+
+    def beside(target, kind):
+        if Path(target).absolute() == bundle_copy.absolute():
+            raise PermissionError(13, "Permission denied", str(Path(target).parent))
+        return real(target, kind)
+
+    monkeypatch.setattr(variants, "scratch_beside", beside)
+    _quantize(bundle_copy, overwrite=False)
+    _check_loadable(bundle_copy)
+    assert _beside(bundle_copy) == []
