@@ -23,7 +23,7 @@ exported from, driven by the same pipeline and search through ``TorchGenerationM
 latency is for orientation: its threads share the CPU with ONNX Runtime's, which spin for a
 while after each run). Per-layer error is measured on the texts whose first-step logits err
 most: a decoder-only model's graph on the prompt step; an encoder-decoder's encoder, and each
-branch of its merged decoder on the first decoder steps (``compare._add_layers``).
+branch of its merged decoder on the first decoder steps (``compare.add_layers``).
 
 >>> report = compare_variants("gpt2-bundle", variants=["int8"])          # doctest: +SKIP
 >>> task = report["variants"]["int8"]["task"]                             # doctest: +SKIP
@@ -46,7 +46,12 @@ from runtime.errors import EngineError, InputError
 from runtime.pipeline import pipeline_from_bundle
 
 from . import metrics
-from .data import GREEDY, graph_feeds
+from .data import GREEDY, graph_feeds, progress_bar
+from .layers import add_layers
+from .numeric import OutputStats
+from .reference import torch_model
+from .report import json_ready, report_header, variant_header, versions
+from .task_metrics import LISTED_CHANGES
 
 # How many tokens each text generates at most in a comparison: enough for divergence to show,
 # few enough that the comparison of many texts stays quick.
@@ -99,8 +104,6 @@ class TorchGenerationModel:
     """
 
     def __init__(self, bundle: Bundle):
-        from .compare import torch_model
-
         self.torch, self.model = torch_model(bundle)
         self.is_encoder_decoder = bool(self.model.config.is_encoder_decoder)
         self.vocab_size = self.model.get_output_embeddings().out_features
@@ -211,17 +214,6 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     """The report of ``compare_variants`` for a generative bundle (see the module docstring);
     ``loaded`` holds the texts, or the signals of a speech recognition bundle
     (``calibration.data.Samples``)."""
-    from .compare import (
-        LISTED_CHANGES,
-        _add_layers,
-        _OutputStats,
-        _progress,
-        _versions,
-        json_ready,
-        report_header,
-        variant_header,
-    )
-
     texts, sources = list(loaded.inputs), loaded.sources()  # names (files) and what is run
     speech = loaded.signals is not None  # Whisper: measured by its transcripts' WER
     decoder_only = bundle.manifest.get("family") == "decoder"
@@ -232,9 +224,9 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     tokens: dict = {name: [] for name in runners}
     seconds: dict = {name: [] for name in runners}
     counts: dict = {name: [] for name in runners}
-    stats = {name: _OutputStats() for name in chosen}
+    stats = {name: OutputStats() for name in chosen}
     sample_error = np.zeros(len(texts))
-    for index, text in enumerate(_progress(sources, len(sources), f"generating with "
+    for index, text in enumerate(progress_bar(sources, len(sources), f"generating with "
                                            f"{len(runners)} engines", progress)):
         expected, first, elapsed = runners[None].generate(text, new_tokens, runs)
         tokens[None].append(expected)
@@ -266,7 +258,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
                    "unit": "ms per generated token"},
         "generation": {"search": "greedy", "max_new_tokens": new_tokens},
         "variants": {},
-        "versions": _versions(),
+        "versions": versions(),
     })
     def transcript(ids) -> str:
         return tokenizer.decode(ids, skip_special_tokens=True)
@@ -315,7 +307,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         worst = sorted(np.argsort(-sample_error, kind="stable")[:layer_samples].tolist())
         feeds = graph_feeds(bundle, [sources[i] for i in worst],
                             new_tokens=1 if decoder_only else LAYER_STEPS)
-        _add_layers(bundle, report, chosen, feeds, top, progress)
+        add_layers(bundle, report, chosen, feeds, top, progress)
         for name in chosen:
             if report["variants"][name]["layers"]:
                 report["variants"][name]["layers"]["sample_indices"] = worst

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,13 +101,16 @@ class Samples:
         return len(self.feeds)
 
 
-def _progress(items: Iterable, total: int, description: str, enabled: bool) -> Iterator:
+def progress_bar(items: Iterable, total: int, description: str, enabled: bool,
+                 unit: str = "sample") -> Iterator:
+    """``items``, with a progress bar on stderr when ``enabled`` (stdout stays the result)."""
     if not enabled:
         yield from items
         return
     from tqdm import tqdm
 
-    yield from tqdm(items, total=total, desc=description, unit="sample", leave=False)
+    yield from tqdm(items, total=total, desc=description, unit=unit, leave=False,
+                    file=sys.stderr)
 
 
 def _pick(items: list, samples: int | None, seed: int) -> list:
@@ -244,7 +248,7 @@ def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bo
         text_feed = pipe.text_feed(encode_texts(
             pipe.tokenizer, [template.format(label) for label in CANDIDATE_LABELS]))
         result.labels = list(CANDIDATE_LABELS)
-    for file in _progress(files, len(files), "preprocessing", progress):
+    for file in progress_bar(files, len(files), "preprocessing", progress):
         image = load_image(file)  # its errors name the file: a damaged one is found here
         try:
             feed = pipe.image_feed([image])
@@ -266,7 +270,7 @@ def _audio_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bo
     rate = pipe.feature_extractor.sampling_rate
     generative = is_generative(bundle)
     result = Samples(signals=[] if generative else None)
-    for file in _progress(files, len(files), "preprocessing", progress):
+    for file in progress_bar(files, len(files), "preprocessing", progress):
         signal = load_audio(file, rate)[:MAX_AUDIO_SECONDS * rate]  # its errors name the file
         result.inputs.append(str(file.relative_to(folder)))
         if generative:  # Whisper: the encoder's feed; the graphs' own come from generating
@@ -291,7 +295,7 @@ def _text_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
     pipe = pipeline_from_bundle(bundle)
     question_answering = bundle.task == "question-answering"
     result = Samples()
-    for row in _progress(rows, len(rows), "preprocessing", progress):
+    for row in progress_bar(rows, len(rows), "preprocessing", progress):
         if question_answering:
             if isinstance(row, str):
                 raise InputError(
@@ -377,7 +381,7 @@ def graph_feeds(bundle: Bundle, texts: list, *, new_tokens: int = CALIBRATION_NE
     encoder = (_RecordingEngine(model.encoder, lambda call: True)
                if model.encoder is not None else None)
     pipe.model = OnnxGenerationModel(decoder, encoder, vocab_size=model.vocab_size)
-    for text in _progress(texts, len(texts), "generating", progress):
+    for text in progress_bar(texts, len(texts), "generating", progress):
         decoder.restart()
         _generate_greedily(pipe, text, new_tokens)
     feeds = {decoder_graph: decoder.feeds}
@@ -407,7 +411,7 @@ def _generation_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
 
     tokenizer = TextTokenizer.from_dir(bundle.path)
     result = Samples()
-    for row in _progress(rows, len(rows), "preprocessing", progress):
+    for row in progress_bar(rows, len(rows), "preprocessing", progress):
         text = row.get("text") if isinstance(row, dict) else row
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"Expected a text (or {{'text': ...}}), got {row!r:.80}. Note: "

@@ -13,11 +13,14 @@ e-mail attachment) without a server or a network.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import html
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from runtime.bundle import Bundle, write_json_atomic, write_text_atomic
 from runtime.files import inside, writer_lock
@@ -628,6 +631,74 @@ def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
         else:
             parts.append("<p>No node adds error: every shared tensor equals fp32's.</p>")
     return parts
+
+
+# --- the report's parts, made by compare and compare_generation ----------------------------------
+REPORT_SCHEMA = 1
+
+
+def report_header(bundle: Bundle, reference: str, latency: dict) -> dict:
+    """What every accuracy report starts with: schema, bundle, task, time, the reference."""
+    return {
+        "schema_version": REPORT_SCHEMA,
+        "bundle": str(bundle.path),
+        "task": bundle.task,
+        "model_type": bundle.model_type,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "reference": {
+            "name": reference,
+            "latency_ms": latency,
+            "bytes": variant_bytes(bundle, "fp32") if reference == "fp32" else None,
+            "checkpoint": (bundle.manifest.get("source") or {}).get("checkpoint")
+            if reference == "pytorch" else None,
+        },
+    }
+
+
+def variant_header(bundle: Bundle, name: str, latency: dict, reference_latency: dict) -> dict:
+    """What every report says of a variant first: its recipe, files, size, latency, speed-up."""
+    return {
+        "recipe": bundle.variants[name].get("recipe"),
+        "files": dict(bundle.variants[name]["files"]),
+        "bytes": variant_bytes(bundle, name),
+        "latency_ms": latency,
+        "speedup": reference_latency["median_ms"] / latency["median_ms"]
+        if latency["median_ms"] > 0 else None,
+    }
+
+
+def variant_bytes(bundle: Bundle, name: str) -> int:
+    """The size on disk of a variant's graph files (with their external weights)."""
+    info = bundle.variants[name]
+    files = list(info["files"].values())
+    for extra in info.get("data_files", {}).values():
+        files += extra
+    return sum(bundle.file(f, what=f"variants.{name}").stat().st_size for f in files)
+
+
+def versions() -> dict:
+    import onnxruntime
+
+    from runtime import __version__
+
+    return {"edgeport": __version__, "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__}
+
+
+def json_ready(value):
+    """The report with NaN and infinities as None (JSON has neither): a variant whose graph
+    overflows gives NaN outputs, and the report must still be written.
+
+    >>> json_ready({"a": [1.0, float("nan")], "b": float("inf")})
+    {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 # --- writing ------------------------------------------------------------------------------------

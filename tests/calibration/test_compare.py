@@ -18,6 +18,7 @@ from onnx import numpy_helper
 
 from calibration import compare as compare_module
 from calibration import report as report_module
+from calibration import task_metrics
 from calibration.compare import compare_variants, record_summaries
 from calibration.report import write_reports
 from calibration.variants import staging_for, write_variant
@@ -98,7 +99,7 @@ def test_copy_agrees_and_perturbed_weight_is_found(task, tiny_bundle, tmp_path):
     assert report["data"]["samples"] == min(24, len(compare_module.builtin_rows(bundle)))
     assert list(report["variants"]) == ["same", "noisy"]
     assert report["reference"]["latency_ms"]["runs"] == report["data"]["samples"]
-    metric = compare_module.TASK_METRICS[task]
+    metric = task_metrics.TASK_METRICS[task]
     assert report["task_metric"] == metric
     for name, variant in report["variants"].items():
         assert set(variant) >= {"recipe", "bytes", "latency_ms", "speedup", "task", "cosine",

@@ -13,10 +13,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration import compare as compare_module
+from calibration import task_metrics
 from calibration.budget import variant_within_budget
-from calibration.compare import compare_variants, record_summaries, reference_model_class
+from calibration.compare import compare_variants, record_summaries
 from calibration.data import CANDIDATE_LABELS
+from calibration.reference import reference_model_class
 from calibration.report import write_reports
 from calibration.variants import staging_for, write_variant
 from runtime import Bundle, InputError
@@ -112,7 +113,7 @@ def test_object_detection(detector, tmp_path, image_folder):
 
 def test_detection_without_any_confident_box_agrees_only_on_nothing(tiny_bundle):
     bundle = Bundle.load(tiny_bundle("detr", "object-detection"))
-    scorer = compare_module._ObjectDetection(bundle, None)
+    scorer = task_metrics._ObjectDetection(bundle, None)
     boxes = np.array([[[0.5, 0.5, 0.2, 0.2]]], np.float32)
     unsure = scorer.reduce({}, {"logits": np.array([[[0.0, 0, 0, 0, 0, 0]]], np.float32),
                                 "pred_boxes": boxes})
@@ -142,7 +143,7 @@ def test_semantic_segmentation(vision_bundle, image_folder):
 def test_mask2former_outputs_are_scored_by_their_semantic_map(tiny_bundle):
     """No Mask2Former bundle exists yet: its outputs are made here. The label map compared is
     the runtime's semantic post-processing at the size the model saw."""
-    scorer = compare_module._Segmentation(Bundle.load(tiny_bundle("segformer",
+    scorer = task_metrics._Segmentation(Bundle.load(tiny_bundle("segformer",
                                                                   "image-segmentation")), None)
     rng = np.random.default_rng(0)
     outputs = {"class_queries_logits": rng.standard_normal((1, 6, 4)).astype(np.float32),
