@@ -679,7 +679,7 @@ def variant_bytes(bundle: Bundle, name: str) -> int:
 def versions() -> dict:
     import onnxruntime
 
-    from runtime import __version__
+    from runtime.version import __version__
 
     return {"edgeport": __version__, "onnxruntime": onnxruntime.__version__,
             "numpy": np.__version__}

@@ -24,8 +24,7 @@ from .errors import (
     UnsafePathError,
     ValidationError,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "BundleBusyError", "BundleError", "BundleNotFoundError", "ChecksumError", "EdgeportError",

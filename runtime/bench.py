@@ -242,7 +242,7 @@ class EdgeportBackend:
                  backend: str = "onnxruntime"):
         import onnxruntime
 
-        from . import __version__
+        from .version import __version__
 
         self.name = variant if backend == "onnxruntime" else f"{variant} ({backend})"
         self.pipe = pipeline_from_bundle(bundle, task, variant=variant, device=device,

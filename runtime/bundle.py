@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .engine import Engine, OrtEngine, TensorSpec, parse_device, providers_for_device
+from .engine import BACKENDS, Engine, TensorSpec, backend_factory
 from .errors import (
     BundleNotFoundError,
     ChecksumError,
@@ -50,12 +50,12 @@ from .files import (
 )
 from .graph_files import graph_file_locations
 from .manifest import MAX_MANIFEST_BYTES, SCHEMA_VERSION, validate_manifest
+from .task_names import canonical_task
 
 __all__ = ["BACKENDS", "Bundle", "EXTERNAL_DATA_BYTES", "MANIFEST", "SCHEMA_VERSION",
            "check_target", "file_sha256", "manifest_for", "read_json", "staged_directory",
            "write_bytes_atomic", "write_json_atomic", "write_text_atomic", "writer_lock"]
 
-BACKENDS = ("onnxruntime", "tensorrt")  # what runs a bundle's graphs: Bundle.engine(backend=)
 MANIFEST = "manifest.json"
 # Graphs holding more weights than this keep them in "<graph file>_data" beside the graph (ONNX
 # external data): ONNX Runtime maps that file instead of parsing the weights out of the
@@ -253,7 +253,8 @@ class Bundle:
                 "copy the whole bundle directory, or export it again."
             )
         config = read_json_file(path / "config.json", "The model config (config.json)",
-                                error=ManifestError, missing=BundleNotFoundError, expect=dict)
+                                error=ManifestError, missing=BundleNotFoundError, expect=dict,
+                                max_bytes=MAX_MANIFEST_BYTES)
         return cls(path, manifest, config)
 
     # --- what the manifest says -------------------------------------------------------------
@@ -289,8 +290,6 @@ class Bundle:
 
     def check_task(self, task: str | None) -> str:
         """The task to run: the bundle's own when None; a TaskError for one it does not serve."""
-        from .tasks import canonical_task
-
         if task is None:
             try:
                 return canonical_task(self.task)
@@ -391,22 +390,11 @@ class Bundle:
     def engine(self, graph: str = "model", variant: str = "fp32", *,
                backend: str = "onnxruntime", build_if_missing: bool = False,
                **options) -> Engine:
-        """An engine for one graph of one variant: ONNX Runtime's (options go to OrtEngine;
-        device "tensorrt" keeps its TensorRT provider's engine cache in engines/onnxruntime),
-        or TensorRT's from the plan under engines/ (built first when ``build_if_missing``)."""
-        if backend == "tensorrt":
-            from .tensorrt import engine_from_bundle
-
-            return engine_from_bundle(self, graph, variant, build_if_missing=build_if_missing,
-                                      **options)
-        if backend != "onnxruntime":
-            raise InputError(f"Unknown backend {backend!r}. " + did_you_mean(backend, BACKENDS))
-        device = options.get("device", "cpu")
-        if parse_device(device)[0] == "tensorrt" and options.get("providers") is None:
-            options["providers"] = providers_for_device(device, cache_dir=inside(
-                self.path, "engines/onnxruntime", what="The TensorRT provider's cache",
-                directory=True))
-        return OrtEngine(self.graph_path(graph, variant), **options)
+        """An engine for one graph of one variant, from the backend named (``BACKENDS``):
+        ONNX Runtime's (options go to OrtEngine), or TensorRT's from the plan under engines/
+        (built first when ``build_if_missing``)."""
+        return backend_factory(backend)(self, graph, variant, build_if_missing=build_if_missing,
+                                        **options)
 
     def _linked_out(self, path: Path) -> bool:
         """Whether ``path`` (inside the bundle by name) is a symlink whose file lies outside."""

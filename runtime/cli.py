@@ -62,7 +62,7 @@ def _load(command: str):
 
 def _parser() -> argparse.ArgumentParser:
     """The top-level parser: the list of subcommands, --help and --version."""
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="edgeport",

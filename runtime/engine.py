@@ -7,6 +7,7 @@ TensorRT directly, so a fake engine can stand in for tests of task logic.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .errors import EngineError, GraphLoadError, InputError, did_you_mean
+from .files import inside
 
 Feed = Mapping[str, np.ndarray]
 
@@ -269,3 +271,39 @@ class FakeEngine:
 
     def run(self, feed: Feed) -> dict[str, np.ndarray]:
         return dict(self._fn(check_feed(self.inputs, feed)))
+
+
+# --- backends: what runs a bundle's graphs --------------------------------------------------------
+# backend name -> "module:function" that makes the Engine of one graph of a bundle, as
+# function(bundle, graph, variant, *, build_if_missing, **options). Resolved at call time, like
+# the CLI's subcommands: the bundle names its backends without importing them (TensorRT's is
+# built on the bundle, above it), and a missing optional one costs nothing until asked for.
+BACKENDS = {
+    "onnxruntime": "runtime.engine:ort_engine_from_bundle",
+    "tensorrt": "runtime.tensorrt:engine_from_bundle",
+}
+
+
+def backend_factory(name: str):
+    """The function that makes a ``name`` backend's engine; an InputError for an unknown one.
+
+    >>> backend_factory("onnxruntime").__name__
+    'ort_engine_from_bundle'
+    """
+    if name not in BACKENDS:
+        raise InputError(f"Unknown backend {name!r}. " + did_you_mean(name, BACKENDS))
+    module, _, function = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def ort_engine_from_bundle(bundle, graph: str, variant: str, *, build_if_missing: bool = False,
+                           **options) -> OrtEngine:
+    """ONNX Runtime's engine for the verified file of a graph in a variant (options go to
+    OrtEngine; device "tensorrt" keeps its TensorRT provider's engine cache in the bundle's
+    engines/onnxruntime). ``build_if_missing`` is TensorRT's: ONNX Runtime builds nothing."""
+    device = options.get("device", "cpu")
+    if parse_device(device)[0] == "tensorrt" and options.get("providers") is None:
+        options["providers"] = providers_for_device(device, cache_dir=inside(
+            bundle.path, "engines/onnxruntime", what="The TensorRT provider's cache",
+            directory=True))
+    return OrtEngine(bundle.graph_path(graph, variant), **options)

@@ -287,7 +287,17 @@ class TextTokenizer:
                clean_up_tokenization_spaces: bool | None = None) -> str:
         if isinstance(ids, (int, np.integer)):
             ids = [int(ids)]
-        text = self._shared.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        ids = [int(i) for i in ids]
+        # The tokenizers library takes unsigned 32-bit ids and raises an OverflowError on others
+        # (a negative pad_token_id from a generation_config.json pads generated rows with it).
+        outside = [i for i in ids if not 0 <= i < 2**32]
+        if outside:
+            raise InputError(
+                f"Cannot decode the token ids {sorted(set(outside))[:10]}: token ids are "
+                "integers from 0. Note: a negative id in generated tokens comes from the "
+                "pad_token_id (or eos_token_id) of the bundle's generation_config.json or of "
+                "the call; fix it there.")
+        text = self._shared.decode(ids, skip_special_tokens=skip_special_tokens)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None \
             else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean else text

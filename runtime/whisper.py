@@ -158,7 +158,8 @@ def check_extras(extras: Mapping[str, object]) -> None:
 
 
 def _token_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    # below 2**63: ids become numpy int64 arrays (whether the model has them is checked there)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def prompt_tokens(config: GenerationConfig, *, timestamps: bool | None,
@@ -242,11 +243,13 @@ def generated_tokens(sequence: np.ndarray, prompt_length: int, pad_token_id: int
     array([5, 6])
     """
     tokens = np.asarray(sequence)[prompt_length:]
+    # one id, as Whisper's files give it, or several (any of them ends the row)
+    eos = () if eos_token_id is None else tuple(np.atleast_1d(eos_token_id).tolist())
     if pad_token_id is not None and len(tokens) and tokens[-1] == pad_token_id:
-        count = int((tokens == pad_token_id).sum()) - (pad_token_id == eos_token_id)
+        count = int((tokens == pad_token_id).sum()) - (pad_token_id in eos)
         if count:
             tokens = tokens[:-count]
-    if len(tokens) and tokens[-1] == eos_token_id:
+    if len(tokens) and tokens[-1] in eos:
         tokens = tokens[:-1]
     return tokens
 

@@ -549,14 +549,19 @@ def _as_lists(value: Any) -> Any:
 
 def _token_id(name: str, value: Any) -> int:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if not -2**63 <= value < 2**63:  # numpy's int64, which every array of ids has
+            raise InputError(f"{name} holds {_shown(value)}, which is no token id. Note: token "
+                             "ids are the integers a tokenizer's encode returns; fix it in the "
+                             "bundle's generation_config.json (or config.json), or what the "
+                             "call passes.")
         return int(value)
-    raise InputError(f"{name} must hold integer token ids, got {value!r}. "
+    raise InputError(f"{name} must hold integer token ids, got {_shown(value)}. "
                      "Note: token ids are the integers a tokenizer's encode returns.")
 
 
 def _token_ids(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise InputError(f"{name} must be a list of token ids, got {value!r}. "
+        raise InputError(f"{name} must be a list of token ids, got {_shown(value)}. "
                          f"Note: e.g. {name}=[1, 2].")
     return tuple(_token_id(name, v) for v in value)
 
@@ -567,7 +572,7 @@ def _normalize(name: str, value: Any) -> Any:
         return None
     if name in ("eos_token_id", "forced_eos_token_id"):
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
+            return _token_id(name, value)
         return _token_ids(name, value)
     if name in ("pad_token_id", "bos_token_id", "decoder_start_token_id", "forced_bos_token_id"):
         return _token_id(name, value)
@@ -577,7 +582,8 @@ def _normalize(name: str, value: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or any(
             isinstance(word, (str, bytes)) or not isinstance(word, Sequence) for word in value
         ):
-            raise InputError(f"bad_words_ids must be a list of lists of token ids, got {value!r}. "
+            raise InputError(f"bad_words_ids must be a list of lists of token ids, got "
+                             f"{_shown(value)}. "
                              "Note: e.g. bad_words_ids=[[1234], [56, 78]] (one list per word).")
         return tuple(_token_ids(name, word) for word in value)
     if name == "stop_strings":
@@ -585,6 +591,6 @@ def _normalize(name: str, value: Any) -> Any:
             return (value,)
         if not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
             raise InputError(f"stop_strings must be a string or a list of strings, got "
-                             f"{value!r}. Note: e.g. stop_strings=['\\n\\n', 'END'].")
+                             f"{_shown(value)}. Note: e.g. stop_strings=['\\n\\n', 'END'].")
         return tuple(value)
     return value

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 
@@ -112,6 +113,14 @@ class OnnxGenerationModel:
             raise EngineError(
                 "The decoder graph's logits have no fixed width, so the vocabulary size is "
                 "unknown. Note: pass vocab_size (config.json's vocab_size)."
+            )
+        if not isinstance(width, int) and (not isinstance(vocab_size, Integral)
+                                           or isinstance(vocab_size, bool)
+                                           or not 0 < vocab_size < 2**31):
+            raise InputError(
+                f"vocab_size={repr(vocab_size)[:80]} is not a vocabulary size (a positive integer "
+                "below 2**31), and the decoder graph's logits have no fixed width to take "
+                "instead. Note: fix vocab_size in the bundle's config.json."
             )
         self.vocab_size = width if isinstance(width, int) else int(vocab_size)
 

@@ -116,6 +116,7 @@ def generate(
     _check_search(num_beams, num_return_sequences, do_sample, early_stopping, on_tokens)
     if model.is_encoder_decoder:
         sequences = _decoder_prompt(decoder_input_ids, decoder_start_token_id, batch)
+        _check_decoder_prompt(sequences, model.vocab_size)
     else:
         if input_ids.shape[1] == 0:
             raise InputError(
@@ -245,7 +246,7 @@ def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_b
 
         # Finished candidates among the top `beams` join the hypotheses if they score better.
         just_finished = done & among_top
-        final = scores / np.float32((cur_len + 1 - prompt_len) ** length_penalty)
+        final = _penalized(scores, cur_len + 1 - prompt_len, length_penalty)
         full = is_finished.all(axis=1) & (early_stopping is True)
         final += full[:, None] * _MASKED
         final += ~improvable[:, None] * _MASKED
@@ -274,6 +275,14 @@ def _beam_search(model, state, sequences, process, stopping, pad_token_id, num_b
     return GenerateOutput(sequences, finished_scores[:, :num_return_sequences].reshape(-1))
 
 
+def _penalized(scores: np.ndarray, length: int, length_penalty: float) -> np.ndarray:
+    """``scores / length ** length_penalty`` in float32, as transformers divides. Where the
+    power leaves float64 (a length_penalty of 1e308), Python raises an OverflowError; here it
+    divides by inf (or, for a very negative penalty, by 0) instead."""
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        return scores / np.float32(np.float64(length) ** length_penalty)
+
+
 def _widened(tokens: np.ndarray, width: int, fill: int) -> np.ndarray:
     """``tokens`` (batch, beams, length) with ``fill`` columns added up to ``width``."""
     wider = np.full((*tokens.shape[:2], width), fill, dtype=tokens.dtype)
@@ -290,7 +299,7 @@ def _can_improve(running_scores, finished_scores, is_finished, cur_len, prompt_l
         best_length = max_length - prompt_len
     else:
         best_length = cur_len - prompt_len
-    best_possible = running_scores[:, :1] / np.float32(best_length ** length_penalty)
+    best_possible = _penalized(running_scores[:, :1], best_length, length_penalty)
     worst_finished = np.where(is_finished, finished_scores.min(axis=1, keepdims=True), _MASKED)
     return (best_possible > worst_finished).any(axis=1)
 
@@ -437,6 +446,20 @@ def _decoder_prompt(decoder_input_ids, decoder_start_token_id, batch: int) -> np
         start = np.full((batch, 1), decoder_start_token_id, dtype=np.int64)
         ids = np.concatenate([start, ids], axis=1)
     return ids
+
+
+def _check_decoder_prompt(ids: np.ndarray, vocab_size: int) -> None:
+    """The decoder's prompt comes from the model's settings (decoder_start_token_id, Whisper's
+    language and task tokens): an id the model has no embedding for would fail inside the
+    graph, with a message that does not say which setting is wrong."""
+    outside = sorted(set(ids[(ids < 0) | (ids >= vocab_size)].tolist()))
+    if outside:
+        raise InputError(
+            f"The decoder's prompt {ids[0].tolist()[:10]} holds token ids {outside[:10]}, "
+            f"outside the model's {vocab_size} tokens. Note: they come from "
+            "decoder_start_token_id (and for Whisper, its language, task and timestamp tokens) "
+            "in the bundle's generation_config.json, or from the call; fix them there."
+        )
 
 
 def _check_search(num_beams, num_return_sequences, do_sample, early_stopping, on_tokens) -> None:

@@ -1,13 +1,14 @@
 """The task table: Hugging Face pipeline tag -> the pipeline class that serves it.
 
-One module per task; this table is the only registry. Task names are HF pipeline tags verbatim.
+One module per task; this table is the only registry. Task names are HF pipeline tags verbatim,
+listed in ``runtime.task_names`` (with their aliases and ``canonical_task``) below the bundle.
 Where a task runs differently for another family of models, ``FAMILY_PIPELINES`` names the
 class for that family (speech recognition: CTC models classify frames, Whisper generates).
 """
 
 from __future__ import annotations
 
-from ..errors import TaskError, did_you_mean
+from ..task_names import canonical_task
 from .audio_classification import AudioClassificationPipeline
 from .automatic_speech_recognition import (
     AutomaticSpeechRecognitionPipeline,
@@ -26,7 +27,7 @@ from .text2text_generation import Text2TextGenerationPipeline
 from .text_classification import TextClassificationPipeline
 from .text_generation import TextGenerationPipeline
 from .token_classification import TokenClassificationPipeline
-from .translation import LANGUAGE_PAIR, TranslationPipeline
+from .translation import TranslationPipeline
 from .zero_shot_image_classification import ZeroShotImageClassificationPipeline
 
 TASKS: dict[str, type[Pipeline]] = {
@@ -74,31 +75,10 @@ TASK_MODEL_CLASSES = {
     "audio-classification": "AutoModelForAudioClassification",
 }
 
-# transformers' aliases for the same tasks.
-TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
-
-
-def canonical_task(task: str) -> str:
-    """The pipeline tag for a task name or alias; a TaskError for an unknown one.
-    ``translation_xx_to_yy`` is translation (the languages pick the model's task settings).
-
-    >>> canonical_task("ner")
-    'token-classification'
-    >>> canonical_task("translation_en_to_de")
-    'translation'
-    """
-    if isinstance(task, str) and LANGUAGE_PAIR.match(task):
-        return "translation"
-    task = TASK_ALIASES.get(task, task)
-    if task not in TASKS:
-        raise TaskError(f"Unknown task {task!r}. " + did_you_mean(task, [*TASKS, *TASK_ALIASES]))
-    return task
-
-
 def pipeline_class(task: str, family: str | None) -> type[Pipeline]:
     """The class that runs ``task`` (a pipeline tag) on a bundle of ``family``.
 
     >>> pipeline_class("automatic-speech-recognition", "encoder-decoder").__name__
     'WhisperSpeechRecognitionPipeline'
     """
-    return FAMILY_PIPELINES.get((task, family), TASKS[task])
+    return FAMILY_PIPELINES.get((task, family), TASKS[canonical_task(task)])

@@ -8,7 +8,12 @@ from typing import ClassVar
 import numpy as np
 
 from ..audio import load_audios
+from ..errors import BundleError
 from .base import Pipeline
+
+# The most input samples one output frame of a conv feature encoder may stand for: wav2vec2,
+# HuBERT and WavLM take 320 (20 ms at 16 kHz); a frame of a minute would be 960,000.
+MAX_INPUTS_TO_LOGITS_RATIO = 2**20
 
 
 class AudioPipeline(Pipeline):
@@ -28,5 +33,20 @@ class AudioPipeline(Pipeline):
     @property
     def inputs_to_logits_ratio(self) -> int:
         """Input samples per output frame: the product of the conv feature encoder's strides
-        (320 for wav2vec2-base), as transformers' config property computes it."""
-        return int(np.prod(self.config.get("conv_stride") or [1]))
+        (320 for wav2vec2-base), as transformers' config property computes it; 1 without
+        conv_stride (Whisper). Timestamps multiply by it and chunk lengths are aligned to it."""
+        strides = self.config.get("conv_stride")
+        if strides is None:
+            return 1
+        ratio = 1
+        for stride in strides if isinstance(strides, list) else [None]:
+            if (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1
+                    or ratio * stride > MAX_INPUTS_TO_LOGITS_RATIO):
+                raise BundleError(
+                    f"config.json has conv_stride={repr(strides)[:80]}: it must be a list of "
+                    "positive integers, the strides of the feature encoder's convolutions, "
+                    f"whose product is at most {MAX_INPUTS_TO_LOGITS_RATIO}. Note: fix it in the "
+                    "bundle's config.json (wav2vec2's is [5, 2, 2, 2, 2, 2, 2]), or export the "
+                    "checkpoint again.")
+            ratio *= stride
+        return ratio

@@ -7,7 +7,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..errors import InputError, did_you_mean
+from ..errors import EngineError, InputError, did_you_mean
 from .audio import AudioPipeline
 from .base import default_labels, sigmoid, softmax
 from .text import logits_of
@@ -38,6 +38,12 @@ class AudioClassificationPipeline(AudioPipeline):
         results = []
         for signal in signals:  # one at a time, as transformers does (no padding)
             logits = logits_of(self.engine.run(self.features([signal])))[0]
+            missing = [i for i in range(logits.shape[-1]) if i not in self.labels]
+            if missing:
+                raise EngineError(
+                    f"The model gives {logits.shape[-1]} scores, but config.json has no label "
+                    f"for {missing[:10]}. Note: the bundle's id2label must name every class."
+                )
             scores = _FUNCTIONS[function](logits)
             order = np.argsort(-scores, kind="stable")[:top_k]
             results.append([{"score": scores[i].item(), "label": self.labels[int(i)]}

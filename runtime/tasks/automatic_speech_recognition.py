@@ -346,6 +346,19 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         if timestamps and no_timestamps is None:
             raise InputError("Timestamps need no_timestamps_token_id in the model's "
                              "generation_config.json. Note: pass return_timestamps=False.")
+        vocab = self.model.vocab_size
+        if timestamps and no_timestamps + 1 >= vocab:
+            raise InputError(
+                f"Whisper's no_timestamps_token_id={no_timestamps} leaves no room for the "
+                f"timestamp tokens that follow it among the model's {vocab} tokens. Note: fix "
+                "it in the bundle's generation_config.json, or pass return_timestamps=False.")
+        timestamp_eos = config.eos_token_id or config.bos_token_id
+        if timestamps and (not isinstance(timestamp_eos, int) or timestamp_eos < 0):
+            raise InputError(
+                f"Whisper's timestamp rules need one eos_token_id (or bos_token_id), got "
+                f"{config.to_dict()['eos_token_id']!r:.80}. Note: fix it in the bundle's "
+                "generation_config.json (Whisper's is <|endoftext|>), or pass "
+                "return_timestamps=False.")
         model = _EncodedOnce(self.model)  # language detection and window 1 share the encoder
         prompt = whisper.prompt_tokens(
             config, timestamps=timestamps,
@@ -359,8 +372,7 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
             processors.append(SuppressTokensLogitsProcessor(config.suppress_tokens))
         if timestamps is True:
             processors.append(WhisperTimeStampLogitsProcessor(
-                no_timestamps, begin, config.eos_token_id or config.bos_token_id,
-                extras.get("max_initial_timestamp_index")))
+                no_timestamps, begin, timestamp_eos, extras.get("max_initial_timestamp_index")))
         ready = config.replace(suppress_tokens=None, begin_suppress_tokens=None)
         timestamp_begin = (no_timestamps + 1 if no_timestamps is not None
                            else self.model.vocab_size + 1)
@@ -387,10 +399,22 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
     def _detect_language(model, features: np.ndarray, config: GenerationConfig) -> int:
         """transformers' ``detect_language``: the likeliest language token after
         <|startoftranscript|> alone, on the first 30 s."""
+        table = config.extras.get("lang_to_id") or {}  # its shape: whisper.check_extras
+        languages = np.array(sorted(table.values()), dtype=np.int64)
+        if not len(languages):
+            raise InputError("The model's lang_to_id is empty, so the language of the audio "
+                             "cannot be detected. Note: pass language='en' (or another), or fix "
+                             "lang_to_id in the bundle's generation_config.json.")
+        start = config.decoder_start_token_id
+        outside = [int(i) for i in (start, languages[-1]) if not 0 <= i < model.vocab_size]
+        if outside:  # (lang_to_id's ids are at least 0: whisper.check_extras saw to that)
+            raise InputError(
+                f"Detecting the language needs decoder_start_token_id and the ids of lang_to_id "
+                f"among the model's {model.vocab_size} tokens, but {outside[0]} is not. Note: "
+                "fix them in the bundle's generation_config.json, or pass language='en' (or "
+                "another).")
         state = model.begin({"input_features": features}, None)
-        start = np.full((len(features), 1), config.decoder_start_token_id, dtype=np.int64)
-        logits, _ = model.next_logits(state, start)
-        languages = np.array(sorted(config.extras["lang_to_id"].values()), dtype=np.int64)
+        logits, _ = model.next_logits(state, np.full((len(features), 1), start, dtype=np.int64))
         return int(languages[np.argmax(logits[0, languages])])
 
 

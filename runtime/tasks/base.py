@@ -117,14 +117,16 @@ class Pipeline:
         return self.engine.run(self.text_feed(encodings, **kwargs))
 
 
-def config_count(config: Mapping[str, Any], key: str) -> int | None:
+def config_count(config: Mapping[str, Any], key: str, *, where: str = "config.json"
+                 ) -> int | None:
     """config.json's ``key``, a positive integer (a size, a number of positions); None when
-    absent or null. The file comes with the bundle: anything else is a BundleError."""
+    absent or null. The file comes with the bundle: anything else is a BundleError. ``where``
+    names the part of the file that holds it ("config.json's text_config")."""
     value = config.get(key)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BundleError(f"config.json has {key}={repr(value)[:80]}: it must be a positive "
+        raise BundleError(f"{where} has {key}={repr(value)[:80]}: it must be a positive "
                           "integer. Note: fix it in the bundle's config.json, or export the "
                           "checkpoint again.")
     return value
@@ -135,8 +137,9 @@ def config_count(config: Mapping[str, Any], key: str) -> int | None:
 MAX_LABELS = 2**20
 
 
-def config_id2label(config: Mapping[str, Any]) -> dict[int, Any]:
-    """config.json's id2label by integer id (JSON keys are strings: "0")."""
+def config_id2label(config: Mapping[str, Any]) -> dict[int, str]:
+    """config.json's id2label by integer id (JSON keys are strings: "0"). Its names are
+    strings: the pipelines return them, and token-classification reads their B-/I- prefixes."""
     value = config.get("id2label")
     if value is None:
         return {}
@@ -145,6 +148,9 @@ def config_id2label(config: Mapping[str, Any]) -> dict[int, Any]:
                           f"{repr(value)[:80]}. Note: it maps class ids to names, like "
                           '{"0": "NEGATIVE", "1": "POSITIVE"}; fix it in the bundle\'s '
                           "config.json.")
+    if len(value) > MAX_LABELS:
+        raise BundleError(f"config.json's id2label names {len(value)} classes, over the limit "
+                          f"of {MAX_LABELS}. Note: fix it in the bundle's config.json.")
     labels = {}
     for key, label in value.items():
         try:
@@ -153,7 +159,35 @@ def config_id2label(config: Mapping[str, Any]) -> dict[int, Any]:
             raise BundleError(f"config.json's id2label has the key {repr(key)[:80]}, not a class "
                               "id. Note: its keys are integers, like \"0\"; fix it in the "
                               "bundle's config.json.") from None
+        if not isinstance(label, str):
+            raise BundleError(f"config.json's id2label has {repr(label)[:80]} for class "
+                              f"{repr(key)[:20]}, not a name (a string). Note: its values are "
+                              'class names, like {"0": "NEGATIVE"}; fix it in the bundle\'s '
+                              "config.json.")
     return labels
+
+
+def config_section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """config.json's ``key``, a nested config (CLIP's text_config, vision_config); {} when
+    absent or null."""
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BundleError(f"config.json has {key}={repr(value)[:80]}: it must be a JSON object "
+                          "(the config of a part of the model). Note: fix it in the bundle's "
+                          "config.json, or export the checkpoint again.")
+    return value
+
+
+def config_text(config: Mapping[str, Any], key: str, *, where: str = "config.json"
+                ) -> str | None:
+    """config.json's ``key``, a string (T5's task prefix); None when absent or null."""
+    value = config.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BundleError(f"{where} has {key}={repr(value)[:80]}: it must be a string. Note: "
+                          "fix it in the bundle's config.json, or export the checkpoint again.")
+    return value
 
 
 def default_labels(config: Mapping[str, Any]) -> dict[int, str]:

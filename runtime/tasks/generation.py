@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import BundleError, InputError
 from ..generation import (
     GenerateOutput,
     OnnxGenerationModel,
@@ -19,7 +19,7 @@ from ..generation import (
     run,
 )
 from ..generation.config import TRANSFORMERS_DEFAULTS
-from .base import Pipeline, config_positions
+from .base import Pipeline, config_positions, config_text
 
 
 class GenerationPipeline(Pipeline):
@@ -47,7 +47,7 @@ class GenerationPipeline(Pipeline):
                          bundle=bundle, **own)
         file = bundle.read_json("generation_config.json", required=False) if bundle else None
         self.model_defaults = model_generation_config(file, self.config)
-        self.prefix = self.config.get("prefix")
+        self.prefix = config_text(self.config, "prefix")
         self.generation_config = self._pipeline_generation_config(generation)
         self._init_generation = generation
 
@@ -70,11 +70,14 @@ class GenerationPipeline(Pipeline):
                 and config.max_length is not None
                 and config.max_length != TRANSFORMERS_DEFAULTS["max_length"]):
             config = config.replace(max_new_tokens=None)  # the model's max_length wins
-        task_params = (self.config.get("task_specific_params") or {}).get(self.task_name)
+        task_params = task_specific_params(self.config).get(self.task_name)
         if task_params:
             task_params = dict(task_params)
             if "prefix" in task_params:
-                self.prefix = task_params.pop("prefix")
+                self.prefix = config_text(
+                    task_params, "prefix",
+                    where=f"config.json's task_specific_params[{self.task_name!r}]")
+                del task_params["prefix"]
             config = config.replace(**task_params)
         if config.pad_token_id is None and self.tokenizer.pad_token_id is not None:
             config = config.replace(pad_token_id=self.tokenizer.pad_token_id)
@@ -164,3 +167,19 @@ class GenerationPipeline(Pipeline):
         if not ids:
             raise InputError(f"stop_sequence {stop_sequence!r} makes no tokens.")
         return list(ids)
+
+
+def task_specific_params(config: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """config.json's task_specific_params: task name -> generation settings for that task
+    (T5's {"summarization": {"prefix": "summarize: ", "num_beams": 4, ...}}); {} when absent.
+    The settings themselves are checked where they are resolved, as generation arguments."""
+    params = config.get("task_specific_params")
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping) or not all(
+            isinstance(settings, Mapping) or settings is None for settings in params.values()):
+        raise BundleError(
+            f"config.json has task_specific_params={repr(params)[:80]}: it must map task names "
+            'to objects of generation settings, like {"summarization": {"num_beams": 4}}. '
+            "Note: fix it in the bundle's config.json, or export the checkpoint again.")
+    return params

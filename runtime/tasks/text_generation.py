@@ -3,6 +3,7 @@ TextGenerationPipeline does (greedy, sampling or beam search; the KV cache in th
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,9 +65,10 @@ class TextGenerationPipeline(GenerationPipeline):
         """transformers counts max_length (and min_length) after the prefix."""
         generation = dict(generation)
         if "max_new_tokens" not in generation and self.generation_config.max_new_tokens is None:
-            generation["max_length"] = (generation.get("max_length")
-                                        or self.generation_config.max_length) + prefix_length
-        if "min_new_tokens" not in generation and "min_length" in generation:
+            max_length = generation.get("max_length") or self.generation_config.max_length
+            if _is_count(max_length):  # anything else is refused when the settings resolve
+                generation["max_length"] = max_length + prefix_length
+        if "min_new_tokens" not in generation and _is_count(generation.get("min_length")):
             generation["min_length"] += prefix_length
         return generation
 
@@ -113,6 +115,8 @@ class TextGenerationPipeline(GenerationPipeline):
         pad = self.tokenizer.pad_token_id
         if pad is None:  # GPT-2 has none; masked positions are never read
             pad = self.generation_config.pad_token_id or 0
+            if not 0 <= pad < self.model.vocab_size:  # but the graph looks them up all the same
+                pad = 0
         ids = np.full((len(rows), width), pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):  # left padding: every row ends where generation starts
@@ -176,3 +180,7 @@ class TextGenerationPipeline(GenerationPipeline):
                 f"{self.max_positions} positions. Note: shorten the prompt, pass "
                 "truncation=True with max_length, or handle_long_generation='hole'."
             )
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)

@@ -4,12 +4,11 @@ prefix) as transformers does."""
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
+from ..task_names import LANGUAGE_PAIR
+from .generation import task_specific_params
 from .text2text_generation import Text2TextGenerationPipeline
-
-LANGUAGE_PAIR = re.compile(r"^translation_([A-Za-z-]+)_to_([A-Za-z-]+)$")
 
 
 class TranslationPipeline(Text2TextGenerationPipeline):
@@ -26,6 +25,6 @@ class TranslationPipeline(Text2TextGenerationPipeline):
     def __init__(self, *, task_name: str | None = None, **kwargs):
         if task_name in (None, "translation"):
             # transformers' pipeline("translation", ...) takes the model's first language pair
-            params = kwargs.get("config", {}).get("task_specific_params") or {}
+            params = task_specific_params(kwargs.get("config", {}))
             task_name = next((key for key in params if LANGUAGE_PAIR.match(key)), task_name)
         super().__init__(task_name=task_name, **kwargs)

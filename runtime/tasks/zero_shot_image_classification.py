@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..errors import InputError
-from .base import softmax
+from .base import config_count, config_section, softmax
 from .text import check_batch_size, encode_texts
 from .vision import ImagePipeline
 
@@ -52,8 +52,9 @@ class ZeroShotImageClassificationPipeline(ImagePipeline):
 
     @property
     def _max_positions(self) -> int | None:
-        text = self.config.get("text_config") or {}
-        limits = [n for n in (text.get("max_position_embeddings"),
+        text = config_section(self.config, "text_config")
+        limits = [n for n in (config_count(text, "max_position_embeddings",
+                                           where="config.json's text_config"),
                               self.tokenizer.model_max_length) if n]
         return min(limits, default=None)
 

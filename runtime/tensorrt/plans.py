@@ -106,7 +106,7 @@ def sidecar_for(bundle: Bundle, graph: str, variant: str, facts: DeviceFacts,
                 branch: dict | None = None) -> dict:
     """The sidecar of a plan; ``branch`` ({"name", "condition", "when"}) for a plan of one
     branch of a merged decoder."""
-    from .. import __version__
+    from ..version import __version__
 
     path = bundle.graph_path(graph, variant)
     return {

@@ -6,6 +6,7 @@ import pytest
 
 from runtime.engine import FakeEngine, TensorSpec
 from runtime.errors import InputError, TaskError
+from runtime.task_names import TASK_NAMES
 from runtime.tasks import FAMILY_PIPELINES, TASKS, canonical_task
 
 
@@ -21,6 +22,10 @@ def test_tags_and_aliases():
     assert canonical_task("ner") == "token-classification"
     with pytest.raises(TaskError, match="Did you mean 'fill-mask'"):
         canonical_task("fillmask")
+
+
+def test_the_task_names_below_the_bundle_are_the_tables_keys():
+    assert tuple(TASKS) == TASK_NAMES
 
 
 CLASSES = {**TASKS,
