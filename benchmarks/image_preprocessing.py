@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from timing import summary, timed_rounds  # noqa: E402
 
-from runtime.image_processing import ImageProcessor  # noqa: E402
-from runtime.images import load_image  # noqa: E402
+from runtime.vision.images import load_image  # noqa: E402
+from runtime.vision.processors import ImageProcessor  # noqa: E402
 
 DETR_RESNET_50 = {
     "do_normalize": True, "do_resize": True, "feature_extractor_type": "DetrFeatureExtractor",

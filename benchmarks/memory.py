@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from runtime import pipeline  # noqa: E402
-from runtime.bench_inputs import texts_of_length  # noqa: E402
+from runtime.cli.bench_inputs import texts_of_length  # noqa: E402
 
 # Memory is compared with its level after this many calls: the sessions' arenas and caches have
 # grown to their working size by then.

@@ -37,9 +37,9 @@ from calibration.quantize import variant_from_bundle  # noqa: E402
 from exporter import bundle_from_checkpoint  # noqa: E402
 from exporter.bench_reference import reference_from_bundle  # noqa: E402
 from runtime import Bundle  # noqa: E402
-from runtime.bench import STAGES, benchmark, format_ratio, format_size, markdown  # noqa: E402
 from runtime.bundle import write_json_atomic  # noqa: E402
-from runtime.cli_bench import ProgressBar  # noqa: E402
+from runtime.cli.bench import ProgressBar  # noqa: E402
+from runtime.cli.timing import STAGES, benchmark, format_ratio, format_size, markdown  # noqa: E402
 
 # --- real configs -------------------------------------------------------------------------------
 BERT_BASE_UNCASED = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12,

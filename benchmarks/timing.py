@@ -1,6 +1,6 @@
 """Timing shared by the benchmarks: interleaved rounds of latencies, and their median / p90.
 
-The scheduler is the runtime's own (``runtime.bench.timed_rounds``, which `edgeport bench` uses
+The scheduler is the runtime's own (``runtime.cli.timing.timed_rounds``, which `edgeport bench` uses
 too); here each call is timed whole.
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 
-from runtime.bench import percentiles
-from runtime.bench import timed_rounds as _rounds
+from runtime.cli.timing import percentiles
+from runtime.cli.timing import timed_rounds as _rounds
 
 
 def timed_rounds(calls: dict, inputs: list, seconds: float, rounds: int = 5) -> dict:
     """Latency samples (seconds) per name, over ``seconds`` of interleaved rounds (see
-    ``runtime.bench.timed_rounds``)."""
+    ``runtime.cli.timing.timed_rounds``)."""
     return _rounds({name: _latency(call) for name, call in calls.items()}, inputs,
                    seconds=seconds, rounds=rounds)
 

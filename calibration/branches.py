@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from runtime.backends.merged import Branches, if_node, is_merged, merged_branches
 from runtime.errors import InputError
-from runtime.merged import Branches, if_node, is_merged, merged_branches
 
 __all__ = ["Branches", "branch_feeds", "branch_options", "is_merged", "merged_branches",
            "merged_from_branches", "merged_recipe"]

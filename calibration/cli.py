@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli import terminal_safe
-from runtime.cli_run import key_values
+from runtime.cli.command import terminal_safe
+from runtime.cli.run import key_values
 from runtime.errors import InputError
 
 

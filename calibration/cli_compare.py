@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli import json_for_stdout, terminal_safe
+from runtime.cli.command import json_for_stdout, terminal_safe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -40,14 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.backends.engine import Engine
 from runtime.bundle import Bundle
-from runtime.engine import Engine
 from runtime.errors import (
     InputError,
     TaskError,
     did_you_mean,
 )
-from runtime.tokenizer import TextTokenizer
+from runtime.text.tokenizer import TextTokenizer
 
 from . import metrics
 from .compare_generation import NEW_TOKENS, compare_generation

@@ -9,14 +9,15 @@ What each bundle reads:
     text bundles         a text file of lines, JSON lines (question/context pairs for
                          question-answering), or a folder of text files
     image bundles        a folder of image files (subfolders included, e.g. one per class),
-                         each loaded as ``runtime.images`` loads it and preprocessed by the
+                         each loaded as ``runtime.vision.images`` loads it and preprocessed by the
                          bundle's image processor
     text-image (CLIP)    a folder of images, each paired with one fixed text side: the
                          CANDIDATE_LABELS put into the zero-shot pipeline's default hypothesis
                          template and tokenized with the bundle's tokenizer
     audio bundles        a folder of audio files (subfolders included), each decoded and
-                         resampled as ``runtime.audio`` does it and made into features by the
-                         bundle's feature extractor; at most MAX_AUDIO_SECONDS of each
+                         resampled as ``runtime.audio.loading`` does it and made into
+                         features by the bundle's feature extractor; at most
+                         MAX_AUDIO_SECONDS of each
     generative bundles   a text file of lines (prompts, documents to summarize, texts to
                          translate), JSON lines with "text", or a folder of text files; each
                          text is generated from greedily with the runtime's own pipeline, and
@@ -236,9 +237,9 @@ def _folder_samples(bundle, path, samples, seed, progress) -> Samples:
 def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bool) -> Samples:
     """One batch-1 feed per image file, made as the bundle's pipeline makes it; for text-image
     bundles, with the CANDIDATE_LABELS as the text side of every feed."""
-    from runtime.images import load_image
     from runtime.pipeline import pipeline_from_bundle
     from runtime.tasks.text import encode_texts
+    from runtime.vision.images import load_image
 
     pipe = pipeline_from_bundle(bundle)
     result = Samples()
@@ -261,9 +262,9 @@ def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bo
 
 def _audio_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bool) -> Samples:
     """One batch-1 feed per audio file (its first MAX_AUDIO_SECONDS), made as the bundle's
-    pipeline makes it: decoded, mixed to mono and resampled by ``runtime.audio``, then through
-    the bundle's feature extractor."""
-    from runtime.audio import load_audio
+    pipeline makes it: decoded, mixed to mono and resampled by ``runtime.audio.loading``, then
+    through the bundle's feature extractor."""
+    from runtime.audio.loading import load_audio
     from runtime.pipeline import pipeline_from_bundle
 
     pipe = pipeline_from_bundle(bundle)
@@ -407,7 +408,7 @@ def _generation_samples(bundle: Bundle, rows: list, progress: bool) -> Samples:
     """The texts of a generative bundle, each with its tokens as a feed (input_ids and
     attention_mask, as the tokenizer makes them, before any task prefix the pipeline adds):
     the graphs' own feeds come from generating through the pipeline (``graph_feeds``)."""
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     tokenizer = TextTokenizer.from_dir(bundle.path)
     result = Samples()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.backends.engine import OrtEngine
 from runtime.bundle import Bundle
-from runtime.engine import OrtEngine
 from runtime.errors import (
     EngineError,
     MissingDependencyError,

@@ -9,14 +9,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from runtime.audio.ctc import CtcTokenizer
 from runtime.bundle import Bundle
-from runtime.ctc import CtcTokenizer
 from runtime.errors import (
     EngineError,
 )
-from runtime.pooling import SentencePooling
-from runtime.tokenizer import TextTokenizer
-from runtime.vision_postprocess import mask2former_semantic_segmentation, semantic_segmentation
+from runtime.text.pooling import SentencePooling
+from runtime.text.tokenizer import TextTokenizer
+from runtime.vision.postprocess import mask2former_semantic_segmentation, semantic_segmentation
 
 from . import metrics
 from .data import Samples

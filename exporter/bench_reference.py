@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from runtime.bench import ColdStart, StageClock
 from runtime.bundle import Bundle
+from runtime.cli.timing import ColdStart, StageClock
 from runtime.errors import InputError
 
 # The checkpoint files that hold weights: what "model size" counts on this side.

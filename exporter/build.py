@@ -296,7 +296,7 @@ def _sentence_transformers_files(checkpoint: Path) -> dict[str, Any]:
             f"{checkpoint / 'sentence_bert_config.json'} has max_seq_length="
             f"{repr(length)[:80]}, not a positive number of tokens. Note: it is the longest "
             "input the model reads, like 256 (or null); fix it in sentence_bert_config.json.")
-    from runtime.pooling import SentencePooling
+    from runtime.text.pooling import SentencePooling
 
     with _export_error(f"The sentence-transformers modules of {checkpoint} cannot be run",
                        note="fix modules.json and the Pooling module's config.json."):
@@ -411,7 +411,7 @@ def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
 
 def _image_processor_config(checkpoint: Path, model_type: str) -> dict:
     """preprocessor_config.json, refused now when the runtime has no processor for it."""
-    from runtime.image_processing import ImageProcessor
+    from runtime.vision.processors import ImageProcessor
 
     path = checkpoint / _PREPROCESSOR_CONFIG
     if not _present(path):
@@ -446,7 +446,7 @@ def _feature_extractor_config(checkpoint: Path) -> dict:
             f"{path} has no {' or '.join(missing)}, so it is not an audio feature extractor's "
             "settings. Note: save the feature extractor with `save_pretrained`."
         )
-    from runtime.audio_features import FeatureExtractor
+    from runtime.audio.features import FeatureExtractor
 
     with _export_error(f"{path} cannot be used",
                        "fix it, or save the feature extractor again with `save_pretrained`."):

@@ -27,7 +27,7 @@ def main(args) -> int:
         overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     from runtime.bundle import Bundle
-    from runtime.cli import terminal_safe
+    from runtime.cli.command import terminal_safe
 
     bundle = Bundle.load(path)
     worst = max(bundle.manifest["validation"]["max_abs_diff"].values())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engine import OrtEngine
+from runtime.backends.engine import OrtEngine
 from runtime.errors import EngineError, ValidationError
 
 BATCH_SIZES = (1, 3)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .engine import BACKENDS, Engine, TensorSpec, backend_factory
+from .backends.engine import BACKENDS, Engine, TensorSpec, backend_factory
 from .errors import (
     BundleNotFoundError,
     ChecksumError,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-from .audio_features import FeatureExtractor
+from .audio.features import FeatureExtractor
 from .bundle import Bundle
 from .errors import InputError
-from .image_processing import ImageProcessor
 from .tasks import Pipeline, pipeline_class
-from .tokenizer import TextTokenizer
+from .text.tokenizer import TextTokenizer
+from .vision.processors import ImageProcessor
 
 
 def pipeline(

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.bench import STAGES, timed_rounds
-from runtime.bench_inputs import photo_like_image, speech_like_signal, texts_of_length
 from runtime.cli import main
+from runtime.cli.bench_inputs import photo_like_image, speech_like_signal, texts_of_length
+from runtime.cli.timing import STAGES, timed_rounds
 
 QUICK = ["--iterations", "3", "--warmup", "1"]
 
@@ -156,7 +156,7 @@ def test_against_a_checkpoint_that_is_gone(tiny_bundle, tmp_path, capsys):
 
 # --- the parts --------------------------------------------------------------------------------
 def test_generated_texts_have_the_requested_token_count(tiny_bundle):
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     for model_type, task in [("bert", "text-classification"), ("gpt2", "text-generation")]:
         tokenizer = TextTokenizer.from_dir(tiny_bundle(model_type, task))
@@ -196,7 +196,7 @@ def test_timed_rounds_gives_each_callable_its_iterations():
 
 
 def test_workloads_of_tasks_that_take_more_than_a_text(runtime_pipeline):
-    from runtime.bench_inputs import CANDIDATE_LABELS, QUESTION, workloads
+    from runtime.cli.bench_inputs import CANDIDATE_LABELS, QUESTION, workloads
 
     fill = runtime_pipeline("bert", "fill-mask")
     (cell,) = workloads(fill, "fill-mask", batches=[2], sequences=[20], seconds=None,

@@ -3,7 +3,7 @@ nothing above it.
 
 Imports are read from the source (``ast``), those inside functions included: a lazy import
 still ties two modules together. Names resolved by importlib at call time from a table (the
-CLI's subcommands, ``runtime.engine.BACKENDS``) are plugin lookups by design, not imports.
+CLI's subcommands, ``runtime.backends.engine.BACKENDS``) are plugin lookups by design, not imports.
 """
 
 from __future__ import annotations
@@ -111,13 +111,59 @@ def test_a_lazy_import_counts(tmp_path):
     assert "runtime.tasks" in _imported("runtime.m", path, _modules())
 
 
-def test_the_bundle_knows_nothing_above_it():
-    graph = _graph()
-    reached, todo = set(), ["runtime.bundle"]
+# package -> what no module of it may reach, directly or through others: the folders of the
+# runtime, each below the ones it may not import.
+ABOVE_BUNDLE = ("runtime.bundle", "runtime.tasks", "runtime.backends.tensorrt",
+                "runtime.pipeline", "runtime.generation", "runtime.cli")
+LAYERS = {
+    "runtime.bundle": ABOVE_BUNDLE[1:],
+    "runtime.backends.engine": (*ABOVE_BUNDLE, "runtime.text", "runtime.vision",
+                                "runtime.audio"),
+    "runtime.backends.merged": (*ABOVE_BUNDLE, "runtime.text", "runtime.vision",
+                                "runtime.audio"),
+    "runtime.text": (*ABOVE_BUNDLE, "runtime.backends", "runtime.vision", "runtime.audio"),
+    "runtime.vision": (*ABOVE_BUNDLE, "runtime.backends", "runtime.text", "runtime.audio"),
+    # Whisper's decoding settings are a GenerationConfig; the generation loop is above audio.
+    "runtime.audio": (*(m for m in ABOVE_BUNDLE if m != "runtime.generation"),
+                      "runtime.generation.onnx_model", "runtime.generation.search",
+                      "runtime.backends", "runtime.vision"),
+    "runtime.generation": ("runtime.tasks", "runtime.pipeline", "runtime.cli"),
+    "runtime.tasks": ("runtime.pipeline", "runtime.cli"),
+}
+
+
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    reached, todo = set(), [m for m in graph if m == start or m.startswith(start + ".")]
     while todo:
         for name in graph[todo.pop()] - reached:
             reached.add(name)
             todo.append(name)
-    above = ("runtime.tasks", "runtime.tensorrt", "runtime.pipeline", "runtime.generation",
-             "runtime.cli")
-    assert not [m for m in reached if m.startswith(above)], sorted(reached)
+    return reached
+
+
+def test_each_layer_reaches_nothing_above_it():
+    graph = _graph()
+    for package, forbidden in LAYERS.items():
+        bad = sorted(m for m in _reached(graph, package)
+                     if any(m == f or m.startswith(f + ".") for f in forbidden))
+        assert not bad, f"{package} reaches {bad}, above it"
+
+
+def test_ruff_bans_each_folder_from_the_layers_above_it():
+    """The per-folder ruff configs (runtime/*/ruff.toml) bite, and keep the runtime's own bans
+    (a nested config replaces the banned list)."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    probes = {"text": "from ..bundle import Bundle", "vision": "from ..tasks import TASKS",
+              "audio": "from ..backends import engine", "backends": "from ..tasks import TASKS",
+              "generation": "from ..pipeline import pipeline", "tasks": "from .. import cli"}
+    for folder, line in probes.items():
+        for source in (line, "import torch"):
+            run = subprocess.run([ruff, "check", "--stdin-filename",
+                                  f"runtime/{folder}/probe.py", "-"], cwd=ROOT,
+                                 input=f"{source}\nprint(locals())\n", text=True,
+                                 capture_output=True)
+            assert run.returncode == 1 and "TID251" in run.stdout, (folder, source, run.stdout)

@@ -9,6 +9,10 @@
 
 ``run`` ties them together for a batch of token ids; the pipelines in ``runtime.tasks`` add
 tokenization, prompts and the result structure of transformers' pipelines.
+
+May import the bundle and the layers below it (errors, files, backends.engine and backends'
+tables); never ``runtime.tasks``, ``runtime.pipeline`` or ``runtime.cli``. ``config`` imports
+only ``runtime.errors``, so that ``runtime.audio.whisper`` can read Whisper's settings.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from numbers import Integral
 
 import numpy as np
 
+from ..backends.engine import Engine
 from ..bundle import Bundle
-from ..engine import Engine
 from ..errors import EngineError, InputError, ManifestError
 
 PAST, PRESENT = "past_key_values.", "present."

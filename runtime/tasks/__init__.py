@@ -2,6 +2,9 @@
 
 One module per task; this table is the only registry. Task names are HF pipeline tags verbatim,
 listed in ``runtime.task_names`` (with their aliases and ``canonical_task``) below the bundle.
+
+May import every layer below: the bundle, ``backends`` (engines by backend name), ``text``,
+``vision``, ``audio``, ``generation``; never ``runtime.pipeline`` or ``runtime.cli``.
 Where a task runs differently for another family of models, ``FAMILY_PIPELINES`` names the
 class for that family (speech recognition: CTC models classify frames, Whisper generates).
 """

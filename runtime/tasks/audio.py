@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..audio import load_audios
+from ..audio.loading import load_audios
 from ..errors import BundleError
 from .base import Pipeline
 
@@ -17,7 +17,7 @@ MAX_INPUTS_TO_LOGITS_RATIO = 2**20
 
 
 class AudioPipeline(Pipeline):
-    """Base of the pipelines that read audio (``runtime.audio.load_audios``)."""
+    """Base of the pipelines that read audio (``runtime.audio.loading.load_audios``)."""
 
     preprocessors: ClassVar[tuple[str, ...]] = ("feature_extractor",)
 

@@ -8,7 +8,7 @@ AutomaticSpeechRecognitionPipeline gives it, for both kinds of speech model:
   through the shared loop (greedy or beam search) from Whisper's prompt (language given or
   detected, task, <|notimestamps|>), with its suppressed tokens and timestamp rules; segment
   timestamps; audio over 30 s transcribed window after window (long-form); chunks' texts
-  merged on their overlaps (``runtime.whisper``).
+  merged on their overlaps (``runtime.audio.whisper``).
 
 Both cut long audio into overlapping chunks with ``chunk_length_s`` and ``stride_length_s``.
 ``runtime.tasks.pipeline_class`` picks the class by the bundle's family."""
@@ -20,8 +20,8 @@ from numbers import Real
 
 import numpy as np
 
-from .. import whisper
-from ..ctc import CtcTokenizer
+from ..audio import whisper
+from ..audio.ctc import CtcTokenizer
 from ..errors import BundleError, InputError
 from ..generation import GenerationConfig, run
 from ..generation.logits import (

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..engine import Engine
+from ..backends.engine import Engine
 from ..errors import BundleError, InputError, did_you_mean
-from ..tokenizer import TextTokenizer
+from ..text.tokenizer import TextTokenizer
 
 
 class Pipeline:

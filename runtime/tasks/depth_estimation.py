@@ -3,7 +3,7 @@ transformers' DepthEstimationPipeline gives them (GLPN, DPT)."""
 
 from __future__ import annotations
 
-from ..vision_postprocess import depth_estimation
+from ..vision.postprocess import depth_estimation
 from .vision import ImagePipeline
 
 

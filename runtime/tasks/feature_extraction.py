@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..pooling import SentencePooling
+from ..text.pooling import SentencePooling
 from .base import Pipeline
 from .text import check_batch_size, encode_texts, tokenizer_options
 

@@ -8,7 +8,7 @@ from numbers import Integral
 import numpy as np
 
 from ..errors import EngineError, InputError
-from ..vision_postprocess import top_classes
+from ..vision.postprocess import top_classes
 from .base import default_labels
 from .text import check_batch_size, logits_of
 from .vision import ImagePipeline

@@ -7,7 +7,7 @@ from __future__ import annotations
 from numbers import Real
 
 from ..errors import EngineError, InputError
-from ..vision_postprocess import (
+from ..vision.postprocess import (
     choose_subtask,
     mask2former_instance_segmentation,
     mask2former_panoptic_segmentation,

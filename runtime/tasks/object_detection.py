@@ -6,7 +6,7 @@ from __future__ import annotations
 from numbers import Real
 
 from ..errors import InputError
-from ..vision_postprocess import detections
+from ..vision.postprocess import detections
 from .vision import ImagePipeline
 
 

@@ -6,13 +6,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..images import load_images
+from ..vision.images import load_images
 from .base import Pipeline
 
 
 class ImagePipeline(Pipeline):
     """Base of the pipelines that read images: file paths, bytes, PIL images, numpy HWC
-    arrays, or lists of them (``runtime.images.load_images``)."""
+    arrays, or lists of them (``runtime.vision.images.load_images``)."""
 
     preprocessors: ClassVar[tuple[str, ...]] = ("image_processor",)
 

@@ -308,7 +308,7 @@ def test_docstring_examples_hold():
 
 
 def test_padding_is_masked_out(tiny_bundle, tmp_path):
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     bundle = _add_variant(_copy(tiny_bundle, tmp_path, "fill-mask"), "same")
     tokenizer = TextTokenizer.from_dir(bundle.path)

@@ -9,7 +9,7 @@ import pytest
 
 from calibration.data import feeds_from_path, load_samples
 from runtime import Bundle, InputError
-from runtime.tokenizer import TextTokenizer
+from runtime.text.tokenizer import TextTokenizer
 
 LINES = [f"Sentence {i}: the quick brown fox number {i} jumps." for i in range(30)]
 

@@ -32,8 +32,8 @@ from calibration.quantize import variant_from_bundle
 from calibration.report import write_reports
 from calibration.variants import staging_for, write_variant
 from runtime import Bundle, InputError, pipeline
-from runtime.audio import load_audio
-from runtime.ctc import CtcTokenizer
+from runtime.audio.ctc import CtcTokenizer
+from runtime.audio.loading import load_audio
 
 ASR, CLASSIFY = "automatic-speech-recognition", "audio-classification"
 RATE = 16000

@@ -22,7 +22,7 @@ from calibration.report import write_reports
 from calibration.variants import staging_for, write_variant
 from runtime import Bundle, InputError
 from runtime.cli import main
-from runtime.vision_postprocess import mask2former_semantic_segmentation
+from runtime.vision.postprocess import mask2former_semantic_segmentation
 
 LABELS = ["cat", "dog", "car", "tree", "person"]  # the tiny checkpoints' id2label
 

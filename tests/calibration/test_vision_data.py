@@ -9,7 +9,7 @@ from PIL import Image
 
 from calibration.data import CANDIDATE_LABELS, dim_ranges, feeds_from_path, load_samples
 from runtime import Bundle, InputError, pipeline
-from runtime.images import load_image
+from runtime.vision.images import load_image
 
 
 def test_every_image_becomes_the_pipelines_own_feed(tiny_bundle, image_folder, write_images,

@@ -51,7 +51,7 @@ def test_slow_tokenizer_files_are_converted_to_tokenizer_json(tmp_path):
                                        slow_tokenizer_only=True)
     assert not (checkpoint / "tokenizer.json").exists()
     bundle = bundle_from_checkpoint(checkpoint, tmp_path / "bundle")
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     tokenizer = TextTokenizer.from_dir(bundle)
     assert tokenizer.convert_ids_to_tokens(tokenizer.encode_batch(["Hello there"])[0].ids) == [
@@ -146,7 +146,7 @@ def test_onnx_outputs_match_pytorch_on_real_text(minilm_bundle):
     import transformers
     from checkpoints import minilm_dir
 
-    from runtime.engine import OrtEngine
+    from runtime.backends.engine import OrtEngine
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir())
     model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
@@ -193,7 +193,7 @@ def test_sentencepiece_vocabulary_is_converted_to_tokenizer_json(tiny_checkpoint
     assert not (checkpoint / "tokenizer.json").exists()
 
     bundle = bundle_from_checkpoint(checkpoint, tmp_path / "bundle")
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     text = "edgeport runs devices"
     expected = transformers.AlbertTokenizerFast.from_pretrained(checkpoint)(text)["input_ids"]

@@ -16,8 +16,8 @@ from exporter import bundle_from_checkpoint
 from exporter.architectures import ARCHITECTURES, infer_task
 from exporter.validate import AUDIO_LENGTHS, DECODER_LENGTHS
 from runtime import Bundle, ExportError
+from runtime.backends.engine import OrtEngine
 from runtime.dims import DIM_NAMES
-from runtime.engine import OrtEngine
 
 ASR, CLASSIFICATION = "automatic-speech-recognition", "audio-classification"
 

@@ -14,7 +14,7 @@ import pytest
 import soundfile
 from audio_samples import JFK
 
-from runtime.audio import STEREO_TO_MONO, load_audio, load_audios, resample
+from runtime.audio.loading import STEREO_TO_MONO, load_audio, load_audios, resample
 from runtime.errors import InputError
 
 RATE = 16000
@@ -74,7 +74,7 @@ def test_jfk_flac_loads_as_ffmpeg_mixes_it_then_resampled_with_soxr():
 
 
 def test_jfk_resampled_differs_from_torchaudio_by_the_documented_amount():
-    """The bound runtime/audio.py states: soxr and torchaudio's resampler agree to 5e-3 at
+    """The bound runtime/audio/loading.py states: soxr and torchaudio's resampler agree to 5e-3 at
     worst, 1e-4 RMS, on the speech of jfk.flac."""
     frames, _ = jfk_frames()
     mono = frames.mean(axis=1)

@@ -14,7 +14,7 @@ import soundfile
 import soxr
 from audio_samples import JFK
 
-from runtime.audio_features import (
+from runtime.audio.features import (
     EXTRACTORS,
     MODEL_TYPES,
     FeatureExtractor,
@@ -385,7 +385,7 @@ def test_a_single_array_is_a_batch_of_one():
 
 def test_whisper_refuses_a_signal_too_short_for_one_frame():
     from runtime import InputError
-    from runtime.audio_features import FeatureExtractor
+    from runtime.audio.features import FeatureExtractor
 
     extractor = FeatureExtractor.from_config({"feature_extractor_type": "WhisperFeatureExtractor"})
     with pytest.raises(InputError, match="100 samples long, too short for one Whisper frame"):

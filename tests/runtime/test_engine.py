@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.engine import Engine, EngineError, FakeEngine, OrtEngine, TensorSpec, check_feed
+from runtime.backends.engine import (
+    Engine,
+    EngineError,
+    FakeEngine,
+    OrtEngine,
+    TensorSpec,
+    check_feed,
+)
 
 SPECS = [TensorSpec("input_ids", "int64", ("batch", "sequence")),
          TensorSpec("attention_mask", "int64", ("batch", "sequence"))]

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from runtime.errors import BundleNotFoundError, InputError
-from runtime.image_processing import MODEL_TYPES, PROCESSORS, ImageProcessor
-from runtime.images import load_image
+from runtime.vision.images import load_image
+from runtime.vision.processors import MODEL_TYPES, PROCESSORS, ImageProcessor
 
 TOLERANCE = 1e-5
 

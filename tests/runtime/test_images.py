@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from runtime.errors import InputError
-from runtime.image_processing import ImageProcessor
-from runtime.images import load_image, load_images
+from runtime.vision.images import load_image, load_images
+from runtime.vision.processors import ImageProcessor
 
 VIT = {"image_processor_type": "ViTImageProcessor", "size": {"height": 32, "width": 40},
        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}

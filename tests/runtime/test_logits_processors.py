@@ -388,7 +388,7 @@ def _tokenizers():
     sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
     from generation_checkpoints import gpt2_tokenizer, t5_tokenizer
 
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     pairs = []
     for make in (gpt2_tokenizer, t5_tokenizer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.engine import FakeEngine, TensorSpec
+from runtime.backends.engine import FakeEngine, TensorSpec
 from runtime.errors import InputError, TaskError
 from runtime.task_names import TASK_NAMES
 from runtime.tasks import FAMILY_PIPELINES, TASKS, canonical_task

@@ -13,12 +13,17 @@ import pytest
 from fake_tensorrt import FakeCuda, FakeTrt
 
 from runtime import Bundle, EngineError, GraphLoadError, InputError, MissingDependencyError
+from runtime.backends.engine import TensorSpec
+from runtime.backends.tensorrt.builder import engines_from_bundle, plan_from_onnx
+from runtime.backends.tensorrt.engine import (
+    DeviceBuffers,
+    DevicePool,
+    TrtEngine,
+    engine_from_bundle,
+)
+from runtime.backends.tensorrt.libs import DeviceFacts
+from runtime.backends.tensorrt.plans import BuildOptions, read_sidecar
 from runtime.cli import main
-from runtime.engine import TensorSpec
-from runtime.tensorrt.builder import engines_from_bundle, plan_from_onnx
-from runtime.tensorrt.engine import DeviceBuffers, DevicePool, TrtEngine, engine_from_bundle
-from runtime.tensorrt.libs import DeviceFacts
-from runtime.tensorrt.plans import BuildOptions, read_sidecar
 
 ORIN = DeviceFacts((8, 7), "Orin", "10.3.0")
 
@@ -186,7 +191,7 @@ def test_engine_from_bundle_refuses_a_missing_plan_and_builds_when_asked(gpt2, f
 
 
 def test_backends_are_chosen_by_name(gpt2, monkeypatch):
-    import runtime.engine as engine_module
+    import runtime.backends.engine as engine_module
     from runtime import pipeline
 
     with pytest.raises(InputError, match="Unknown backend 'tensorrtt'. Did you mean 'tensorrt'"):
@@ -233,8 +238,9 @@ def test_cli_build_checks_its_arguments_before_needing_tensorrt(argv, message, t
     assert message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("module", ["runtime.engine", "runtime.merged", "runtime.tensorrt.engine",
-                                    "runtime.tensorrt.plans", "runtime.tensorrt.profiles"])
+@pytest.mark.parametrize("module", [
+    "runtime.backends.engine", "runtime.backends.merged", "runtime.backends.tensorrt.engine",
+    "runtime.backends.tensorrt.plans", "runtime.backends.tensorrt.profiles"])
 def test_docstring_examples(module):
     import doctest
     import importlib

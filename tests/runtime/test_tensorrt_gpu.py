@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from runtime import Bundle, MissingDependencyError
-from runtime.merged import is_merged_graph
-from runtime.tensorrt.profiles import resolve_ranges
+from runtime.backends.merged import is_merged_graph
+from runtime.backends.tensorrt.profiles import resolve_ranges
 
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 
@@ -25,7 +25,7 @@ NEW_TOKENS = 7  # the length fed for each text dim at the first step (no cache y
 
 @pytest.fixture(scope="module")
 def gpu():
-    from runtime.tensorrt.libs import Cuda, DeviceFacts, import_cudart, import_tensorrt
+    from runtime.backends.tensorrt.libs import Cuda, DeviceFacts, import_cudart, import_tensorrt
 
     try:
         trt, cuda = import_tensorrt(), Cuda(import_cudart())
@@ -66,7 +66,7 @@ def _feed(bundle: Bundle, graph: str, seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("model_type, task", FAMILIES, ids=lambda v: v)
 def test_plans_match_onnxruntime_fp32(model_type, task, variant, gpu, tiny_bundle, tmp_path):
     from calibration import variant_from_bundle
-    from runtime.tensorrt import engine_from_bundle, engines_from_bundle
+    from runtime.backends.tensorrt import engine_from_bundle, engines_from_bundle
 
     path = shutil.copytree(tiny_bundle(model_type, task), tmp_path / "bundle")
     if variant != "fp32":
@@ -111,8 +111,8 @@ def test_generation_steps_keep_the_cache_on_the_gpu(model_type, task, gpu, tiny_
     the cache and encoder states left on the GPU: the logits and caches match ONNX Runtime's."""
     from fake_tensorrt import beam_steps
 
+    from runtime.backends.tensorrt.engine import DeviceArray
     from runtime.generation import OnnxGenerationModel
-    from runtime.tensorrt.engine import DeviceArray
 
     bundle = Bundle.load(shutil.copytree(tiny_bundle(model_type, task), tmp_path / "b"))
     model = OnnxGenerationModel.from_bundle(bundle, device="cuda", backend="tensorrt",

@@ -19,15 +19,15 @@ from fake_tensorrt import FakeCuda, FakeTrt, HostCudart, beam_steps
 from images import photos
 from onnx import TensorProto, helper
 
-import runtime.tensorrt.engine as trt_engine
+import runtime.backends.tensorrt.engine as trt_engine
 from runtime import Bundle, EngineError, InputError, pipeline
+from runtime.backends.engine import TensorSpec, parse_device
+from runtime.backends.merged import is_merged_graph
+from runtime.backends.tensorrt.engine import BranchedEngine, DeviceArray, TrtEngine, block_size
+from runtime.backends.tensorrt.libs import Cuda, DeviceFacts, use_gpu
+from runtime.backends.tensorrt.plans import read_sidecar
 from runtime.cli import main
-from runtime.engine import TensorSpec, parse_device
 from runtime.generation import OnnxGenerationModel
-from runtime.merged import is_merged_graph
-from runtime.tensorrt.engine import BranchedEngine, DeviceArray, TrtEngine, block_size
-from runtime.tensorrt.libs import Cuda, DeviceFacts, use_gpu
-from runtime.tensorrt.plans import read_sidecar
 
 SPEECH = jfk_16k()[:4 * 16000]
 CASES = {  # id: (model_type, bundle task, pipeline task, inputs, call arguments)
@@ -248,7 +248,7 @@ def test_device_names_are_checked(device, message):
 
 
 def test_onnxruntime_gets_the_gpu_index(monkeypatch, tmp_path):
-    import runtime.engine as engine_module
+    import runtime.backends.engine as engine_module
 
     monkeypatch.setattr(engine_module, "available_providers", lambda: [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from runtime import Bundle, EngineError, InputError, ManifestError
-from runtime.tensorrt.libs import DeviceFacts
-from runtime.tensorrt.plans import (
+from runtime.backends.tensorrt.libs import DeviceFacts
+from runtime.backends.tensorrt.plans import (
     BuildOptions,
     check_buildable,
     find_plan,
@@ -19,7 +19,7 @@ from runtime.tensorrt.plans import (
     save_plan,
     source_sha256,
 )
-from runtime.tensorrt.profiles import (
+from runtime.backends.tensorrt.profiles import (
     graph_profile,
     merge_ranges,
     parse_shapes,

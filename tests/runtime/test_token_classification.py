@@ -237,9 +237,9 @@ def test_fake_engine_without_a_length_limit(tiny_checkpoint):
     """Independent of transformers, on a fake engine whose half-precision logits favour label
     (position % 3): labels, scores and types come out as computed by hand; and with no
     model_max_length nothing is cut, so a text longer than the model is an error."""
-    from runtime.engine import FakeEngine, TensorSpec
+    from runtime.backends.engine import FakeEngine, TensorSpec
     from runtime.tasks import TASKS
-    from runtime.tokenizer import TextTokenizer
+    from runtime.text.tokenizer import TextTokenizer
 
     directory = tiny_checkpoint("bert", TASK)
     config = json.loads((directory / "tokenizer_config.json").read_text())

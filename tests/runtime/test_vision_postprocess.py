@@ -1,4 +1,4 @@
-"""runtime.vision_postprocess gives what transformers gives on the same raw model outputs.
+"""runtime.vision.postprocess gives what transformers gives on the same raw model outputs.
 
 Seeded random outputs of realistic shapes go both to our numpy functions and to transformers: to
 the image processors' post_process_* methods, and to the pipelines' own ``postprocess`` (run on a
@@ -31,8 +31,8 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerForUniversalSegmentationOutput,
 )
 
-from runtime import vision_postprocess as vp
 from runtime.errors import InputError
+from runtime.vision import postprocess as vp
 
 EXACT = torch.backends.cpu.get_cpu_capability() == "AVX512"
 

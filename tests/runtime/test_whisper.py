@@ -15,7 +15,7 @@ import pytest
 from audio_samples import generated_signals, jfk_16k
 from compare import assert_same
 
-from runtime import whisper
+from runtime.audio import whisper
 from runtime.errors import InputError
 
 torch = pytest.importorskip("torch")

@@ -143,7 +143,7 @@ def test_reports_and_engines_folders_symlinked_out_are_refused(bundle_copy, tmp_
                                                              monkeypatch):
     from calibration import report
     from calibration.report import write_reports
-    from runtime.tensorrt.plans import engines_dir
+    from runtime.backends.tensorrt.plans import engines_dir
 
     monkeypatch.setattr(report, "markdown_report", lambda r: "# report")
     monkeypatch.setattr(report, "html_report", lambda r: "<p>report</p>")
@@ -399,7 +399,7 @@ def test_a_graph_naming_external_data_outside_is_refused_before_onnx_runtime(bun
 
 @pytest.mark.parametrize("value", ["512", True, 10**15, -3, 1.5])
 def test_tensorrt_profiles_take_only_sane_sizes_from_configs(bundle_copy, value):
-    from runtime.tensorrt.profiles import default_ranges
+    from runtime.backends.tensorrt.profiles import default_ranges
 
     config = json.loads((bundle_copy / "config.json").read_text())
     config["max_position_embeddings"] = value

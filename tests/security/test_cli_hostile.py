@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import cli
+from runtime.cli import command as cli
 from runtime.cli import main
-from runtime.cli_run import printable
+from runtime.cli.run import printable
 from runtime.errors import BundleError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(tmp_path):
     # stdout is a live file here, so the BrokenPipeError came from somewhere else: say so
     script = (
         "import sys, types\n"
-        "from runtime import cli\n"
+        "from runtime.cli import command as cli\n"
         "def boom(args):\n"
         "    raise BrokenPipeError(32, 'Broken pipe')\n"
         "cli._load = lambda command: types.SimpleNamespace(add_arguments=lambda p: None,"
@@ -345,7 +345,7 @@ def test_a_closed_stderr_keeps_the_error_off_stdout(tmp_path):
     assert proc.returncode == 1 and proc.stdout == b""
 
 
-@pytest.mark.parametrize("module", ["runtime.cli", "runtime.cli_run"])
+@pytest.mark.parametrize("module", ["runtime.cli.command", "runtime.cli.run"])
 def test_examples_in_docstrings(module):
     import doctest
     import importlib

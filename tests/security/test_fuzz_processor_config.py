@@ -19,10 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from runtime import audio_features, image_processing
-from runtime.audio_features import FeatureExtractor
+from runtime.audio import features as audio_features
+from runtime.audio.features import FeatureExtractor
 from runtime.errors import EdgeportError
-from runtime.image_processing import PROCESSORS, ImageProcessor
+from runtime.vision import processors as image_processing
+from runtime.vision.processors import PROCESSORS, ImageProcessor
 
 IMAGE_KEYS = ("size", "crop_size", "crop_pct", "do_resize", "do_rescale", "do_normalize",
               "do_center_crop", "rescale_factor", "image_mean", "image_std", "resample",

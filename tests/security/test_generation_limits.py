@@ -175,8 +175,8 @@ def test_a_t5_bundle_refuses_max_new_tokens_beyond_the_cap(tiny_bundle):
     ({"task": "summarize", "task_to_id": {"transcribe": 7}}, ["no 'summarize' task token"]),
 ])
 def test_whisper_settings_from_generation_config_json_are_checked(extras, words):
+    from runtime.audio.whisper import prompt_tokens
     from runtime.generation import GenerationConfig
-    from runtime.whisper import prompt_tokens
 
     config = GenerationConfig.from_dict({"decoder_start_token_id": 1, **extras})
     with pytest.raises(InputError) as caught:

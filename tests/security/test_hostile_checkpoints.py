@@ -318,7 +318,7 @@ def test_a_hub_cache_snapshot_with_symlinked_files_exports(sentence_checkpoint, 
     assert loaded.manifest["preprocessing"]["sentence_transformers"] is True
     assert json.loads((bundle / "1_Pooling" / "config.json").read_text()) == POOLING_CONFIG
     assert json.loads((bundle / "modules.json").read_text()) == [TRANSFORMER, POOLING]
-    from runtime.pooling import SentencePooling
+    from runtime.text.pooling import SentencePooling
 
     assert SentencePooling.from_dir(bundle) == SentencePooling(modes=("mean",),
                                                                max_seq_length=128)

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from runtime import preprocessor_config
-from runtime.audio_features import FeatureExtractor
+from runtime.audio.features import FeatureExtractor
 from runtime.errors import BundleNotFoundError, EdgeportError, InputError
-from runtime.image_processing import ImageProcessor
+from runtime.vision.processors import ImageProcessor
 
 VIT = "ViTImageProcessor"
 WHISPER = "WhisperFeatureExtractor"

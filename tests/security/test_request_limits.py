@@ -12,11 +12,11 @@ import pytest
 import soundfile
 
 from runtime import InputError
-from runtime.audio import MAX_AUDIO_SECONDS, load_audio
+from runtime.audio.loading import MAX_AUDIO_SECONDS, load_audio
 
 
 def test_a_file_lasting_too_long_is_refused_before_decoding(monkeypatch):
-    from runtime import audio
+    from runtime.audio import loading as audio
 
     monkeypatch.setattr(audio, "MAX_AUDIO_SECONDS", 1)
     buffer = io.BytesIO()

@@ -15,11 +15,11 @@ import threading
 import pytest
 from checkpoints import minilm_dir
 
-import runtime.tokenizer as tokenizer_module
-from runtime.ctc import CtcTokenizer
+import runtime.text.tokenizer as tokenizer_module
+from runtime.audio.ctc import CtcTokenizer
 from runtime.errors import BundleError, BundleNotFoundError, EdgeportError, UnsafePathError
-from runtime.pooling import SentencePooling
-from runtime.tokenizer import TextTokenizer
+from runtime.text.pooling import SentencePooling
+from runtime.text.tokenizer import TextTokenizer
 
 TEXTS = ["Hello world, this is edgeport.", "A second, much longer sentence " * 20]
 

@@ -25,7 +25,7 @@ JFK = _jfk()
 @functools.cache
 def jfk_16k() -> np.ndarray:
     """jfk.flac as the runtime loads it for a 16 kHz model (mono, resampled with soxr)."""
-    from runtime.audio import load_audio
+    from runtime.audio.loading import load_audio
 
     return load_audio(str(JFK), 16000)
 

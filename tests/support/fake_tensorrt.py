@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from runtime.engine import _spec_from_ort
-from runtime.tensorrt.libs import Cuda
+from runtime.backends.engine import _spec_from_ort
+from runtime.backends.tensorrt.libs import Cuda
 
 
 class FakeCuda(Cuda):
