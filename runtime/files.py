@@ -203,12 +203,13 @@ def read_json_file(path: str | os.PathLike, what: str, *, error: type[EdgeportEr
     value = parse_json(text, f"{what} at {path}", error=error, max_depth=max_depth)
     if expect is not None and not isinstance(value, expect):
         wanted = {dict: "a JSON object", list: "a JSON array"}.get(expect, expect.__name__)
-        raise error(f"{what} at {path} holds {_kind(value)}, not {wanted}. Note: the file is "
+        raise error(f"{what} at {path} holds {json_kind(value)}, not {wanted}. Note: the file is "
                     "damaged or not the file it should be; replace it.")
     return value
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What JSON value ``value`` is, for messages: "a JSON object", "a string", "null", ..."""
     return {dict: "a JSON object", list: "a JSON array", str: "a string", bool: "a boolean",
             type(None): "null"}.get(type(value), "a number")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .dims import DIM_NAMES
 from .errors import EdgeportError, ManifestError
-from .files import check_relative, safe_name
+from .files import check_relative, json_kind, safe_name
 
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 16 * 2**20
@@ -44,7 +44,7 @@ def validate_manifest(data: Any, where: str) -> dict:
         raise ManifestError(f"{where}: {entry + ' ' if entry else ''}{problem}. {note}")
 
     if not isinstance(data, dict):
-        fail("the manifest", f"must be a JSON object, not {_kind(data)}")
+        fail("the manifest", f"must be a JSON object, not {json_kind(data)}")
     version = data.get("schema_version")
     if type(version) is not int or version != SCHEMA_VERSION:
         fail(f"schema_version {version!r:.40}", f"is not one this edgeport reads: it reads schema "
@@ -58,7 +58,7 @@ def validate_manifest(data: Any, where: str) -> dict:
             _text(data[key], key, fail)
     for key in ("preprocessing", "validation", "source", "exported_with"):
         if data.get(key) is not None and not isinstance(data[key], dict):
-            fail(key, f"must be an object or null, not {_kind(data[key])}")
+            fail(key, f"must be an object or null, not {json_kind(data[key])}")
 
     source = data.get("source") or {}
     if source.get("checkpoint") is not None:
@@ -106,27 +106,22 @@ def validate_manifest(data: Any, where: str) -> dict:
                 _listed(relative, f"{entry}.data_files.{graph}[{number}]", checksums, fail)
         for key in ("recipe", "accuracy"):
             if info.get(key) is not None and not isinstance(info[key], dict):
-                fail(f"{entry}.{key}", f"must be an object or null, not {_kind(info[key])}")
+                fail(f"{entry}.{key}", f"must be an object or null, not {json_kind(info[key])}")
         recipe = info.get("recipe") or {}
         if recipe.get("name") is not None:
             _text(recipe["name"], f"{entry}.recipe.name", fail)
     return data
 
 
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), "a number")
-
-
 def _text(value: Any, entry: str, fail) -> None:
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
-        fail(entry, f"must be a non-empty string, got {_kind(value)}")
+        fail(entry, f"must be a non-empty string, got {json_kind(value)}")
 
 
 def _mapping(value: Any, entry: str, fail, *, limit: int = 65536,
              allow_empty: bool = False) -> Mapping:
     if not isinstance(value, dict):
-        fail(entry, f"must be an object, not {_kind(value)}")
+        fail(entry, f"must be an object, not {json_kind(value)}")
     if not value and not allow_empty:
         fail(entry, "is empty")
     if len(value) > limit:
@@ -157,7 +152,7 @@ def _listed(relative: Any, entry: str, checksums: Mapping, fail) -> None:
 
 def _tensor(spec: Any, entry: str, fail) -> None:
     if not isinstance(spec, dict):
-        fail(entry, f"must be an object, not {_kind(spec)}")
+        fail(entry, f"must be an object, not {json_kind(spec)}")
     name, dtype, dims = spec.get("name"), spec.get("dtype"), spec.get("dims")
     _text(name, f"{entry}.name", fail)
     if not isinstance(dtype, str) or dtype not in DTYPES:
