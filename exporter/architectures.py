@@ -112,6 +112,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("deberta-v2", "text-encoder", TEXT_ENCODER_TASKS),
         Architecture("mpnet", "text-encoder", TEXT_ENCODER_TASKS),
         _decoder("gpt2"),
+        # The seeds' decoder family, and today's small edge LLMs (grouped-query attention, RoPE,
+        # sliding windows, ALiBi: all in the traced graph).
+        *(_decoder(model_type) for model_type in (
+            "gptj", "gpt_neo", "gpt_neox", "opt", "bloom", "llama", "mistral", "qwen2", "qwen3",
+            "smollm3", "phi3", "gemma2", "gemma3_text")),
         _encoder_decoder("bart"),
         _encoder_decoder("pegasus"),
         _encoder_decoder("t5"),

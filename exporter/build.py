@@ -671,7 +671,8 @@ def bundle_from_checkpoint(
     import transformers
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from .configs import custom_onnx_config
+    from .configs import custom_onnx_config, export_patches
+    from .configs.decoders import check_rope_scaling
 
     source = str(checkpoint)
     check_target(output, overwrite=overwrite)  # before the slow part; again when writing
@@ -695,6 +696,8 @@ def bundle_from_checkpoint(
         raise ExportError(f"opset {opset} is out of range for {model_type}. Note: use an opset "
                           f"from {row.min_opset} to 23.")
     _check_weight_indexes(checkpoint)
+    if row.family == "decoder":
+        check_rope_scaling(config)
 
     auto_class = getattr(transformers, row.model_class(task))
     say(f"loading {model_type} for {task} from {source}")
@@ -714,7 +717,7 @@ def bundle_from_checkpoint(
         with tempfile.TemporaryDirectory(dir=staging) as traced:
             say(f"tracing to ONNX with optimum-onnx (opset {opset or 'default'})")
             try:
-                with _quiet_tracing():
+                with _quiet_tracing(), export_patches(model):
                     custom = custom_onnx_config(model, task)
                     if row.family == "audio-encoder" and feature_extractor.get(
                             "return_attention_mask"):

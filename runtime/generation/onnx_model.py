@@ -27,7 +27,7 @@ logits cross to the host; a beam search reorder gathers the cache rows on the GP
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral
 
 import numpy as np
@@ -77,11 +77,15 @@ class OnnxGenerationModel:
     """
 
     def __init__(self, decoder: Engine, encoder: Engine | None = None, *,
-                 vocab_size: int | None = None, io_binding: bool | None = None):
+                 vocab_size: int | None = None, io_binding: bool | None = None,
+                 recompute_past: int | None = None):
         """``vocab_size`` is needed only when the graph leaves the logits' width dynamic.
         ``io_binding`` keeps the cache on the decoder's device between steps (None: when the
-        decoder runs on CUDA and can, an OrtEngine or a TrtEngine)."""
+        decoder runs on CUDA and can, an OrtEngine or a TrtEngine). ``recompute_past``: the
+        length past which a cache of at most that many positions is dropped and the whole
+        sequence fed again (``recompute_length``)."""
         self.decoder, self.encoder = decoder, encoder
+        self.recompute_past = recompute_past
         if io_binding is None:
             io_binding = (getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
                           and hasattr(decoder, "run_bound"))
@@ -149,7 +153,8 @@ class OnnxGenerationModel:
                 )
         return cls(bundle.engine(decoder, variant, **engine_options),
                    bundle.engine(encoder, variant, **engine_options) if encoder else None,
-                   vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding)
+                   vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding,
+                   recompute_past=recompute_length(bundle.config))
 
     # --- the protocol ----------------------------------------------------------------------
     def begin(self, input_ids: np.ndarray | Mapping[str, np.ndarray],
@@ -250,6 +255,10 @@ class OnnxGenerationModel:
                 "token(s) at its end."
             )
         cached = bool(self._past)
+        if (cached and self.recompute_past is not None and 0 < state.length
+                <= self.recompute_past < sequences.shape[1]):
+            state = replace(state, length=0,
+                            past={name: self._empty(name, state.rows) for name in self._past})
         new = sequences[:, state.length:] if cached else sequences
         feed = {"input_ids": new, **state.past, **state.encoder}
         mask = state.attention_mask
@@ -288,6 +297,19 @@ class OnnxGenerationModel:
                 "empty cache. Note: export the bundle again with `edgeport export`."
             )
         return np.zeros(dims, dtype=spec.dtype)
+
+
+def recompute_length(config: Mapping) -> int | None:
+    """The length at which transformers drops a decoder's cache and feeds the whole sequence
+    again, or None: Phi-3 with RoPE scaling (LongRoPE) does, the first time the sequence passes
+    ``original_max_position_embeddings``, so that every cached key is rotated with the long
+    factors from then on (its ``prepare_inputs_for_generation``); the graph chooses the factors
+    from the largest position it is fed."""
+    length = config.get("original_max_position_embeddings")
+    if (config.get("model_type") == "phi3" and config.get("rope_scaling")
+            and isinstance(length, Integral) and not isinstance(length, bool) and length > 0):
+        return int(length)
+    return None
 
 
 def _shape(value) -> tuple[int, ...]:

@@ -1,11 +1,13 @@
-"""Export GPT-2, BART, T5 and Pegasus with their KV caches; every graph validated against
-PyTorch with and without the cache, at two batch sizes and two lengths."""
+"""Export GPT-2, the decoder family and today's small LLMs, BART, T5 and Pegasus with their KV
+caches; every graph validated against PyTorch with and without the cache, at two batch sizes and
+two lengths."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from generation_checkpoints import LLMS
 
 from exporter import bundle_from_checkpoint
 from exporter.architectures import ARCHITECTURES, infer_task
@@ -15,7 +17,8 @@ from runtime.dims import DIM_NAMES, dim_name_from_optimum
 # BART and T5 serve three tasks from one checkpoint; each task is exported once somewhere here.
 CASES = [("gpt2", "text-generation"), ("bart", "text2text-generation"),
          ("t5", "text2text-generation"), ("bart", "summarization"), ("t5", "translation"),
-         ("pegasus", "summarization")]
+         ("pegasus", "summarization"),
+         *((model_type, "text-generation") for model_type in LLMS)]
 
 # (graph, step) -> the dims of its axes that validation must have taken at two values
 STEPS = {
@@ -63,7 +66,10 @@ def test_export_validates_every_graph_with_and_without_cache(model_type, task, t
     if row.family == "decoder":
         inputs, outputs = _dims(bundle.graphs["model"], "inputs"), _dims(
             bundle.graphs["model"], "outputs")
-        assert inputs["input_ids"] == inputs["position_ids"] == ["batch", "sequence"]
+        assert inputs["input_ids"] == ["batch", "sequence"]
+        # positions from the mask inside the graph (OPT, BLOOM's ALiBi, GPT-J, GPT-Neo), or
+        # fed as transformers' generate() computes them
+        assert inputs.get("position_ids", ["batch", "sequence"]) == ["batch", "sequence"]
         assert inputs["attention_mask"] == ["batch", "total_sequence"]
         assert inputs["past_key_values.0.key"][::2] == ["batch", "past_sequence"]
         assert outputs["present.1.value"][::2] == ["batch", "total_sequence"]

@@ -288,3 +288,15 @@ def test_a_reorder_within_each_input_shares_the_encoder_side_arrays(tiny_bundle)
     assert across.inputs.tolist() == [1, 0, 1, 0]
     for name in cross:
         np.testing.assert_array_equal(across.past[name], state.past[name][[2, 0, 3, 1]])
+
+
+def test_phi3_with_rope_scaling_recomputes_its_cache_once_past_the_original_length():
+    from runtime.generation.onnx_model import recompute_length
+
+    phi3 = {"model_type": "phi3", "original_max_position_embeddings": 4096,
+            "rope_scaling": {"type": "longrope"}}
+    assert recompute_length(phi3) == 4096
+    assert recompute_length({**phi3, "rope_scaling": None}) is None
+    assert recompute_length({**phi3, "model_type": "llama"}) is None
+    for bad in (True, -1, 0, "4096", 1.5):
+        assert recompute_length({**phi3, "original_max_position_embeddings": bad}) is None

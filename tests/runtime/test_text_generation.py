@@ -1,6 +1,9 @@
-"""text-generation: the runtime on an exported GPT-2 bundle (KV cache in the graph) gives what
-transformers.pipeline gives on the same tiny checkpoint: the same tokens for greedy and beam
-search, and the same texts; sampling is reproducible with a seed; streaming gives the text."""
+"""text-generation: the runtime on an exported decoder bundle (KV cache in the graph) gives what
+transformers.pipeline gives on the same tiny checkpoint, for GPT-2, the decoder family and
+today's small LLMs (grouped-query attention, RoPE, sliding windows, ALiBi, LongRoPE): the same
+tokens for greedy and beam search with every logits processor, and the same texts; stop strings
+stop where transformers stops; sampling is reproducible with a seed; streaming gives the
+text."""
 
 from __future__ import annotations
 
@@ -52,8 +55,14 @@ def test_eos_and_stop_sequence_end_generation(runtime_pipeline, reference_pipeli
         assert ids[-1] == stop_at and len(ids) < len(tokens)
 
 
-def test_batched_prompts_are_left_padded_and_match_one_by_one(runtime_pipeline):
-    generate = runtime_pipeline("gpt2", TASK)
+# Left padding meets each kind of position: learned (GPT-2, GPT-Neo with its local layers), from
+# the mask in the graph (OPT), ALiBi (BLOOM), RoPE with grouped-query attention (Llama), and
+# RoPE with sliding windows and soft-capping (Gemma 2). (Phi-3's LongRoPE is left out: whether
+# transformers recomputes its cache depends on the padded length, so a batch and its prompts
+# one by one differ there in transformers too.)
+@pytest.mark.parametrize("model_type", ["gpt2", "gpt_neo", "opt", "bloom", "llama", "gemma2"])
+def test_batched_prompts_are_left_padded_and_match_one_by_one(model_type, runtime_pipeline):
+    generate = runtime_pipeline(model_type, TASK)
     kwargs = {"do_sample": False, "max_new_tokens": 8}
     one_by_one = [generate(p, **kwargs) for p in PROMPTS]
     assert generate(PROMPTS, batch_size=4, **kwargs) == one_by_one
@@ -62,8 +71,25 @@ def test_batched_prompts_are_left_padded_and_match_one_by_one(runtime_pipeline):
                                                               for p in PROMPTS[:3]]
 
 
-def test_sampling_is_reproducible_and_top_k_1_is_greedy(runtime_pipeline):
-    generate = runtime_pipeline("gpt2", TASK)
+@pytest.mark.parametrize("model_type", ["llama", "qwen3", "gemma3_text"])
+def test_stop_strings_stop_where_transformers_stops(model_type, runtime_pipeline,
+                                                    reference_pipeline):
+    runtime, reference = runtime_pipeline(model_type, TASK), reference_pipeline(model_type, TASK)
+    free = runtime(PROMPTS[1], do_sample=False, max_new_tokens=12, return_full_text=False)
+    text = free[0]["generated_text"]
+    stops = [text[len(text) // 2:len(text) // 2 + 2], [text[-3:], "zzz"]]
+    for stop in stops:
+        kwargs = {"do_sample": False, "max_new_tokens": 12, "stop_strings": stop}
+        got = runtime(PROMPTS[1], **kwargs)
+        # transformers' pipeline needs the tokenizer passed on for stop strings
+        assert_same(got, reference(PROMPTS[1], tokenizer=reference.tokenizer, **kwargs),
+                    f"{model_type} {stop!r}")
+        assert len(got[0]["generated_text"]) <= len(PROMPTS[1]) + len(text)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "qwen2"])
+def test_sampling_is_reproducible_and_top_k_1_is_greedy(model_type, runtime_pipeline):
+    generate = runtime_pipeline(model_type, TASK)
     sample = {"do_sample": True, "max_new_tokens": 12, "temperature": 1.5}
     first = generate(PROMPTS[0], seed=3, **sample)
     assert generate(PROMPTS[0], seed=3, **sample) == first
@@ -75,8 +101,9 @@ def test_sampling_is_reproducible_and_top_k_1_is_greedy(runtime_pipeline):
             PROMPTS[1], seed=0, **sample, **warper)
 
 
-def test_streaming_gives_the_generated_text(runtime_pipeline):
-    generate = runtime_pipeline("gpt2", TASK)
+@pytest.mark.parametrize("model_type", ["gpt2", "mistral"])
+def test_streaming_gives_the_generated_text(model_type, runtime_pipeline):
+    generate = runtime_pipeline(model_type, TASK)
     kwargs = {"do_sample": False, "max_new_tokens": 12}
     pieces = []
     full = generate(PROMPTS[1], streamer=pieces.append, **kwargs)[0]["generated_text"]

@@ -68,10 +68,49 @@ T5_TASK_PARAMS = {
                              "prefix": "translate English to Romanian: "},
 }
 
+# The decoder family beside GPT-2, and today's small edge LLMs: model_type -> (config class,
+# config values, tokenizer style). Two layers, width 32; grouped-query attention (4 query heads, 2
+# KV heads) where the architecture has it; sliding windows of 8 positions, so that the tests'
+# prompts and generations cross them; Phi-3 with LongRoPE whose original length (16) the longer
+# tests cross, so both of its frequency sets are used.
+_DECODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=37, max_position_embeddings=128, initializer_range=0.2)
+_GQA = dict(_DECODER, num_key_value_heads=2)
+_LONGROPE = {"type": "longrope", "short_factor": [1.0, 1.1, 1.3, 1.6],
+             "long_factor": [1.5, 2.5, 4.0, 6.0]}
+_HYBRID = dict(sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+LLMS = {
+    "gptj": ("GPTJConfig", dict(n_embd=32, n_layer=2, n_head=4, n_inner=37, rotary_dim=4,
+                                n_positions=128, initializer_range=0.2), "gpt2"),
+    "gpt_neo": ("GPTNeoConfig", dict(hidden_size=32, num_layers=2, num_heads=4,
+                                     intermediate_size=37, max_position_embeddings=128,
+                                     window_size=8, attention_types=[[["global", "local"], 1]],
+                                     initializer_range=0.2), "gpt2"),
+    "gpt_neox": ("GPTNeoXConfig", dict(_DECODER, rotary_pct=0.25), "gpt2"),
+    "opt": ("OPTConfig", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              ffn_dim=37, max_position_embeddings=128, word_embed_proj_dim=32,
+                              init_std=0.2), "opt"),
+    "bloom": ("BloomConfig", dict(hidden_size=32, n_layer=2, n_head=4, initializer_range=0.2),
+              "bloom"),
+    "llama": ("LlamaConfig", dict(_GQA, head_dim=8), "llama3"),
+    "mistral": ("MistralConfig", dict(_GQA, sliding_window=8), "mistral"),
+    "qwen2": ("Qwen2Config", dict(_GQA, use_sliding_window=False), "chatml"),
+    "qwen3": ("Qwen3Config", dict(_GQA, head_dim=8), "chatml"),
+    "smollm3": ("SmolLM3Config", dict(_GQA, no_rope_layer_interval=2), "chatml"),
+    "phi3": ("Phi3Config", dict(_GQA, original_max_position_embeddings=16,
+                                rope_scaling=_LONGROPE), "phi3"),
+    "gemma2": ("Gemma2Config", dict(_GQA, head_dim=8, query_pre_attn_scalar=8,
+                                    attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                                    **_HYBRID), "gemma"),
+    "gemma3_text": ("Gemma3TextConfig", dict(_GQA, head_dim=8, query_pre_attn_scalar=8,
+                                             **_HYBRID), "gemma"),
+}
+
 # (model_type, task) pairs; BART and T5 serve all three text-to-text tasks from one checkpoint.
 # (Marian is left out: transformers has no fast tokenizer for it, so no tokenizer.json.)
 TINY_GENERATION = {
     ("gpt2", "text-generation"),
+    *((model_type, "text-generation") for model_type in LLMS),
     *((model_type, task) for model_type in ("bart", "t5")
       for task in ("text2text-generation", "summarization", "translation")),
     ("pegasus", "summarization"),
@@ -169,7 +208,96 @@ def pegasus_tokenizer():
                                 model_max_length=_PEGASUS["max_position_embeddings"])
 
 
+# Chat templates of the real checkpoints' kinds (shortened where the real ones handle tools):
+# rendered by transformers when the reference pipeline is given messages, and by the runtime.
+CHAT_TEMPLATES = {
+    "llama3": (
+        "{{- bos_token }}{%- for message in messages %}"
+        "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' "
+        "+ message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+        "{%- if add_generation_prompt %}"
+        "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"),
+    "mistral": (
+        "{{- bos_token }}{%- for message in messages %}"
+        "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{- raise_exception('Conversation roles must alternate user/assistant/user/"
+        "assistant/...') }}{%- endif %}"
+        "{%- if message['role'] == 'user' %}{{- '[INST] ' + message['content'] + ' [/INST]' }}"
+        "{%- else %}{{- message['content'] + eos_token }}{%- endif %}{%- endfor %}"),
+    "chatml": (
+        "{%- for message in messages %}"
+        "{%- if loop.first and message['role'] != 'system' %}"
+        "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+        "{%- endif %}"),
+    "phi3": (
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] "
+        "+ '<|end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}"
+        "{% else %}{{ eos_token }}{% endif %}"),
+    "gemma": (
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+        "{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}"
+        "{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"),
+}
+
+# style -> (special tokens first, special tokens last, bos, eos, pad, bos prepended to every
+# text): the real checkpoints' layouts, in short.
+_LLM_TOKENIZERS = {
+    "opt": (["<s>", "<pad>", "</s>", "<unk>"], [], "</s>", "</s>", "<pad>", True),
+    "bloom": (["<unk>", "<s>", "</s>", "<pad>"], [], "<s>", "</s>", "<pad>", False),
+    "llama3": ([], ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                    "<|end_header_id|>", "<|eot_id|>"],
+               "<|begin_of_text|>", "<|eot_id|>", None, True),
+    "mistral": (["<unk>", "<s>", "</s>"], [], "<s>", "</s>", None, True),
+    "chatml": ([], ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>",
+               "<|endoftext|>", False),
+    "phi3": (["<unk>", "<s>", "</s>"], ["<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>",
+                                        "<|system|>"], "<s>", "<|endoftext|>", "<|endoftext|>",
+             False),
+    "gemma": (["<pad>", "<eos>", "<bos>", "<unk>"], ["<start_of_turn>", "<end_of_turn>"],
+              "<bos>", "<eos>", "<pad>", True),
+}
+
+
+def llm_tokenizer(style: str):
+    """A byte-level BPE in a real LLM's layout (``_LLM_TOKENIZERS``), with its chat template
+    where the real kind has one; GPT-2's for the "gpt2" style."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    if style == "gpt2":
+        return gpt2_tokenizer()
+    first, last, bos, eos, pad, prepend = _LLM_TOKENIZERS[style]
+    tokenizer = _byte_level_bpe(first, last, 600)
+    if prepend:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+            special_tokens=[(bos, tokenizer.token_to_id(bos))])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, pad_token=pad,
+        unk_token="<unk>" if "<unk>" in first else None, model_max_length=128,
+        chat_template=CHAT_TEMPLATES.get(style))
+
+
+def _llm_config(model_type: str, tokenizer, transformers):
+    """An LLM's config from LLMS, with its tokenizer's special token ids; its generation
+    defaults are the ids alone (greedy), as the real checkpoints' generation_config.json have
+    beside their sampling settings."""
+    config_class, values, _ = LLMS[model_type]
+    ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id")
+           for name in ("bos", "eos", "pad")}
+    ids = {key: value for key, value in ids.items() if value is not None}
+    config = getattr(transformers, config_class)(vocab_size=len(tokenizer), **ids, **values)
+    return config, transformers.GenerationConfig(**ids)
+
+
 def _model_and_generation_config(model_type: str, tokenizer, transformers):
+    if model_type in LLMS:
+        return _llm_config(model_type, tokenizer, transformers)
     if model_type == "gpt2":
         eos = tokenizer.eos_token_id
         config = transformers.GPT2Config(vocab_size=len(tokenizer), bos_token_id=eos,
@@ -213,10 +341,13 @@ def build_tiny_generation_checkpoint(model_type: str, task: str, directory: Path
     if (model_type, task) not in TINY_GENERATION:
         raise KeyError(f"no tiny generation checkpoint for {(model_type, task)}")
     directory = Path(directory)
-    tokenizer = _TOKENIZERS[model_type]()
+    tokenizer = (llm_tokenizer(LLMS[model_type][2]) if model_type in LLMS
+                 else _TOKENIZERS[model_type]())
     config, generation_config = _model_and_generation_config(model_type, tokenizer, transformers)
     torch.manual_seed(seed)
-    model = getattr(transformers, _MODEL_CLASSES[model_type])(config).eval()
+    model_class = (transformers.AutoModelForCausalLM.from_config if model_type in LLMS
+                   else getattr(transformers, _MODEL_CLASSES[model_type]))
+    model = model_class(config).eval()
     model.generation_config = generation_config
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
