@@ -664,7 +664,8 @@ def _gemms_as_matmuls(model, gemms: list) -> None:
 
 
 def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
-         symmetric: bool = False, nodes_to_exclude: list[str] | None = None) -> dict:
+         symmetric: bool = False, accuracy_level: int | None = None,
+         nodes_to_exclude: list[str] | None = None) -> dict:
     """Weight-only 4-bit: each MatMul with a constant weight becomes MatMulNBits, its weight
     quantized in blocks of ``block_size`` along the input axis (a scale per block, and a zero
     point unless ``symmetric``). Activations stay fp32. Asymmetric is the default: it keeps
@@ -673,7 +674,12 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     more than int8 and, on CPU, run slower than fp32 (benchmarks/quantization.py).
 
     GPT-2's linear layers (Conv1D) export as Gemm: those (``_conv1d_gemms``) become MatMul +
-    Add first and are 4-bit too; without that only GPT-2's LM head would be."""
+    Add first and are 4-bit too; without that only GPT-2's LM head would be.
+
+    ``accuracy_level`` is the precision MatMulNBits computes in on the CPU (ONNX Runtime's
+    setting): None or 1 fp32 (the weights are dequantized), 2 fp16, 3 bf16, 4 int8 (the
+    activations quantized per block at run time: the fast path for LLM decoding on CPUs with
+    int8 dot products, and the recommended CPU setting for LLMs)."""
     recipe = "int4"
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 16 or (
             block_size & (block_size - 1)):
@@ -682,6 +688,8 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
             f"{block_size!r}. Note: 32 (the default) or 64 are usual; 128 makes a smaller file."
         )
     symmetric = _flag(recipe, "symmetric", symmetric)
+    if accuracy_level is not None:
+        accuracy_level = _choice(recipe, "accuracy_level", accuracy_level, (0, 1, 2, 3, 4))
     model = _load_source(recipe, source)
     gemms = _conv1d_gemms(model)
     candidates = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name]
@@ -694,9 +702,11 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     with _quiet_logging():
         from onnxruntime.quantization import matmul_nbits_quantizer as nbits
         config = nbits.DefaultWeightOnlyQuantConfig(block_size=block_size,
-                                                    is_symmetric=symmetric, bits=4)
+                                                    is_symmetric=symmetric, bits=4,
+                                                    accuracy_level=accuracy_level)
         quantizer = nbits.MatMulNBitsQuantizer(model, block_size=block_size,
                                                is_symmetric=symmetric, bits=4,
+                                               accuracy_level=accuracy_level,
                                                nodes_to_exclude=exclude, algo_config=config)
         quantizer.process()
     converted = quantizer.model.model
@@ -714,7 +724,8 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     kept: dict[str, int] = {}
     for name in [*_weight_matmuls(converted), *_weight_convs(converted)]:
         kept[by_name[name]] = kept.get(by_name[name], 0) + 1
-    return {"block_size": block_size, "symmetric": symmetric, "nodes_to_exclude": exclude,
+    return {"block_size": block_size, "symmetric": symmetric,
+            "accuracy_level": accuracy_level, "nodes_to_exclude": exclude,
             "bits": 4, "quantized_matmuls": quantized, "kept_float": kept,
             "gemms_as_matmuls": len(gemms) - len([g for g in gemms if g.name in exclude])}
 
@@ -842,7 +853,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("fp16", fp16, options={"op_block_list": None},
                summary="float16, with LayerNorm, Softmax, Pow and graph I/O kept fp32"),
         Recipe("int4", int4,
-               options={"block_size": 32, "symmetric": False, "nodes_to_exclude": None},
+               options={"block_size": 32, "symmetric": False, "accuracy_level": None,
+                        "nodes_to_exclude": None},
                summary="weight-only 4-bit MatMulNBits (blockwise)"),
         Recipe("optimize", optimize, wants_model_type=True,
                options={"model_type": None, "opt_level": 1, "num_heads": 0, "hidden_size": 0},
