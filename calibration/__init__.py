@@ -12,6 +12,8 @@ the device too (``pip install 'edgeport[quantize]'``).
 'q4'
 >>> compare_variants("gpt2-bundle")["variants"]["q4"]["task"]["metric"]  # doctest: +SKIP
 'token_agreement'
+>>> perplexity_from_text("llama-bundle", text)["variants"]["q4"]["ratio_vs_fp32"]  # doctest: +SKIP
+1.0034
 
 Importing this package loads neither onnx nor the quantizers; the functions do, when called.
 """
@@ -19,11 +21,12 @@ Importing this package loads neither onnx nor the quantizers; the functions do, 
 from .budget import variant_within_budget
 from .compare import compare_variants
 from .data import dim_ranges, feeds_from_path, load_samples
+from .perplexity import perplexity_from_text
 from .quantize import variant_from_bundle
 from .recipes import RECIPES
 from .report import write_reports
 
 __all__ = [
     "RECIPES", "compare_variants", "dim_ranges", "feeds_from_path", "load_samples",
-    "variant_from_bundle", "variant_within_budget", "write_reports",
+    "perplexity_from_text", "variant_from_bundle", "variant_within_budget", "write_reports",
 ]

@@ -1,5 +1,6 @@
-"""`edgeport compare BUNDLE [--data PATH] [--variants A B ...] [--reference fp32|pytorch]`:
-run variants against a reference on data, print a summary table, write the reports."""
+"""`edgeport compare BUNDLE [--data PATH] [--variants A B ...] [--reference fp32|pytorch]
+[--perplexity FILE]`: run variants against a reference on data, print a summary table (and
+the perplexity of each engine on FILE), write the reports."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, metavar="N",
                         help="generative bundles: tokens each text generates at most, greedily "
                              "(20)")
+    parser.add_argument("--perplexity", metavar="FILE",
+                        help="decoder-only bundles: also measure perplexity on this UTF-8 text "
+                             "file (at most 64 MB) with the fp32 graph, each variant and, with "
+                             "--reference pytorch, the PyTorch checkpoint; the report gets a "
+                             "perplexity section")
+    parser.add_argument("--window", type=int, metavar="N",
+                        help="with --perplexity: tokens each pass sees (512, or the model's "
+                             "positions where it has fewer)")
+    parser.add_argument("--stride", type=int, metavar="N",
+                        help="with --perplexity: tokens between the starts of windows; each "
+                             "window scores only its tokens not scored before (half the window)")
     parser.add_argument("--no-layers", action="store_true",
                         help="skip the per-layer error analysis")
     parser.add_argument("--reports", metavar="DIR",
@@ -43,13 +55,14 @@ def main(args) -> int:
     from runtime.bundle import Bundle
 
     from .compare import compare_variants, record_summaries
-    from .report import summary_table, write_reports
+    from .report import perplexity_table, summary_table, write_reports
 
     bundle = Bundle.load(args.bundle)
     report = compare_variants(
         bundle, args.data, variants=args.variants, reference=args.reference,
         samples=args.samples, seed=args.seed, runs=args.runs, layers=not args.no_layers,
-        new_tokens=args.max_new_tokens,
+        new_tokens=args.max_new_tokens, perplexity=args.perplexity,
+        perplexity_window=args.window, perplexity_stride=args.stride,
         progress=True,  # tqdm writes to stderr; stdout stays the table or the JSON
     )
     paths = write_reports(bundle, report, args.reports)
@@ -63,6 +76,13 @@ def main(args) -> int:
                             f"reference {report['reference']['name']}:\n", keep="\n"))
         print(terminal_safe(summary_table(report), keep="\n"))
         print()
+        if report.get("perplexity"):
+            section = report["perplexity"]
+            print(terminal_safe(f"perplexity on {section['source']} ({section['scored']} "
+                                f"tokens scored, window {section['window']}, stride "
+                                f"{section['stride']}):\n", keep="\n"))
+            print(terminal_safe(perplexity_table(report), keep="\n"))
+            print()
         for kind in ("md", "html", "json"):
             print(terminal_safe(f"report: {paths[kind]}"))
     if args.reports is None:

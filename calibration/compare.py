@@ -24,7 +24,8 @@ sample the reference and the variants run in turn, so that only one sample's out
 a time and every engine is timed under the same conditions.
 
 The concerns live beside it: ``reference`` (PyTorch), ``task_metrics``, ``numeric``, ``layers``,
-and ``compare_generation`` for generative bundles; the report's parts in ``report``.
+``compare_generation`` for generative bundles, ``perplexity`` for decoder-only ones (on a
+text file); the report's parts in ``report``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from .compare_generation import NEW_TOKENS, compare_generation
 from .data import Samples, is_generative, load_samples, progress_bar
 from .layers import LAYER_SAMPLES, TOP_LAYERS, add_layers
 from .numeric import OutputStats, real_part, token_outputs
+from .perplexity import check_decoder, perplexity_section, perplexity_text, text_from_file
 from .reference import REFERENCES, TorchEngine
 from .report import json_ready, report_header, variant_header, versions
 from .task_metrics import SCORERS
@@ -264,6 +266,9 @@ def compare_variants(
     layer_samples: int = LAYER_SAMPLES,
     top: int = TOP_LAYERS,
     new_tokens: int | None = None,
+    perplexity: str | os.PathLike | None = None,
+    perplexity_window: int | None = None,
+    perplexity_stride: int | None = None,
 ) -> dict:
     """Run the reference and each variant on the data; return the report (JSON-ready).
 
@@ -278,6 +283,10 @@ def compare_variants(
     Generative bundles (text-generation, text2text-generation, summarization, translation)
     generate greedily from each text, at most ``new_tokens`` new tokens (default 20), and are
     measured by token agreement, BLEU and the first divergence (``compare_generation``).
+    ``perplexity``, a UTF-8 text file, adds the report's ``perplexity`` section (decoder-only
+    bundles): the fp32 graph's, each variant's and (reference "pytorch") PyTorch's perplexity on
+    it, over windows of ``perplexity_window`` tokens every ``perplexity_stride``
+    (``calibration.perplexity``).
 
     >>> report = compare_variants("bundle", variants=["int8"])     # doctest: +SKIP
     >>> report["variants"]["int8"]["latency_ms"]["median_ms"]       # doctest: +SKIP
@@ -313,13 +322,26 @@ def compare_variants(
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise InputError(f"seed must be an int, got {seed!r}. Note: the same seed picks the "
                          "same samples.")
+    text = None  # checked and tokenized before anything runs
+    if perplexity is not None:
+        check_decoder(bundle)
+        text = perplexity_text(bundle, text_from_file(perplexity), window=perplexity_window,
+                               stride=perplexity_stride, source=str(perplexity))
+    elif perplexity_window is not None or perplexity_stride is not None:
+        raise InputError("perplexity_window and perplexity_stride (--window, --stride) shape "
+                         "the perplexity measurement. Note: pass a text file with perplexity "
+                         "(--perplexity FILE), or leave them out.")
     chosen = _choose_variants(bundle, variants, reference)
 
     loaded, source = _load_data(bundle, data, samples, seed, progress)
     if generative:
-        return compare_generation(bundle, loaded, source, chosen=chosen, reference=reference,
-                                  seed=seed, progress=progress, layers=layers, runs=runs,
-                                  layer_samples=layer_samples, top=top, new_tokens=new_tokens)
+        report = compare_generation(bundle, loaded, source, chosen=chosen, reference=reference,
+                                    seed=seed, progress=progress, layers=layers, runs=runs,
+                                    layer_samples=layer_samples, top=top, new_tokens=new_tokens)
+        if text is not None:
+            report["perplexity"] = perplexity_section(bundle, text, chosen, reference=reference,
+                                                      progress=progress)
+        return report
     feeds, inputs = loaded.feeds, loaded.inputs
     tokenizer = (TextTokenizer.from_dir(bundle.path)
                  if bundle.manifest.get("modality", "text") in ("text", "text-image") else None)

@@ -139,6 +139,42 @@ def summary_table(report: Mapping) -> str:
     return _md_table(*_summary_rows(report))
 
 
+def _perplexity_rows(section: Mapping) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the perplexity table: PyTorch (when measured), fp32, the variants."""
+    header = ["engine", "perplexity", "NLL nats/token", "vs fp32", "vs pytorch",
+              "tokens scored", "windows"]
+    rows = []
+    if section.get("pytorch"):
+        measured = section["pytorch"]
+        rows.append(["pytorch", _num(measured["perplexity"], 3), _num(measured["nll_mean"], 5),
+                     "-", "-", measured["tokens"], measured["windows"]])
+    for name, measured in section["variants"].items():
+        rows.append([name, _num(measured["perplexity"], 3), _num(measured["nll_mean"], 5),
+                     _num(measured["ratio_vs_fp32"]), _num(measured["ratio_vs_pytorch"]),
+                     measured["tokens"], measured["windows"]])
+    return header, rows
+
+
+def _perplexity_note(section: Mapping) -> str:
+    """What the perplexity was measured on, in one sentence."""
+    source = section.get("source") or "the text given"
+    return (f"on {source}: {section['tokens']} tokens ({section['scored']} scored), windows of "
+            f"{section['window']} tokens every {section['stride']} ({section['windows']} "
+            "windows); exp of the mean negative log-likelihood per token, lower is better; "
+            "vs: the ratio of perplexities")
+
+
+def perplexity_table(report: Mapping) -> str:
+    """The perplexity section as a Markdown table (what `edgeport compare --perplexity`
+    prints), or "" when the report has none.
+
+    >>> print(perplexity_table(report).splitlines()[0])            # doctest: +SKIP
+    | engine | perplexity | NLL nats/token | vs fp32 | vs pytorch | tokens scored | windows |
+    """
+    section = report.get("perplexity")
+    return _md_table(*_perplexity_rows(section)) if section else ""
+
+
 def _changes(name: str, task: Mapping) -> tuple[str | None, list[str], list[list]]:
     """(title, header, rows) of the samples a report lists for a variant: those whose result
     changed, or (for embeddings, where nothing flips) those with the lowest cosine."""
@@ -197,6 +233,9 @@ def markdown_report(report: Mapping) -> str:
         "",
         summary_table(report),
     ]
+    if report.get("perplexity"):
+        lines += ["", "## Perplexity", "", _perplexity_note(report["perplexity"]) + ".", "",
+                  perplexity_table(report)]
     for name, variant in report["variants"].items():
         task = variant["task"]
         lines += ["", f"## {name}", "",
@@ -578,6 +617,10 @@ def html_report(report: Mapping) -> str:
         + f"<figcaption>{_esc(metric)} against median latency per variant</figcaption>"
         "</figure>",
     ]
+    if report.get("perplexity"):
+        section = report["perplexity"]
+        parts += ["<h2>Perplexity</h2>", _html_table(*_perplexity_rows(section)),
+                  f'<p class="muted">{_esc(_perplexity_note(section))}.</p>']
     for name, variant in report["variants"].items():
         parts += _variant_html(name, variant, colours[name])
     parts.append("</main></body></html>")

@@ -20,7 +20,7 @@ def test_exporter_and_calibration_api():
     assert sorted(exporter.__all__) == ["bundle_from_checkpoint", "export"]
     assert sorted(calibration.__all__) == sorted([
         "RECIPES", "compare_variants", "dim_ranges", "feeds_from_path", "load_samples",
-        "variant_from_bundle",
+        "perplexity_from_text", "variant_from_bundle",
         "variant_within_budget", "write_reports",
     ])
     assert sorted(calibration.RECIPES) == ["dynamic-int8", "fp16", "int4", "optimize",
