@@ -19,7 +19,8 @@ def test_base_dependencies_are_the_runtimes_alone():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package itself supports 3.10
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = {_name(r) for r in project["dependencies"]}
-    assert base == {"numpy", "onnxruntime", "tokenizers", "pillow", "soundfile", "soxr"}
+    assert base == {"numpy", "onnxruntime", "tokenizers", "pillow", "soundfile", "soxr",
+                    "jinja2"}  # chat templates
     export = {_name(r) for r in project["optional-dependencies"]["export"]}
     assert {_name(r) for r in project["optional-dependencies"]["quantize"]} == {
         "onnx", "onnx-ir", "tqdm", "rapidfuzz"}

@@ -1,6 +1,7 @@
 """Text: the fast tokenizer read from a bundle's tokenizer.json and tokenizer_config.json
-(``tokenizer``), and sentence-transformers pooling from modules.json (``pooling``).
+(``tokenizer``), chat templates that make messages into a prompt, rendered in a jinja2 sandbox
+(``chat``), and sentence-transformers pooling from modules.json (``pooling``).
 
-May import ``runtime.errors``, ``runtime.files`` and the libraries (numpy, tokenizers); never the
-bundle, the backends, the tasks or anything above them.
+May import ``runtime.errors``, ``runtime.files`` and the libraries (numpy, tokenizers, jinja2);
+never the bundle, the backends, the tasks or anything above them.
 """
