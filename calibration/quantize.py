@@ -66,6 +66,13 @@ def variant_from_bundle(
         )
     if spec.wants_model_type and options.get("model_type") is None:
         options["model_type"] = bundle.model_type  # the recipe reads only graph files
+    if spec.wants_checkpoint and options.get("checkpoint") is None:
+        options["checkpoint"] = (bundle.manifest.get("source") or {}).get("checkpoint")
+    if spec.wants_checkpoint and source != "fp32":
+        raise InputError(
+            f"The {recipe} recipe builds from the checkpoint the bundle was exported from, not "
+            f"from the variant {source!r}. Note: leave --from out; quantize its variant with "
+            f"--from {name or DEFAULT_NAMES[recipe]} afterwards.")
     name = name or DEFAULT_NAMES[recipe]
     check_variant_name(bundle, name, overwrite=overwrite)
     sources = source_graphs(bundle, source)

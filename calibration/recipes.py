@@ -16,6 +16,12 @@ ONNX Runtime's CPU provider loads what it wrote.
     int4          weight-only 4-bit MatMulNBits (blockwise), for large MatMuls; the record
                   says which weight ops stayed float (a vision model's Conv, Gemm)
     optimize      ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, Gelu, ...)
+    llm           a decoder LM's graph rebuilt for speed (GroupQueryAttention, the cache one
+                  buffer the graph writes into), int4 by default: the recommended CPU path
+
+The llm recipe alone reads more than its source graph: it builds from the checkpoint the bundle
+was exported from (``exporter.llm``: onnxruntime-genai's model builder, then validation against
+PyTorch), since a traced graph's attention cannot be rewritten into GroupQueryAttention reliably.
 
 A recipe sees one graph without subgraphs. A merged decoder (one If whose branches hold the
 model) is made branch by branch by ``calibration.branches``; ``variant_from_bundle`` runs a
@@ -50,6 +56,9 @@ class Recipe:
     # variant_from_bundle passes the bundle's model_type as the model_type option (unless the
     # user gave one): the optimize recipe picks ONNX Runtime's fusions by architecture.
     wants_model_type: bool = False
+    # variant_from_bundle passes the checkpoint the bundle was exported from (its manifest's
+    # source.checkpoint) as the checkpoint option, unless the user gave one: the llm recipe.
+    wants_checkpoint: bool = False
 
 
 # --- small checks shared by the recipes ---------------------------------------------------------
@@ -186,7 +195,12 @@ def _has_external_data(model) -> bool:
 def _large(model) -> bool:
     """Whether the graph keeps its weights outside the protobuf: over EXTERNAL_DATA_BYTES
     (ONNX Runtime loads those faster; protobuf itself stops at 2 GB)."""
-    return _has_external_data(model) or model.ByteSize() > EXTERNAL_DATA_BYTES
+    if _has_external_data(model):
+        return True
+    try:
+        return model.ByteSize() > EXTERNAL_DATA_BYTES
+    except Exception:  # protobuf refuses to size a message over 2 GB: large by any measure
+        return True
 
 
 def _save(model, target: Path, *, external: bool) -> None:
@@ -730,6 +744,44 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
             "gemms_as_matmuls": len(gemms) - len([g for g in gemms if g.name in exclude])}
 
 
+# --- llm ------------------------------------------------------------------------------------------
+
+_LLM_PRECISIONS = ("int4", "fp32")
+
+
+def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: str = "int4",
+        block_size: int = 32, accuracy_level: int | None = 4) -> dict:
+    """A decoder LM's graph rebuilt from its checkpoint with GroupQueryAttention (see
+    ``exporter.llm``), validated against PyTorch in fp32; then, at ``precision`` "int4" (the
+    default), its MatMuls 4-bit by the int4 recipe (``block_size``, ``accuracy_level``: 4 is
+    int8 activations, the fast CPU path). ``source`` (the fp32 graph) is not read: the
+    checkpoint is, which ``variant_from_bundle`` takes from the bundle's manifest."""
+    recipe = "llm"
+    precision = _choice(recipe, "precision", precision, _LLM_PRECISIONS)
+    if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
+        raise InputError(
+            "The llm recipe builds from the checkpoint the bundle was exported from, and none "
+            "is known. Note: pass --option checkpoint=PATH (the checkpoint's folder).")
+    try:
+        from exporter.llm import build_llm_graph
+    except ImportError as exc:  # the export extra: torch, transformers, optimum
+        raise MissingDependencyError(
+            f"The llm recipe builds from the checkpoint with PyTorch ({exc.name} is not "
+            "installed). Note: install the export and llm extras, `pip install "
+            "'edgeport[export,llm]'`.") from None
+    target = Path(target)
+    with _scratch(target) as scratch:
+        built = scratch / target.name
+        record = build_llm_graph(checkpoint, built)
+        if precision == "fp32":
+            _save(_onnx().load(str(built)), target, external=True)
+            _check_loads(recipe, target, "build the llm graph again")
+        else:
+            record["int4"] = int4(built, target, block_size=block_size,
+                                  accuracy_level=accuracy_level)
+    return {"precision": precision, "checkpoint": str(checkpoint), **record}
+
+
 # --- optimize -------------------------------------------------------------------------------------
 
 # Hugging Face model_type -> ONNX Runtime's optimizer model type. The encoders all take the
@@ -856,6 +908,10 @@ RECIPES: dict[str, Recipe] = {
                options={"block_size": 32, "symmetric": False, "accuracy_level": None,
                         "nodes_to_exclude": None},
                summary="weight-only 4-bit MatMulNBits (blockwise)"),
+        Recipe("llm", llm, wants_checkpoint=True,
+               options={"checkpoint": None, "precision": "int4", "block_size": 32,
+                        "accuracy_level": 4},
+               summary="decoder LMs rebuilt with GroupQueryAttention and a shared cache, int4"),
         Recipe("optimize", optimize, wants_model_type=True,
                options={"model_type": None, "opt_level": 1, "num_heads": 0, "hidden_size": 0},
                summary="ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, Gelu)"),

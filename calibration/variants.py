@@ -34,6 +34,7 @@ DEFAULT_NAMES = {
     "fp16": "fp16",
     "int4": "q4",
     "optimize": "opt",
+    "llm": "llm",
 }
 # Recipes whose graphs hold quantized weights: nothing is quantized on top of them.
 QUANTIZED_RECIPES = ("dynamic-int8", "static-int8", "fp16", "int4")

@@ -403,6 +403,24 @@ def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
                 "Note: install sentencepiece and protobuf (`pip install sentencepiece "
                 "protobuf`), which the conversion of sentencepiece vocabularies needs."
             )
+        # The source copy holds top-level files only: a checkpoint's named chat templates
+        # (additional_chat_templates/*.jinja, beside chat_template.jinja) are added back here.
+        from runtime.files import read_text_file
+        from runtime.text.chat import MAX_TEMPLATE_CHARS, MAX_TEMPLATES, TEMPLATE_DIR
+
+        named = checkpoint / TEMPLATE_DIR
+        if named.is_dir():
+            own = tokenizer.chat_template
+            templates = dict(own) if isinstance(own, dict) else {"default": own} if own else {}
+            files = sorted(entry.path for entry in os.scandir(named)
+                           if entry.name.endswith(".jinja") and entry.is_file())
+            if len(files) > MAX_TEMPLATES:
+                raise ExportError(f"{named} holds {len(files)} chat templates, over the limit "
+                                  f"of {MAX_TEMPLATES}. Note: the checkpoint is damaged.")
+            for path in files:
+                templates[Path(path).stem] = read_text_file(
+                    path, "A chat template", error=ExportError, max_bytes=MAX_TEMPLATE_CHARS)
+            tokenizer.chat_template = templates or own
         with _export_error(f"Could not save the tokenizer of {checkpoint}",
                            "its tokenizer files hold values transformers cannot write back."):
             tokenizer.save_pretrained(str(staging))
@@ -743,6 +761,9 @@ def bundle_from_checkpoint(
                     )
                 for name in names:
                     shutil.move(str(Path(traced) / name), staging / "onnx" / name)
+                graph_mode = (staging / "onnx" / f"{graph}.onnx").stat().st_mode & 0o777
+                for name in names:  # onnx writes external data 0600: readable as the graph
+                    os.chmod(staging / "onnx" / name, graph_mode)
         paths = {graph: staging / "onnx" / f"{graph}.onnx" for graph in row.graphs}
 
         # The config's values that traced fine can still fail at the validation shapes (a

@@ -244,8 +244,10 @@ def _only(feed: dict, engine: OrtEngine) -> dict:
     return {k: v for k, v in feed.items() if k in names}
 
 
-def validate_decoder(model, onnx_path: Path, *, atol: float, seed: int = 0) -> dict:
-    """A decoder-only graph with KV cache against the model: prefill, then a step with past."""
+def validate_decoder(model, onnx_path: Path, *, atol: float, seed: int = 0,
+                     batch_sizes: Sequence[int] = BATCH_SIZES) -> dict:
+    """A decoder-only graph with KV cache against the model: prefill, then a step with past
+    (``batch_sizes``: (1,) for a graph that takes no padding)."""
     import torch
 
     engine = OrtEngine(onnx_path)
@@ -258,7 +260,7 @@ def validate_decoder(model, onnx_path: Path, *, atol: float, seed: int = 0) -> d
     def positioned(positions: np.ndarray) -> dict:
         return {"position_ids": torch.from_numpy(positions)} if takes_positions else {}
 
-    for batch in BATCH_SIZES:
+    for batch in batch_sizes:
         for length in SEQUENCE_LENGTHS:
             ids = rng.integers(0, vocab_size, size=(batch, length), dtype=np.int64)
             mask = np.ones((batch, length), dtype=np.int64)

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
 
 
@@ -82,3 +84,27 @@ def test_flops_counts_bert_and_measures_against_matmul(tiny_bundle, monkeypatch)
     result = flops.measure(bundle.path, batch=batch, sequence=sequence, seconds=0.5, threads=1)
     assert set(result["rates"]) == {"model", "model's FFN MatMul", "square MatMul 1024^3"}
     assert all(rate > 0 for rate in result["rates"].values())
+
+
+def test_llm_benchmark_runs_on_tiny_models(tmp_path):
+    """benchmarks/llm.py's code path on the tiny Qwen2 and Llama (the real-size run is
+    `python benchmarks/llm.py OUT_DIR`)."""
+    pytest.importorskip("onnxruntime_genai", reason="the llm extra (onnxruntime-genai)")
+    path = SUITE.parent / "llm.py"
+    spec = importlib.util.spec_from_file_location("benchmark_llm", path)
+    llm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(llm)
+    argv = [str(tmp_path), "--tiny", "--prompt", "8", "--new-tokens", "5", "--rounds", "1"]
+    assert llm.main(argv) == 0
+    results = json.loads((tmp_path / "llm.json").read_text())["results"]
+    assert sorted(results) == ["llama-3.2-1b", "qwen2.5-0.5b"]
+    for rows in results.values():
+        engines = {row["engine"]: row for row in rows}
+        assert list(engines) == ["transformers-fp32", "edgeport-fp32", "edgeport-int4",
+                                 "edgeport-llm32", "edgeport-llm", "genai-fp32", "genai-int4"]
+        # same weights, same greedy search: fp32 picks transformers' tokens
+        for engine in ("edgeport-fp32", "edgeport-llm32", "genai-fp32"):
+            assert engines[engine]["tokens"] == engines["transformers-fp32"]["tokens"], engine
+        assert all(len(row["tokens"]) == 5 and row["decode_tokens_per_s"] > 0 for row in rows)
+    text = (tmp_path / "llm.md").read_text()
+    assert "| edgeport-int4 |" in text and "decode tokens/s" in text

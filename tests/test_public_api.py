@@ -23,7 +23,7 @@ def test_exporter_and_calibration_api():
         "perplexity_from_text", "variant_from_bundle",
         "variant_within_budget", "write_reports",
     ])
-    assert sorted(calibration.RECIPES) == ["dynamic-int8", "fp16", "int4", "optimize",
+    assert sorted(calibration.RECIPES) == ["dynamic-int8", "fp16", "int4", "llm", "optimize",
                                            "static-int8"]
 
 

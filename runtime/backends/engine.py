@@ -222,11 +222,13 @@ class OrtEngine:
         options = self.session.get_provider_options().get("CUDAExecutionProvider", {})
         return ("cuda", int(options.get("device_id", 0)))
 
-    def run_bound(self, feed, keep: set[str]) -> dict:
+    def run_bound(self, feed, keep: set[str], into: Mapping | None = None) -> dict:
         """``run`` through an IOBinding: inputs may be OrtValues already on the device (a KV
         cache from the step before), and the outputs named in ``keep`` stay OrtValues on the
         session's device instead of coming back to the host as numpy arrays. On a GPU this
-        keeps the cache on the device between steps; on a CPU it gives what ``run`` gives."""
+        keeps the cache on the device between steps; on a CPU it gives what ``run`` gives.
+        ``into`` binds outputs to given OrtValues, which the graph writes (a cache buffer that
+        is also the step's input: GroupQueryAttention appends to it in place)."""
         import onnxruntime as ort
 
         binding = self.session.io_binding()
@@ -238,8 +240,11 @@ class OrtEngine:
         for name, array in check_feed(rest, feed).items():
             binding.bind_cpu_input(name, np.ascontiguousarray(array))
         device, device_id = self.device
+        into = into or {}
         for name in self._output_names:
-            if name in keep:
+            if name in into:
+                binding.bind_ortvalue_output(name, into[name])
+            elif name in keep:
                 binding.bind_output(name, device, device_id)
             else:
                 binding.bind_output(name)

@@ -17,6 +17,7 @@ only ``runtime.errors``, so that ``runtime.audio.whisper`` can read Whisper's se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -92,6 +93,18 @@ def run(model: GenerationModel, input_ids: np.ndarray | Mapping[str, np.ndarray]
             "position limit (no n_positions, max_position_embeddings or max_target_positions). "
             "Note: lower max_new_tokens (or max_length)."
         )
+    if (not getattr(model, "takes_padding", True) and attention_mask is not None
+            and not np.asarray(attention_mask).all()):
+        return _row_by_row(model, input_ids, attention_mask, ready, tokenizer=tokenizer,
+                           on_tokens=on_tokens, logits_processor=logits_processor)
+    return _generate(model, input_ids, attention_mask, ready, length, tokenizer=tokenizer,
+                     on_tokens=on_tokens, decoder_input_ids=decoder_input_ids,
+                     logits_processor=logits_processor)
+
+
+def _generate(model, input_ids, attention_mask, ready: GenerationConfig, length: int, *,
+              tokenizer, on_tokens, decoder_input_ids=None, logits_processor=()):
+    """The search over one batch with a config whose lengths are counted for it."""
     extra = StoppingCriteriaList()
     if ready.stop_strings is not None:
         if tokenizer is None:
@@ -110,4 +123,34 @@ def run(model: GenerationModel, input_ids: np.ndarray | Mapping[str, np.ndarray]
         length_penalty=ready.length_penalty, early_stopping=ready.early_stopping,
         logits_processor=processors or None, stop=extra or None, rng=ready.seed,
         on_tokens=on_tokens)
+
+
+def _row_by_row(model, input_ids: np.ndarray, attention_mask: np.ndarray,
+                ready: GenerationConfig, *, tokenizer, on_tokens, logits_processor
+                ) -> GenerateOutput:
+    """A left-padded batch for a model that takes no padding: each prompt generated alone,
+    its lengths (max_length, min_length) shifted by its padding so that it gets what the batch
+    would give it, and the rows put back in the batch's layout (the left padding kept, shorter
+    generations padded at the end with the pad id, as finished rows of a batch are)."""
+    input_ids, mask = np.asarray(input_ids), np.asarray(attention_mask)
+    pad_id = ready.pad_token_id if ready.pad_token_id is not None else 0
+    rows, scores = [], []
+    for ids, row_mask in zip(input_ids, mask):
+        padding = int((row_mask == 0).sum())
+        prompt = ids[row_mask > 0][None, :]
+        shifted = dataclasses.replace(
+            ready, max_length=ready.max_length - padding,
+            min_length=max(0, (ready.min_length or 0) - padding))
+        output = _generate(model, prompt, np.ones_like(prompt), shifted, prompt.shape[1],
+                           tokenizer=tokenizer, on_tokens=on_tokens,
+                           logits_processor=logits_processor)
+        for sequence in output.sequences:
+            rows.append(np.concatenate([ids[:padding], sequence]))
+        if output.sequences_scores is not None:
+            scores.append(output.sequences_scores)
+    width = max(len(row) for row in rows)
+    sequences = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        sequences[i, :len(row)] = row
+    return GenerateOutput(sequences, np.concatenate(scores) if scores else None)
 

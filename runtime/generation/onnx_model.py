@@ -16,6 +16,12 @@ declares.
 >>> logits.shape                                                           # doctest: +SKIP
 (2, 50257)
 
+A graph made by the llm recipe (GroupQueryAttention; see ``exporter.llm``) takes no padding
+(``takes_padding`` is False: ``runtime.generation.run`` generates prompts of different lengths
+one by one) and, on the CPU, keeps its cache in one buffer per input that the graph writes the
+new positions into: ``past_key_values.X`` and ``present.X`` are bound to the same numpy-backed
+OrtValue, whose capacity doubles when a sequence outgrows it, so no step copies the cache.
+
 With ``io_binding`` (the default when the decoder runs on CUDA, through ONNX Runtime or
 TensorRT) the cache stays where the graphs run: ``present.*`` come back on the device (ONNX
 Runtime OrtValues, or TensorRT DeviceArrays) and are bound as the next step's past without a
@@ -78,14 +84,24 @@ class OnnxGenerationModel:
 
     def __init__(self, decoder: Engine, encoder: Engine | None = None, *,
                  vocab_size: int | None = None, io_binding: bool | None = None,
-                 recompute_past: int | None = None):
+                 recompute_past: int | None = None, takes_padding: bool = True,
+                 shared_cache: bool = False):
         """``vocab_size`` is needed only when the graph leaves the logits' width dynamic.
         ``io_binding`` keeps the cache on the decoder's device between steps (None: when the
         decoder runs on CUDA and can, an OrtEngine or a TrtEngine). ``recompute_past``: the
         length past which a cache of at most that many positions is dropped and the whole
-        sequence fed again (``recompute_length``)."""
+        sequence fed again (``recompute_length``). ``takes_padding`` False: a graph that counts
+        positions from the start of every row (GroupQueryAttention). ``shared_cache``: the
+        graph appends to its cache in place (GroupQueryAttention), in one buffer per input on
+        the host (an OrtEngine on the CPU)."""
         self.decoder, self.encoder = decoder, encoder
         self.recompute_past = recompute_past
+        self.takes_padding = bool(takes_padding)
+        if shared_cache and (encoder is not None or not hasattr(decoder, "run_bound")
+                             or getattr(decoder, "device", ("cpu", 0))[0] != "cpu"):
+            raise EngineError("A shared cache buffer needs a decoder-only graph run by an "
+                              "OrtEngine on the CPU.")
+        self.shared_cache = bool(shared_cache)
         if io_binding is None:
             io_binding = (getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
                           and hasattr(decoder, "run_bound"))
@@ -151,10 +167,14 @@ class OnnxGenerationModel:
                     f"{variant!r}: {sorted(files)}); export the checkpoint again with "
                     "`edgeport export`."
                 )
-        return cls(bundle.engine(decoder, variant, **engine_options),
+        decoder_engine = bundle.engine(decoder, variant, **engine_options)
+        gqa = "llm" in recipe_lineage(bundle, variant)
+        on_cpu = getattr(decoder_engine, "device", ("cpu", 0))[0] == "cpu"
+        return cls(decoder_engine,
                    bundle.engine(encoder, variant, **engine_options) if encoder else None,
                    vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding,
-                   recompute_past=recompute_length(bundle.config))
+                   recompute_past=recompute_length(bundle.config), takes_padding=not gqa,
+                   shared_cache=gqa and on_cpu and hasattr(decoder_engine, "run_bound"))
 
     # --- the protocol ----------------------------------------------------------------------
     def begin(self, input_ids: np.ndarray | Mapping[str, np.ndarray],
@@ -179,7 +199,13 @@ class OnnxGenerationModel:
             )
         if self.is_encoder_decoder:
             return self._begin_encoder({"input_ids": input_ids, "attention_mask": attention_mask})
-        past = {name: self._empty(name, len(input_ids)) for name in self._past}
+        if not self.takes_padding and not attention_mask.all():
+            raise InputError(
+                "This graph counts positions from the start of every row (GroupQueryAttention), "
+                "so it takes no padded batch. Note: generate prompts of different lengths one "
+                "by one (runtime.generation.run does).")
+        past = {name: self._empty(name, len(input_ids), input_ids.shape[1])
+                for name in self._past}
         return OnnxGenerationState(past, attention_mask=attention_mask)
 
     def _begin_encoder(self, feed: Mapping[str, np.ndarray]) -> OnnxGenerationState:
@@ -257,8 +283,10 @@ class OnnxGenerationModel:
         cached = bool(self._past)
         if (cached and self.recompute_past is not None and 0 < state.length
                 <= self.recompute_past < sequences.shape[1]):
-            state = replace(state, length=0,
-                            past={name: self._empty(name, state.rows) for name in self._past})
+            state = replace(state, length=0, past={
+                name: self._empty(name, state.rows, sequences.shape[1]) for name in self._past})
+        if self.shared_cache:
+            return self._next_logits_shared(state, sequences)
         new = sequences[:, state.length:] if cached else sequences
         feed = {"input_ids": new, **state.past, **state.encoder}
         mask = state.attention_mask
@@ -284,19 +312,73 @@ class OnnxGenerationModel:
             past, length=sequences.shape[1] if cached else 0, attention_mask=mask,
             encoder=state.encoder, inputs=state.inputs)
 
+    def _next_logits_shared(self, state: OnnxGenerationState, sequences: np.ndarray
+                            ) -> tuple[np.ndarray, OnnxGenerationState]:
+        """next_logits for a graph that appends to its cache buffers in place: the buffers
+        grow (doubling) when the sequence outgrows them; otherwise no step copies them."""
+        import onnxruntime as ort
+
+        total = sequences.shape[1]
+        past = dict(state.past)
+        capacity = next(iter(past.values())).shape[2] if past else total
+        if total > capacity:
+            past = {name: _grown(buffer, state.length, _capacity(total))
+                    for name, buffer in past.items()}
+        feed = {"input_ids": sequences[:, state.length:],
+                "attention_mask": np.ones((len(sequences), total), dtype=np.int64)}
+        buffers = {name: ort.OrtValue.ortvalue_from_numpy(buffer)
+                   for name, buffer in past.items()}
+        outputs = self.decoder.run_bound(
+            {**{k: v for k, v in feed.items() if k in self._inputs}, **buffers}, keep=set(),
+            into={PRESENT + name[len(PAST):]: value for name, value in buffers.items()})
+        logits = np.asarray(outputs["logits"][:, -1, :], dtype=np.float32)
+        return logits, OnnxGenerationState(past, length=total,
+                                           attention_mask=feed["attention_mask"])
+
     # --- helpers ---------------------------------------------------------------------------
-    def _empty(self, name: str, rows: int) -> np.ndarray:
-        """A zero-length cache input: (rows, heads, 0, head_size) in the graph's dtype."""
+    def _empty(self, name: str, rows: int, length: int = 0) -> np.ndarray:
+        """An empty cache input: (rows, heads, 0, head_size) in the graph's dtype; for a shared
+        cache, a zeroed buffer with room for ``length`` positions and more."""
         spec = self._inputs[name]
-        dims = [rows if i == 0 else (0 if isinstance(d, str) or d is None else d)
+        size = _capacity(length) if self.shared_cache else 0
+        dims = [rows if i == 0 else (size if isinstance(d, str) or d is None else d)
                 for i, d in enumerate(spec.dims)]
-        if sum(1 for d in dims[1:] if d == 0) != 1:
+        if sum(1 for d in spec.dims[1:] if isinstance(d, str) or d is None) != 1:
             raise EngineError(
                 f"The decoder graph's {name} has dims {list(spec.dims)}: edgeport needs one "
                 "dynamic (sequence) dim beside the batch, and the others fixed, to make an "
                 "empty cache. Note: export the bundle again with `edgeport export`."
             )
         return np.zeros(dims, dtype=spec.dtype)
+
+
+# The smallest shared cache buffer, in positions: a prompt and its first new tokens fit.
+_MIN_CAPACITY = 64
+
+
+def _capacity(length: int) -> int:
+    """Room for ``length`` positions and more: the next power of two (at least 64)."""
+    return max(_MIN_CAPACITY, 1 << max(0, int(length) - 1).bit_length())
+
+
+def _grown(buffer: np.ndarray, length: int, capacity: int) -> np.ndarray:
+    """``buffer`` (rows, heads, positions, head_size) with room for ``capacity`` positions; its
+    first ``length`` positions kept."""
+    bigger = np.zeros((*buffer.shape[:2], capacity, *buffer.shape[3:]), dtype=buffer.dtype)
+    bigger[:, :, :length] = buffer[:, :, :length]
+    return bigger
+
+
+def recipe_lineage(bundle: Bundle, variant: str) -> list[str]:
+    """The recipes a variant was made by, itself first and then its sources' (an int4 variant
+    of an llm variant: ["int4", "llm"]); "export" for the fp32 graphs."""
+    names, seen = [], set()
+    while variant in bundle.variants and variant not in seen:
+        seen.add(variant)
+        recipe = bundle.variants[variant].get("recipe") or {}
+        names.append(recipe.get("name"))
+        variant = recipe.get("source")
+    return names
 
 
 def recompute_length(config: Mapping) -> int | None:

@@ -59,3 +59,19 @@ def test_int4_refuses_an_unknown_accuracy_level(tiny_bundle, tmp_path):
         with pytest.raises(InputError, match="accuracy_level"):
             variant_from_bundle(path, "int4", name="q4", accuracy_level=bad)
     assert set(Bundle.load(path).variants) == {"fp32"}
+
+
+def test_a_graph_over_protobufs_2_gb_counts_as_large():
+    """Qwen2.5-0.5B's fp32 graph is 2.5 GB: protobuf refuses to size it, and the recipes must
+    then write its weights outside the graph file rather than fail."""
+    from calibration.recipes import _large
+
+    class Huge:
+        class graph:  # noqa: N801
+            initializer = ()
+
+        @staticmethod
+        def ByteSize():  # noqa: N802
+            raise ValueError("Failed to serialize proto")
+
+    assert _large(Huge())

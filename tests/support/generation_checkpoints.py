@@ -69,15 +69,16 @@ T5_TASK_PARAMS = {
 }
 
 # The decoder family beside GPT-2, and today's small edge LLMs: model_type -> (config class,
-# config values, tokenizer style). Two layers, width 32; grouped-query attention (4 query heads, 2
-# KV heads) where the architecture has it; sliding windows of 8 positions, so that the tests'
-# prompts and generations cross them; Phi-3 with LongRoPE whose original length (16) the longer
-# tests cross, so both of its frequency sets are used.
-_DECODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+# config values, tokenizer style). Two layers, width 64 in 4 heads of 16 (ONNX Runtime's
+# GroupQueryAttention, the llm recipe's attention, takes head sizes of 16 and up); grouped-query
+# attention (2 KV heads) where the architecture has it; sliding windows of 8 positions, so that
+# the tests' prompts and generations cross them; Phi-3 with LongRoPE whose original length (16)
+# the longer tests cross, so both of its frequency sets are used.
+_DECODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                 intermediate_size=37, max_position_embeddings=128, initializer_range=0.2)
 _GQA = dict(_DECODER, num_key_value_heads=2)
-_LONGROPE = {"type": "longrope", "short_factor": [1.0, 1.1, 1.3, 1.6],
-             "long_factor": [1.5, 2.5, 4.0, 6.0]}
+_LONGROPE = {"type": "longrope", "short_factor": [1.0, 1.05, 1.1, 1.2, 1.3, 1.4, 1.6, 1.8],
+             "long_factor": [1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0]}
 _HYBRID = dict(sliding_window=8, layer_types=["sliding_attention", "full_attention"])
 LLMS = {
     "gptj": ("GPTJConfig", dict(n_embd=32, n_layer=2, n_head=4, n_inner=37, rotary_dim=4,
@@ -92,18 +93,19 @@ LLMS = {
                               init_std=0.2), "opt"),
     "bloom": ("BloomConfig", dict(hidden_size=32, n_layer=2, n_head=4, initializer_range=0.2),
               "bloom"),
-    "llama": ("LlamaConfig", dict(_GQA, head_dim=8), "llama3"),
+    "llama": ("LlamaConfig", dict(_GQA, head_dim=16), "llama3"),
     "mistral": ("MistralConfig", dict(_GQA, sliding_window=8), "mistral"),
     "qwen2": ("Qwen2Config", dict(_GQA, use_sliding_window=False), "chatml"),
-    "qwen3": ("Qwen3Config", dict(_GQA, head_dim=8), "chatml"),
+    "qwen3": ("Qwen3Config", dict(_GQA, head_dim=16), "chatml"),
     "smollm3": ("SmolLM3Config", dict(_GQA, no_rope_layer_interval=2), "chatml"),
     "phi3": ("Phi3Config", dict(_GQA, original_max_position_embeddings=16,
                                 rope_scaling=_LONGROPE), "phi3"),
-    "gemma2": ("Gemma2Config", dict(_GQA, head_dim=8, query_pre_attn_scalar=8,
+    "gemma2": ("Gemma2Config", dict(_GQA, head_dim=16, query_pre_attn_scalar=16,
                                     attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                                     **_HYBRID), "gemma"),
-    "gemma3_text": ("Gemma3TextConfig", dict(_GQA, head_dim=8, query_pre_attn_scalar=8,
-                                             **_HYBRID), "gemma"),
+    # Gemma 3's pattern: five sliding layers, then a global one (both of the two layers slide)
+    "gemma3_text": ("Gemma3TextConfig", dict(_GQA, head_dim=16, query_pre_attn_scalar=16,
+                                             sliding_window=8), "gemma"),
 }
 
 # (model_type, task) pairs; BART and T5 serve all three text-to-text tasks from one checkpoint.

@@ -1,0 +1,132 @@
+"""The ``llm`` graph: a decoder-only LM as ONNX Runtime runs LLMs fastest, built from the
+checkpoint by onnxruntime-genai's model builder, and validated against PyTorch like any export.
+
+The builder writes each layer's attention as one ``GroupQueryAttention`` node (rotary embedding
+fused, the KV heads of grouped-query attention kept as they are, sliding windows and soft-capping
+as attributes), RMSNorm and residual adds as ``SkipSimplifiedLayerNormalization``, and the
+query, key and value projections as one packed MatMul. The graph's inputs and outputs have the
+names of optimum's (``input_ids``, ``attention_mask``, ``past_key_values.*``; ``logits``,
+``present.*``), and it takes no ``position_ids``: GroupQueryAttention counts positions from the
+mask. Two consequences the runtime honors (``runtime.generation.onnx_model``):
+
+- the cache can be one buffer per layer that the graph writes the new positions into
+  (``present.*`` bound to the ``past_key_values.*`` buffer: no copy of the cache per step);
+- a batch must not be padded (the positions are counted as if every row began at the start):
+  prompts of different lengths are generated one by one.
+
+Only the builder's own architectures with head sizes that are multiples of 16 (ONNX Runtime's
+GroupQueryAttention on the CPU) are built; anything else is an ExportError saying why. The
+builder never runs a checkpoint's own code (``hf_remote`` off) and reads only the checkpoint
+folder given.
+
+>>> build_llm_graph("qwen2.5-0.5b/", Path("model_llm.onnx"))    # doctest: +SKIP
+{'builder': 'onnxruntime-genai 0.11.2', 'attention': 'GroupQueryAttention', ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from runtime.errors import ExportError, MissingDependencyError
+
+# The rows of exporter.architectures whose builder graphs validate against PyTorch (each checked
+# in tests/calibration/test_llm_recipe.py). Not: Gemma 2 (the builder's graph disagrees on its
+# global-attention layers, by 2 in the logits), SmolLM3 (the builder's graph reads a
+# position_ids it does not declare: ONNX Runtime refuses to load it).
+LLM_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
+_GQA_HEAD_MULTIPLE = 16
+# The checkpoint validated at batch 1 only: the graph takes no padding.
+_BATCH_SIZES = (1,)
+
+
+def _require_builder():
+    try:
+        from onnxruntime_genai.models import builder
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The llm graph is built by onnxruntime-genai's model builder ({exc.name} is not "
+            "installed). Note: install the llm extra, `pip install 'edgeport[llm]'` "
+            "(onnxruntime-genai 0.11, whose builder reads checkpoints of transformers < 4.58)."
+        ) from None
+    return builder
+
+
+def check_llm_config(config: dict) -> None:
+    """An ExportError unless the builder makes an exact GroupQueryAttention graph of it."""
+    model_type = config.get("model_type")
+    if model_type not in LLM_MODEL_TYPES:
+        raise ExportError(
+            f"The llm graph is made for {', '.join(LLM_MODEL_TYPES)}; this checkpoint is "
+            f"{str(model_type)[:40]!r}. Note: use the bundle's fp32 graph, or the int4 recipe "
+            "on it."
+        )
+    heads = config.get("num_attention_heads")
+    head_dim = config.get("head_dim") or (
+        config.get("hidden_size", 0) // heads if isinstance(heads, int) and heads > 0 else 0)
+    if not isinstance(head_dim, int) or head_dim <= 0 or head_dim % _GQA_HEAD_MULTIPLE:
+        raise ExportError(
+            f"The llm graph's GroupQueryAttention takes head sizes that are multiples of "
+            f"{_GQA_HEAD_MULTIPLE} on the CPU; this model's is {head_dim!r}. Note: use the "
+            "bundle's fp32 graph, or the int4 recipe on it."
+        )
+
+
+def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float = 1e-4,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Build the fp32 llm graph of ``checkpoint`` at ``target`` (its weights in
+    ``target.name + "_data"`` beside it), validated against PyTorch at batch 1, two prompt
+    lengths, with and without the cache; return what was built (the manifest's record)."""
+    from .build import _quiet_tracing, _read_config, _require_export_extra, resolve_checkpoint
+    from .configs.decoders import check_rope_scaling
+    from .validate import validate_decoder
+
+    say = progress or (lambda line: None)
+    _require_export_extra()
+    builder = _require_builder()
+    checkpoint = resolve_checkpoint(checkpoint)
+    config = _read_config(checkpoint)
+    check_llm_config(config)
+    check_rope_scaling(config)
+    target = Path(target)
+    work = Path(tempfile.mkdtemp(prefix=".llm-", dir=target.parent))
+    try:
+        say(f"building the GroupQueryAttention graph of {checkpoint} with onnxruntime-genai")
+        output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(output), _quiet_tracing():
+                builder.create_model(None, str(checkpoint), str(work / "built"), "fp32", "cpu",
+                                     str(work / "cache"), hf_remote=False, hf_token="false",
+                                     filename="model.onnx")
+        except Exception as exc:
+            raise ExportError(
+                f"onnxruntime-genai's builder failed on {checkpoint}: "
+                f"{str(exc).strip()[:300]}. Note: the llm graph is made for "
+                f"{', '.join(LLM_MODEL_TYPES)} checkpoints saved by transformers."
+            ) from None
+        built = work / "built" / "model.onnx"
+        import onnx
+        import transformers
+
+        model = onnx.load(str(built))
+        onnx.save_model(model, str(target), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=target.name + "_data",
+                        size_threshold=1024)
+        del model
+        say("validating the llm graph against PyTorch at batch 1, with and without the cache")
+        with _quiet_tracing():
+            reference = transformers.AutoModelForCausalLM.from_pretrained(
+                str(checkpoint), dtype="float32").eval()
+            report = validate_decoder(reference, target, atol=atol, batch_sizes=_BATCH_SIZES)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"builder": f"onnxruntime-genai {metadata.version('onnxruntime-genai')}",
+            "attention": "GroupQueryAttention", "kv_cache": "shared-buffer", "padding": False,
+            "validation": {"reference": "pytorch", "batch_sizes": list(_BATCH_SIZES),
+                           "atol": report["atol"], "max_abs_diff": report["max_abs_diff"]}}
