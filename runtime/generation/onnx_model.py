@@ -67,6 +67,11 @@ class OnnxGenerationState:
     attention_mask: np.ndarray | None = None
     encoder: Mapping[str, np.ndarray] = field(default_factory=dict)
     inputs: np.ndarray | None = None
+    # A shared cache's buffers are written in place past ``length``: ``tip`` (one item, shared
+    # by the states on the same buffers) holds how far they have been written. A state whose
+    # length is not the tip has been advanced already; advancing it again forks its buffers, so
+    # that the newer state keeps its positions (no state changes in place).
+    tip: list | None = field(default=None, compare=False)
 
     @property
     def rows(self) -> int:
@@ -319,11 +324,13 @@ class OnnxGenerationModel:
         import onnxruntime as ort
 
         total = sequences.shape[1]
-        past = dict(state.past)
+        past, tip = dict(state.past), state.tip
         capacity = next(iter(past.values())).shape[2] if past else total
-        if total > capacity:
-            past = {name: _grown(buffer, state.length, _capacity(total))
+        if total > capacity or (tip is not None and tip[0] != state.length):
+            past = {name: _grown(buffer, state.length, max(capacity, _capacity(total)))
                     for name, buffer in past.items()}
+            tip = None
+        tip = tip if tip is not None else [state.length]
         feed = {"input_ids": sequences[:, state.length:],
                 "attention_mask": np.ones((len(sequences), total), dtype=np.int64)}
         buffers = {name: ort.OrtValue.ortvalue_from_numpy(buffer)
@@ -332,8 +339,9 @@ class OnnxGenerationModel:
             {**{k: v for k, v in feed.items() if k in self._inputs}, **buffers}, keep=set(),
             into={PRESENT + name[len(PAST):]: value for name, value in buffers.items()})
         logits = np.asarray(outputs["logits"][:, -1, :], dtype=np.float32)
+        tip[0] = total
         return logits, OnnxGenerationState(past, length=total,
-                                           attention_mask=feed["attention_mask"])
+                                           attention_mask=feed["attention_mask"], tip=tip)
 
     # --- helpers ---------------------------------------------------------------------------
     def _empty(self, name: str, rows: int, length: int = 0) -> np.ndarray:
@@ -362,8 +370,8 @@ def _capacity(length: int) -> int:
 
 
 def _grown(buffer: np.ndarray, length: int, capacity: int) -> np.ndarray:
-    """``buffer`` (rows, heads, positions, head_size) with room for ``capacity`` positions; its
-    first ``length`` positions kept."""
+    """A new buffer (rows, heads, positions, head_size) with room for ``capacity`` positions,
+    holding the first ``length`` positions of ``buffer``."""
     bigger = np.zeros((*buffer.shape[:2], capacity, *buffer.shape[3:]), dtype=buffer.dtype)
     bigger[:, :, :length] = buffer[:, :, :length]
     return bigger

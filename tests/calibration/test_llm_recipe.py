@@ -108,6 +108,25 @@ def test_the_cache_is_written_in_place_and_grows_by_doubling(llm_bundles):
         np.testing.assert_allclose(buffer[:, :, :75], reference.past[name], atol=1e-4)
 
 
+def test_a_state_advanced_twice_forks_its_buffers(llm_bundles):
+    """No state changes in place (the GenerationModel protocol): advancing an old state again
+    must not overwrite the positions a newer state holds in the same buffers."""
+    model = OnnxGenerationModel.from_bundle(Bundle.load(llm_bundles("llama")), "llm32")
+    ids = np.array([[5, 17, 99, 230, 11]], dtype=np.int64)
+    _, old = model.next_logits(model.begin(ids, np.ones_like(ids)), ids)
+    first = np.concatenate([ids, [[7]]], axis=1)
+    second = np.concatenate([ids, [[300]]], axis=1)
+    logits_a, newer = model.next_logits(old, first)
+    logits_b, other = model.next_logits(old, second)  # forks: newer keeps token 7's keys
+    assert other.past["past_key_values.0.key"] is not newer.past["past_key_values.0.key"]
+    again, _ = model.next_logits(newer, np.concatenate([first, [[9]]], axis=1))
+    fresh_model = OnnxGenerationModel.from_bundle(Bundle.load(llm_bundles("llama")), "fp32")
+    longer = np.concatenate([first, [[9]]], axis=1)
+    expected, _ = fresh_model.next_logits(fresh_model.begin(longer, np.ones_like(longer)), longer)
+    np.testing.assert_allclose(again, expected, atol=1e-4)
+    assert not np.allclose(logits_a, logits_b)
+
+
 def test_int4_llm_variant_is_the_default(llm_bundles, tmp_path):
     path = tmp_path / "bundle"
     shutil.copytree(llm_bundles("qwen3"), path)
