@@ -15,7 +15,10 @@ mask. Two consequences the runtime honors (``runtime.generation.onnx_model``):
   prompts of different lengths are generated one by one.
 
 Only the builder's own architectures with head sizes that are multiples of 16 (ONNX Runtime's
-GroupQueryAttention on the CPU) are built; anything else is an ExportError saying why. The
+GroupQueryAttention on the CPU) are built; anything else is an ExportError saying why. Two fixes
+to what the builder writes: each layer's attention window as config.json's ``layer_types`` says
+(the builder puts Gemma 2's sliding window on the wrong layers), and the PyTorch reference of a
+model that soft-caps its attention (Gemma 2) computes it eagerly, as the model defines it. The
 builder never runs a checkpoint's own code (``hf_remote`` off) and reads only the checkpoint
 folder given.
 
@@ -37,10 +40,9 @@ from pathlib import Path
 from runtime.errors import ExportError, MissingDependencyError
 
 # The rows of exporter.architectures whose builder graphs validate against PyTorch (each checked
-# in tests/calibration/test_llm_recipe.py). Not: Gemma 2 (the builder's graph disagrees on its
-# global-attention layers, by 2 in the logits), SmolLM3 (the builder's graph reads a
-# position_ids it does not declare: ONNX Runtime refuses to load it).
-LLM_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
+# in tests/calibration/test_llm_recipe.py). Not SmolLM3: the builder's graph reads a
+# position_ids it does not declare, and ONNX Runtime refuses to load it.
+LLM_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text")
 _GQA_HEAD_MULTIPLE = 16
 # The checkpoint validated at batch 1 only: the graph takes no padding.
 _BATCH_SIZES = (1,)
@@ -76,6 +78,36 @@ def check_llm_config(config: dict) -> None:
             f"{_GQA_HEAD_MULTIPLE} on the CPU; this model's is {head_dim!r}. Note: use the "
             "bundle's fp32 graph, or the int4 recipe on it."
         )
+
+
+def reference_attention(config: dict) -> dict:
+    """How PyTorch computes the attention the llm graph is validated against: eager where the
+    model soft-caps its attention logits (Gemma 2). GroupQueryAttention soft-caps as the model
+    defines and eager attention computes; transformers' default (sdpa) leaves the cap out, and
+    differs from both (by 1e-2 in the tiny Gemma 2's logits)."""
+    return {"attn_implementation": "eager"} if config.get("attn_logit_softcapping") else {}
+
+
+def _windows_as_configured(model, config: dict) -> None:
+    """Each layer's attention window as config.json's ``layer_types`` says: the builder gives
+    Gemma 2's sliding window to its odd layers, where transformers (and the checkpoints) have
+    it on the even ones. The GroupQueryAttention nodes are taken in layer order."""
+    import onnx
+
+    kinds = config.get("layer_types")
+    window = config.get("sliding_window")
+    if not isinstance(kinds, list) or not isinstance(window, int):
+        return
+    nodes = [node for node in model.graph.node if node.op_type == "GroupQueryAttention"]
+    if len(nodes) != len(kinds):
+        raise ExportError(
+            f"The llm graph has {len(nodes)} attention layers, and config.json's layer_types "
+            f"names {len(kinds)}. Note: the checkpoint's config does not match its weights.")
+    for node, kind in zip(nodes, kinds):
+        size = window if kind == "sliding_attention" else -1
+        kept = [a for a in node.attribute if a.name != "local_window_size"]
+        del node.attribute[:]
+        node.attribute.extend([*kept, onnx.helper.make_attribute("local_window_size", size)])
 
 
 def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float = 1e-4,
@@ -115,6 +147,7 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
         import transformers
 
         model = onnx.load(str(built))
+        _windows_as_configured(model, config)
         onnx.save_model(model, str(target), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=target.name + "_data",
                         size_threshold=1024)
@@ -122,11 +155,12 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
         say("validating the llm graph against PyTorch at batch 1, with and without the cache")
         with _quiet_tracing():
             reference = transformers.AutoModelForCausalLM.from_pretrained(
-                str(checkpoint), dtype="float32").eval()
+                str(checkpoint), dtype="float32", **reference_attention(config)).eval()
             report = validate_decoder(reference, target, atol=atol, batch_sizes=_BATCH_SIZES)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"builder": f"onnxruntime-genai {metadata.version('onnxruntime-genai')}",
             "attention": "GroupQueryAttention", "kv_cache": "shared-buffer", "padding": False,
-            "validation": {"reference": "pytorch", "batch_sizes": list(_BATCH_SIZES),
+            "validation": {"reference": "pytorch", **reference_attention(config),
+                           "batch_sizes": list(_BATCH_SIZES),
                            "atol": report["atol"], "max_abs_diff": report["max_abs_diff"]}}
