@@ -322,14 +322,20 @@ def main(argv=None) -> int:
                 rows.append(measure(engine, paths[engine], args, vocab))
         results[name] = rows
         sections.append(table(name, rows, args))
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"threads {args.threads or 'default'}")
-    text = "\n\n".join([f"Machine: {machine}", *sections])
-    (args.out / "llm.json").write_text(json.dumps({"machine": machine, "results": results},
-                                                  indent=1))
-    (args.out / "llm.md").write_text(text + "\n")
+        text = "\n\n".join([f"Machine: {_machine(args)}", *sections])
+        # written after each model, so that a run stopped later keeps what it measured
+        (args.out / "llm.json").write_text(json.dumps(
+            {"machine": _machine(args), "results": results}, indent=1))
+        (args.out / "llm.md").write_text(text + "\n")
     print(text)
     return 0
+
+
+def _machine(args) -> str:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return f"{model}, {os.cpu_count()} cores, threads {args.threads or 'default'}"
 
 
 if __name__ == "__main__":

@@ -80,6 +80,27 @@ def check_llm_config(config: dict) -> None:
         )
 
 
+def _builder_view(checkpoint: Path, config: dict, folder: Path) -> Path:
+    """The checkpoint as the builder reads it right: a folder of links to its files, with a
+    config.json that also says ``original_max_position_embeddings`` at its top level when only
+    ``rope_scaling`` says it (Llama 3.1 and 3.2). The builder looks for it there alone, and
+    otherwise scales the frequencies from the full context length: wrong RoPE (validation
+    caught 2e-2 in Llama 3.2 1B's keys)."""
+    from runtime.bundle import write_json_atomic
+
+    folder.mkdir()
+    for entry in sorted(os.scandir(checkpoint), key=lambda entry: entry.name):
+        if entry.name != "config.json" and entry.is_file():
+            os.symlink(os.path.abspath(entry.path), folder / entry.name)
+    scaling = config.get("rope_scaling")
+    original = scaling.get("original_max_position_embeddings") if isinstance(scaling, dict) \
+        else None
+    if original is not None and "original_max_position_embeddings" not in config:
+        config = {**config, "original_max_position_embeddings": original}
+    write_json_atomic(folder / "config.json", config)
+    return folder
+
+
 def reference_attention(config: dict) -> dict:
     """How PyTorch computes the attention the llm graph is validated against: eager where the
     model soft-caps its attention logits (Gemma 2). GroupQueryAttention soft-caps as the model
@@ -131,9 +152,10 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
     try:
         say(f"building the GroupQueryAttention graph of {checkpoint} with onnxruntime-genai")
         output = io.StringIO()
+        source = _builder_view(checkpoint, config, work / "checkpoint")
         try:
             with contextlib.redirect_stdout(output), _quiet_tracing():
-                builder.create_model(None, str(checkpoint), str(work / "built"), "fp32", "cpu",
+                builder.create_model(None, str(source), str(work / "built"), "fp32", "cpu",
                                      str(work / "cache"), hf_remote=False, hf_token="false",
                                      filename="model.onnx")
         except Exception as exc:

@@ -20,7 +20,14 @@ from compare import assert_same
 
 from calibration import variant_from_bundle
 from exporter.llm import LLM_MODEL_TYPES, reference_attention
-from runtime import Bundle, ExportError, InputError, MissingDependencyError, pipeline
+from runtime import (
+    Bundle,
+    ExportError,
+    InputError,
+    MissingDependencyError,
+    ValidationError,
+    pipeline,
+)
 from runtime.generation import OnnxGenerationModel
 
 pytest.importorskip("onnxruntime_genai", reason="the llm extra (onnxruntime-genai) is needed")
@@ -208,3 +215,19 @@ def test_without_onnxruntime_genai_the_error_names_the_extra(tiny_bundle, tmp_pa
     monkeypatch.setitem(sys.modules, "onnxruntime_genai.models", None)
     with pytest.raises(MissingDependencyError, match=r"edgeport\[llm\]"):
         variant_from_bundle(path, "llm")
+
+
+def test_llama3_rope_scaling_reaches_the_builder(tiny_checkpoint, tmp_path, monkeypatch):
+    """onnxruntime-genai's builder reads original_max_position_embeddings at config.json's top
+    level only; Llama 3.x keep it in rope_scaling. Without edgeport's view of the checkpoint
+    the builder scales RoPE from the full context, and validation refuses the graph."""
+    import exporter.llm
+
+    checkpoint = tiny_checkpoint("llama", TASK)
+    assert "original_max_position_embeddings" not in json.loads(
+        (checkpoint / "config.json").read_text())
+    exporter.llm.build_llm_graph(checkpoint, tmp_path / "good.onnx")
+    monkeypatch.setattr(exporter.llm, "_builder_view", lambda checkpoint, config, folder:
+                        checkpoint)
+    with pytest.raises(ValidationError, match="present.0.key"):
+        exporter.llm.build_llm_graph(checkpoint, tmp_path / "bad.onnx")

@@ -93,7 +93,10 @@ LLMS = {
                               init_std=0.2), "opt"),
     "bloom": ("BloomConfig", dict(hidden_size=32, n_layer=2, n_head=4, initializer_range=0.2),
               "bloom"),
-    "llama": ("LlamaConfig", dict(_GQA, head_dim=16), "llama3"),
+    # Llama 3.1/3.2's RoPE scaling, its original length crossed by the longer tests
+    "llama": ("LlamaConfig", dict(_GQA, head_dim=16, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32}), "llama3"),
     "mistral": ("MistralConfig", dict(_GQA, sliding_window=8), "mistral"),
     "qwen2": ("Qwen2Config", dict(_GQA, use_sliding_window=False), "chatml"),
     "qwen3": ("Qwen3Config", dict(_GQA, head_dim=16), "chatml"),
