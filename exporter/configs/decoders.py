@@ -5,10 +5,11 @@ what transformers' ``generate()`` computes at every length.
   ``position_ids`` input, so the graph counts positions from the cache length: a left-padded row
   of a batch then gets other rotary angles than ``generate()`` gives it (the logits agree, since
   RoPE is relative, but the cached keys do not). These take ``position_ids``, as Llama's do.
-- ``LONGROPE``: LongRoPE (Phi-3.5, Phi-4-mini) switches from its short to its long frequency
-  factors once a sequence passes ``original_max_position_embeddings``, behind a Python ``if``:
-  a trace keeps the branch of the traced length and is wrong past it (or below it). The patch
-  computes both and selects with ``torch.where`` on the largest position, in the graph.
+- ``export_patches``: LongRoPE (Phi-3.5, Phi-4-mini) switches from its short to its long
+  frequency factors once a sequence passes ``original_max_position_embeddings``, behind a
+  Python ``if``: a trace keeps the branch of the traced length and is wrong past it (or below
+  it). The patch computes both and selects with ``torch.where`` on the largest position, in the
+  graph.
 - ``check_rope_scaling``: the RoPE scalings the graph computes exactly, and an ExportError
   naming any other (never a silently wrong graph).
 
@@ -32,7 +33,7 @@ from .patching import ExportPatch
 TASKS = ("text-generation",)
 
 # RoPE scalings whose frequencies are fixed at load time (default, linear, llama3, yarn), or
-# chosen in the graph by the LONGROPE patch. "dynamic" (NTK) recomputes them from the length
+# chosen in the graph by the LongRoPE patch. "dynamic" (NTK) recomputes them from the length
 # in Python, which a trace would freeze.
 EXACT_ROPE_TYPES = frozenset({"default", "linear", "llama3", "yarn", "longrope"})
 
@@ -91,8 +92,8 @@ _ORIGINAL_FORWARDS: dict[type, object] = {}
 
 
 def export_patches(model) -> tuple[ExportPatch, ...]:
-    """The patches a decoder's trace needs: LONGROPE on each rotary embedding class of the model
-    that uses LongRoPE."""
+    """The patches a decoder's trace needs: the LongRoPE patch on each rotary embedding class
+    of the model that uses LongRoPE."""
     patches = {}
     for module in model.modules():
         cls = type(module)
