@@ -98,12 +98,15 @@ def test_llm_benchmark_runs_on_tiny_models(tmp_path):
     assert llm.main(argv) == 0
     results = json.loads((tmp_path / "llm.json").read_text())["results"]
     assert sorted(results) == ["llama-3.2-1b", "qwen2.5-0.5b"]
-    for rows in results.values():
+    for name, rows in results.items():
         engines = {row["engine"]: row for row in rows}
         assert list(engines) == ["transformers-fp32", "edgeport-fp32", "edgeport-int4",
                                  "edgeport-llm32", "edgeport-llm", "genai-fp32", "genai-int4"]
         # same weights, same greedy search: fp32 picks transformers' tokens
-        for engine in ("edgeport-fp32", "edgeport-llm32", "genai-fp32"):
+        # (onnxruntime-genai's own build of the Llama scales Llama 3's RoPE wrongly: the bug
+        # the llm recipe works around, so only its Qwen picks transformers' tokens)
+        same = ["edgeport-fp32", "edgeport-llm32", *(["genai-fp32"] if "qwen" in name else [])]
+        for engine in same:
             assert engines[engine]["tokens"] == engines["transformers-fp32"]["tokens"], engine
         assert all(len(row["tokens"]) == 5 and row["decode_tokens_per_s"] > 0 for row in rows)
     text = (tmp_path / "llm.md").read_text()
