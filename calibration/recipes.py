@@ -773,8 +773,10 @@ def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: s
     with _scratch(target) as scratch:
         built = scratch / target.name
         record = build_llm_graph(checkpoint, built)
-        if precision == "fp32":
-            _save(_onnx().load(str(built)), target, external=True)
+        if precision == "fp32":  # built under the target's name: its data file moves along
+            for name in (target.name, target.name + "_data"):
+                if (scratch / name).exists():
+                    os.replace(scratch / name, target.with_name(name))
             _check_loads(recipe, target, "build the llm graph again")
         else:
             record["int4"] = int4(built, target, block_size=block_size,
