@@ -15,12 +15,14 @@ mask. Two consequences the runtime honors (``runtime.generation.onnx_model``):
   prompts of different lengths are generated one by one.
 
 Only the builder's own architectures with head sizes that are multiples of 16 (ONNX Runtime's
-GroupQueryAttention on the CPU) are built; anything else is an ExportError saying why. Two fixes
-to what the builder writes: each layer's attention window as config.json's ``layer_types`` says
-(the builder puts Gemma 2's sliding window on the wrong layers), and the PyTorch reference of a
-model that soft-caps its attention (Gemma 2) computes it eagerly, as the model defines it. The
-builder never runs a checkpoint's own code (``hf_remote`` off) and reads only the checkpoint
-folder given.
+GroupQueryAttention on the CPU) are built; anything else is an ExportError saying why. Fixes to
+what the builder does: it reads a view of the checkpoint where Llama 3's RoPE scaling is where
+it looks; each layer's attention window is set as config.json's ``layer_types`` says (the
+builder puts Gemma 2's sliding window on the wrong layers); SmolLM3's layers without RoPE lose
+the rotary nodes the builder leaves in front of them; and the PyTorch reference of a model that
+soft-caps its attention (Gemma 2) computes it eagerly, as the model defines it. Validation is
+what shows each of these. The builder never runs a checkpoint's own code (``hf_remote`` off)
+and reads only the checkpoint folder given.
 
 >>> build_llm_graph("qwen2.5-0.5b/", Path("model_llm.onnx"))    # doctest: +SKIP
 {'builder': 'onnxruntime-genai 0.11.2', 'attention': 'GroupQueryAttention', ...}
@@ -40,9 +42,9 @@ from pathlib import Path
 from runtime.errors import ExportError, MissingDependencyError
 
 # The rows of exporter.architectures whose builder graphs validate against PyTorch (each checked
-# in tests/calibration/test_llm_recipe.py). Not SmolLM3: the builder's graph reads a
-# position_ids it does not declare, and ONNX Runtime refuses to load it.
-LLM_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text")
+# in tests/calibration/test_llm_recipe.py).
+LLM_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text",
+                   "smollm3")
 _GQA_HEAD_MULTIPLE = 16
 # The checkpoint validated at batch 1 only: the graph takes no padding.
 _BATCH_SIZES = (1,)
@@ -109,26 +111,64 @@ def reference_attention(config: dict) -> dict:
     return {"attn_implementation": "eager"} if config.get("attn_logit_softcapping") else {}
 
 
-def _windows_as_configured(model, config: dict) -> None:
-    """Each layer's attention window as config.json's ``layer_types`` says: the builder gives
-    Gemma 2's sliding window to its odd layers, where transformers (and the checkpoints) have
-    it on the even ones. The GroupQueryAttention nodes are taken in layer order."""
+def _attention_nodes(model, config: dict) -> list:
+    """The graph's GroupQueryAttention nodes, one per layer in layer order."""
+    nodes = [node for node in model.graph.node if node.op_type == "GroupQueryAttention"]
+    layers = config.get("num_hidden_layers")
+    if len(nodes) != layers:
+        raise ExportError(
+            f"The llm graph has {len(nodes)} attention layers, and config.json's "
+            f"num_hidden_layers says {layers!r}. Note: the checkpoint's config does not match "
+            "its weights.")
+    return nodes
+
+
+def _set_attribute(node, name: str, value) -> None:
     import onnx
 
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend([*kept, onnx.helper.make_attribute(name, value)])
+
+
+def _windows_as_configured(nodes: list, config: dict) -> None:
+    """Each layer's attention window as config.json's ``layer_types`` says: the builder gives
+    Gemma 2's sliding window to its odd layers, where transformers (and the checkpoints) have
+    it on the even ones."""
     kinds = config.get("layer_types")
     window = config.get("sliding_window")
-    if not isinstance(kinds, list) or not isinstance(window, int):
+    if not isinstance(kinds, list) or not isinstance(window, int) or len(kinds) != len(nodes):
         return
-    nodes = [node for node in model.graph.node if node.op_type == "GroupQueryAttention"]
-    if len(nodes) != len(kinds):
-        raise ExportError(
-            f"The llm graph has {len(nodes)} attention layers, and config.json's layer_types "
-            f"names {len(kinds)}. Note: the checkpoint's config does not match its weights.")
     for node, kind in zip(nodes, kinds):
-        size = window if kind == "sliding_attention" else -1
-        kept = [a for a in node.attribute if a.name != "local_window_size"]
-        del node.attribute[:]
-        node.attribute.extend([*kept, onnx.helper.make_attribute("local_window_size", size)])
+        _set_attribute(node, "local_window_size", window if kind == "sliding_attention" else -1)
+
+
+def _plain_no_rope_layers(model, nodes: list, config: dict) -> None:
+    """SmolLM3's layers without RoPE (``no_rope_layers`` 0) attend to plain queries and keys:
+    the builder turns their fused rotary off but then puts explicit RotaryEmbedding nodes in
+    front of them, reading a position_ids the graph does not take (ONNX Runtime refuses to
+    load it). Those nodes are bypassed and dropped."""
+    flags = config.get("no_rope_layers")
+    if not isinstance(flags, list) or len(flags) != len(nodes):
+        return
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    for node, uses_rope in zip(nodes, flags):
+        if uses_rope:
+            continue
+        for slot in (0, 1):  # the query (packed with key and value), the key
+            source = producers.get(node.input[slot]) if slot < len(node.input) else None
+            if source is not None and source.op_type == "RotaryEmbedding":
+                node.input[slot] = source.input[0]
+        _set_attribute(node, "do_rotary", 0)
+    while True:  # drop what nothing reads any more
+        read = {name for node in graph.node for name in node.input}
+        read |= {output.name for output in graph.output}
+        dead = [node for node in graph.node if not any(o in read for o in node.output if o)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
 
 
 def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float = 1e-4,
@@ -169,7 +209,9 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
         import transformers
 
         model = onnx.load(str(built))
-        _windows_as_configured(model, config)
+        gqa = _attention_nodes(model, config)
+        _windows_as_configured(gqa, config)
+        _plain_no_rope_layers(model, gqa, config)
         onnx.save_model(model, str(target), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=target.name + "_data",
                         size_threshold=1024)

@@ -173,7 +173,7 @@ def test_int4_llm_variant_is_the_default(llm_bundles, tmp_path):
 
 
 @pytest.mark.parametrize(("model_type", "match"), [
-    ("gpt2", "made for llama"), ("opt", "made for llama"), ("smollm3", "made for llama")])
+    ("gpt2", "made for llama"), ("opt", "made for llama"), ("bloom", "made for llama")])
 def test_architectures_the_builder_gets_wrong_are_refused(model_type, match, tiny_bundle,
                                                           tmp_path):
     path = tmp_path / "bundle"
