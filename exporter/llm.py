@@ -176,7 +176,13 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
     """Build the fp32 llm graph of ``checkpoint`` at ``target`` (its weights in
     ``target.name + "_data"`` beside it), validated against PyTorch at batch 1, two prompt
     lengths, with and without the cache; return what was built (the manifest's record)."""
-    from .build import _quiet_tracing, _read_config, _require_export_extra, resolve_checkpoint
+    from .build import (
+        _check_weight_indexes,
+        _quiet_tracing,
+        _read_config,
+        _require_export_extra,
+        resolve_checkpoint,
+    )
     from .configs.decoders import check_rope_scaling
     from .validate import validate_decoder
 
@@ -184,7 +190,8 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
     _require_export_extra()
     builder = _require_builder()
     checkpoint = resolve_checkpoint(checkpoint)
-    config = _read_config(checkpoint)
+    config = _read_config(checkpoint)  # the checkpoint's files checked as the export checks them
+    _check_weight_indexes(checkpoint)
     check_llm_config(config)
     check_rope_scaling(config)
     target = Path(target)
