@@ -201,7 +201,9 @@ def build_llm_graph(checkpoint: str | os.PathLike, target: Path, *, atol: float 
         output = io.StringIO()
         source = _builder_view(checkpoint, config, work / "checkpoint")
         try:
-            with contextlib.redirect_stdout(output), _quiet_tracing():
+            # its progress bars and notes: the export prints its own steps
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output), \
+                    _quiet_tracing():
                 builder.create_model(None, str(source), str(work / "built"), "fp32", "cpu",
                                      str(work / "cache"), hf_remote=False, hf_token="false",
                                      filename="model.onnx")
