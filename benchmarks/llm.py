@@ -59,11 +59,10 @@ MODELS = {
         bos_token_id=128000, eos_token_id=128009), "llama3"),
 }
 TINY = {"qwen2.5-0.5b": "qwen2", "llama-3.2-1b": "llama"}
-# edgeport's: the exported graph (optimum's trace) at fp32 and through the int4 recipe; the llm
-# recipe's GroupQueryAttention graph at fp32 ("llm32") and int4 ("llm").
+# edgeport's, named by variant: the exported graph (optimum's trace) at fp32 and through the int4
+# recipe; the llm recipe's GroupQueryAttention graph at fp32 ("llm32") and int4 ("llm").
 ENGINES = ("transformers-fp32", "edgeport-fp32", "edgeport-int4", "edgeport-llm32",
            "edgeport-llm", "genai-fp32", "genai-int4")
-VARIANTS = {"fp32": "fp32", "int4": "int4", "llm32": "llm32", "llm": "llm"}
 
 
 def say(line: str) -> None:
@@ -238,7 +237,7 @@ def worker(args) -> int:
     engine, path = args.worker, Path(args.path)
     kind, precision = engine.split("-", 1)
     if kind == "edgeport":
-        generate = _edgeport(path, VARIANTS[precision], args.threads)
+        generate = _edgeport(path, precision, args.threads)
     elif kind == "transformers":
         generate = _transformers(path, args.threads)
     else:

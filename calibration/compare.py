@@ -55,7 +55,7 @@ from .compare_generation import NEW_TOKENS, compare_generation
 from .data import Samples, is_generative, load_samples, progress_bar
 from .layers import LAYER_SAMPLES, TOP_LAYERS, add_layers
 from .numeric import OutputStats, real_part, token_outputs
-from .perplexity import check_decoder, perplexity_section, perplexity_text, text_from_file
+from .perplexity import perplexity_section, perplexity_text, text_from_file
 from .reference import REFERENCES, TorchEngine
 from .report import json_ready, report_header, variant_header, versions
 from .task_metrics import SCORERS
@@ -323,8 +323,7 @@ def compare_variants(
         raise InputError(f"seed must be an int, got {seed!r}. Note: the same seed picks the "
                          "same samples.")
     text = None  # checked and tokenized before anything runs
-    if perplexity is not None:
-        check_decoder(bundle)
+    if perplexity is not None:  # perplexity_text checks the bundle's family first
         text = perplexity_text(bundle, text_from_file(perplexity), window=perplexity_window,
                                stride=perplexity_stride, source=str(perplexity))
     elif perplexity_window is not None or perplexity_stride is not None:

@@ -102,8 +102,7 @@ class OnnxGenerationModel:
         self.decoder, self.encoder = decoder, encoder
         self.recompute_past = recompute_past
         self.takes_padding = bool(takes_padding)
-        if shared_cache and (encoder is not None or not hasattr(decoder, "run_bound")
-                             or getattr(decoder, "device", ("cpu", 0))[0] != "cpu"):
+        if shared_cache and (encoder is not None or not _binds_on_host(decoder)):
             raise EngineError("A shared cache buffer needs a decoder-only graph run by an "
                               "OrtEngine on the CPU.")
         self.shared_cache = bool(shared_cache)
@@ -174,12 +173,11 @@ class OnnxGenerationModel:
                 )
         decoder_engine = bundle.engine(decoder, variant, **engine_options)
         gqa = "llm" in recipe_lineage(bundle, variant)
-        on_cpu = getattr(decoder_engine, "device", ("cpu", 0))[0] == "cpu"
         return cls(decoder_engine,
                    bundle.engine(encoder, variant, **engine_options) if encoder else None,
                    vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding,
                    recompute_past=recompute_length(bundle.config), takes_padding=not gqa,
-                   shared_cache=gqa and on_cpu and hasattr(decoder_engine, "run_bound"))
+                   shared_cache=gqa and _binds_on_host(decoder_engine))
 
     # --- the protocol ----------------------------------------------------------------------
     def begin(self, input_ids: np.ndarray | Mapping[str, np.ndarray],
@@ -358,6 +356,12 @@ class OnnxGenerationModel:
                 "empty cache. Note: export the bundle again with `edgeport export`."
             )
         return np.zeros(dims, dtype=spec.dtype)
+
+
+def _binds_on_host(engine: Engine) -> bool:
+    """Whether the engine can write outputs into host buffers it is given (an OrtEngine on the
+    CPU): what a shared cache needs."""
+    return getattr(engine, "device", ("cpu", 0))[0] == "cpu" and hasattr(engine, "run_bound")
 
 
 # The smallest shared cache buffer, in positions: a prompt and its first new tokens fit.
