@@ -746,7 +746,7 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
 
 # --- llm ------------------------------------------------------------------------------------------
 
-_LLM_PRECISIONS = ("int4", "fp32")
+_LLM_PRECISIONS = ("int4", "fp32", "fp16")
 
 
 def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: str = "int4",
@@ -754,7 +754,8 @@ def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: s
     """A decoder LM's graph rebuilt from its checkpoint with GroupQueryAttention (see
     ``exporter.llm``), validated against PyTorch in fp32; then, at ``precision`` "int4" (the
     default), its MatMuls 4-bit by the int4 recipe (``block_size``, ``accuracy_level``: 4 is
-    int8 activations, the fast CPU path). ``source`` (the fp32 graph) is not read: the
+    int8 activations, the fast CPU path); "fp16" is the GPU graph, its cache in float16.
+    ``source`` (the fp32 graph) is not read: the
     checkpoint is, which ``variant_from_bundle`` takes from the bundle's manifest."""
     recipe = "llm"
     precision = _choice(recipe, "precision", precision, _LLM_PRECISIONS)
@@ -772,8 +773,9 @@ def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: s
     target = Path(target)
     with _scratch(target) as scratch:
         built = scratch / target.name
-        record = build_llm_graph(checkpoint, built)
-        if precision == "fp32":  # built under the target's name: its data file moves along
+        record = build_llm_graph(checkpoint, built,
+                                 precision="fp16" if precision == "fp16" else "fp32")
+        if precision != "int4":  # built under the target's name: its data file moves along
             for name in (target.name, target.name + "_data"):
                 if (scratch / name).exists():
                     os.replace(scratch / name, target.with_name(name))
@@ -913,7 +915,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("llm", llm, wants_checkpoint=True,
                options={"checkpoint": None, "precision": "int4", "block_size": 32,
                         "accuracy_level": 4},
-               summary="decoder LMs rebuilt with GroupQueryAttention and a shared cache, int4"),
+               summary="decoder LMs rebuilt with GroupQueryAttention, one cache buffer: int4/fp16"),
         Recipe("optimize", optimize, wants_model_type=True,
                options={"model_type": None, "opt_level": 1, "num_heads": 0, "hidden_size": 0},
                summary="ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, Gelu)"),

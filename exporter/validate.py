@@ -205,8 +205,9 @@ def _past_feed(engine: OrtEngine, batch: int, present: dict[str, np.ndarray] | N
     for spec in engine.inputs:
         if not spec.name.startswith("past_key_values."):
             continue
-        if present is not None:
-            feed[spec.name] = present["present." + spec.name[len("past_key_values."):]]
+        if present is not None:  # PyTorch's fp32 cache, in the graph's dtype (fp16 graphs)
+            feed[spec.name] = present["present." + spec.name[len("past_key_values."):]].astype(
+                spec.dtype, copy=False)
             continue
         heads, head_dim = spec.dims[1], spec.dims[3]
         if not (isinstance(heads, int) and isinstance(head_dim, int)):

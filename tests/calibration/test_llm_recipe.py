@@ -172,6 +172,33 @@ def test_int4_llm_variant_is_the_default(llm_bundles, tmp_path):
                                                          max_new_tokens=4)
 
 
+@pytest.mark.parametrize("model_type", ["phi3", "gemma2"])
+def test_fp16_llm_variant_keeps_its_cache_in_float16_and_follows_fp32(model_type, llm_bundles,
+                                                                     tmp_path):
+    """The GPU graph (weights, activations and the shared cache in float16), run here by ONNX
+    Runtime's CPU: step by step along fp32's greedy tokens (past Phi-3's original 16 positions
+    and Gemma 2's window of 8) its logits stay within 2% of their scale of fp32's."""
+    path = tmp_path / "bundle"
+    shutil.copytree(llm_bundles(model_type), path)
+    name = variant_from_bundle(path, "llm", name="llm16", precision="fp16")
+    bundle = Bundle.load(path)
+    record = bundle.variants[name]["recipe"]["options"]
+    assert (record["precision"], record["kv_cache_dtype"]) == ("fp16", "float16")
+    assert record["validation"]["atol"] == 1e-2
+    models = [OnnxGenerationModel.from_bundle(bundle, v) for v in ("llm32", name)]
+    ids = np.array([[5, 17, 99, 230, 11, 42]], dtype=np.int64)
+    states = [model.begin(ids, np.ones_like(ids)) for model in models]
+    sequences = ids
+    for _ in range(30):
+        (exact, states[0]), (half, states[1]) = (
+            model.next_logits(state, sequences) for model, state in zip(models, states))
+        assert np.abs(half - exact).max() <= 2e-2 * np.abs(exact).max()
+        sequences = np.concatenate([sequences, exact.argmax(-1)[:, None]], axis=1)
+    assert {buffer.dtype for buffer in states[1].past.values()} == {np.dtype(np.float16)}
+    generate = pipeline(TASK, model=str(path), variant=name)
+    assert generate(PROMPTS, do_sample=False, max_new_tokens=5, num_beams=2)
+
+
 @pytest.mark.parametrize(("model_type", "match"), [
     ("gpt2", "made for llama"), ("opt", "made for llama"), ("bloom", "made for llama")])
 def test_architectures_the_builder_gets_wrong_are_refused(model_type, match, tiny_bundle,
