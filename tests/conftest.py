@@ -16,12 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 os.environ["EDGEPORT_CACHE"] = tempfile.mkdtemp(prefix="edgeport-test-cache-")
 
 from checkpoints import build_tiny_checkpoint  # noqa: E402
-from generation_checkpoints import (  # noqa: E402
-    TINY_GENERATION,
-    build_tiny_generation_checkpoint,
-)
-from speech_checkpoints import TINY_SPEECH, build_tiny_speech_checkpoint  # noqa: E402
-from vision_checkpoints import TINY_VISION, build_tiny_vision_checkpoint  # noqa: E402
+from tiny_tables import TINY_TABLES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +28,8 @@ def tiny_checkpoint(tmp_path_factory):
         key = (model_type, task)
         if key not in cache:
             directory = tmp_path_factory.mktemp(f"ckpt-{model_type}-{task}")
-            build = (build_tiny_vision_checkpoint if key in TINY_VISION
-                     else build_tiny_generation_checkpoint if key in TINY_GENERATION
-                     else build_tiny_speech_checkpoint if key in TINY_SPEECH
-                     else build_tiny_checkpoint)
+            build = next((builder for table, builder in TINY_TABLES if key in table),
+                         build_tiny_checkpoint)
             cache[key] = build(model_type, task, directory)
         return cache[key]
 
