@@ -19,7 +19,7 @@ from .recipes import RECIPES
 from .variants import source_graphs
 
 # Short names users type -> the task metric compare reports (1.0 = same as fp32; for
-# depth_abs_rel and wer 0 is, and the drop is the value itself).
+# depth_abs_rel, wer and action_abs_error 0 is, and the drop is the value itself).
 METRIC_ALIASES = {
     "top1": "top1_agreement",
     "f1": ("entity_f1", "span_f1"),
@@ -37,6 +37,11 @@ METRIC_ALIASES = {
     "tokens": "token_agreement",
     "token_agreement": "token_agreement",
     "wer": "wer",
+    "cer": "cer",
+    "answers": "answer_accuracy",
+    "answer_accuracy": "answer_accuracy",
+    "action": "action_abs_error",
+    "action_abs_error": "action_abs_error",
 }
 # The ops each recipe quantizes, whose nodes it can leave in fp32 (nodes_to_exclude): (op
 # types, only those with a weight). dynamic-int8 quantizes weight MatMuls and Gemms (ONNX

@@ -178,6 +178,8 @@ class _Runner:
         self.pipe = pipeline_from_bundle(bundle, variant=variant)
         self.model = MeasuredModel(TorchGenerationModel(bundle) if torch else self.pipe.model)
         self.pipe.model = self.model
+        # a multilingual translator (mBART) translates between its tokenizer's saved languages
+        self.languages = getattr(self.pipe, "saved_languages", {})
 
     def generate(self, source, new_tokens: int, runs: int) -> tuple[list[int], np.ndarray,
                                                                      float]:
@@ -196,8 +198,11 @@ class _Runner:
         if isinstance(source, np.ndarray):  # the speech recognition pipeline's own tokens
             features = self.pipe.features([source])["input_features"]
             return self.pipe.generate_tokens(features, max_new_tokens=new_tokens, num_beams=1)
+        if not isinstance(source, str):  # image-to-text: an image (or an image and a question)
+            return self.pipe.generate_tokens(source, max_new_tokens=new_tokens, **GREEDY)
         try:
-            result = self.pipe(source, max_new_tokens=new_tokens, return_tensors=True, **GREEDY)
+            result = self.pipe(source, max_new_tokens=new_tokens, return_tensors=True,
+                               **GREEDY, **self.languages)
         except InputError as error:
             raise InputError(f"Cannot generate from the text {source[:60]!r}: {error}") \
                 from None
@@ -216,6 +221,9 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     (``calibration.data.Samples``)."""
     texts, sources = list(loaded.inputs), loaded.sources()  # names (files) and what is run
     speech = loaded.signals is not None  # Whisper: measured by its transcripts' WER
+    # image-to-text: the texts' CER; document questions: the share of answers kept
+    reading = getattr(loaded, "images", None) is not None
+    answering = reading and bundle.task == "document-question-answering"
     decoder_only = bundle.manifest.get("family") == "decoder"
     runners = {None: _Runner(bundle, "fp32", torch=reference == "pytorch")}
     runners.update({name: _Runner(bundle, name) for name in chosen})
@@ -253,7 +261,8 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     report["reference"]["new_tokens"] = int(np.sum(counts[None]))
     report.update({
         "data": {"source": source, "samples": len(texts), "seed": seed},
-        "task_metric": "wer" if speech else "token_agreement",
+        "task_metric": ("wer" if speech else "answer_accuracy" if answering
+                        else "cer" if reading else "token_agreement"),
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1,
                    "unit": "ms per generated token"},
         "generation": {"search": "greedy", "max_new_tokens": new_tokens},
@@ -263,7 +272,12 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     def transcript(ids) -> str:
         return tokenizer.decode(ids, skip_special_tokens=True)
 
-    heard = [transcript(ids) for ids in tokens[None]] if speech else None
+    heard = [transcript(ids) for ids in tokens[None]] if speech or reading else None
+    pipe = runners[None].pipe
+
+    def answers(name) -> list:
+        return [pipe.answer_of(question, ids) for (_, question), ids in zip(sources,
+                                                                             tokens[name])]
     for name in chosen:
         latency = metrics.latency_summary(seconds[name])
         output = stats[name].summary()
@@ -280,6 +294,14 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         if speech:  # the transcripts' word and character error rates lead
             rates = metrics.error_rates(heard, [transcript(ids) for ids in tokens[name]])
             task = {"metric": "wer", "value": rates["wer"], "cer": rates["cer"],
+                    "words": rates["words"], "token_agreement": agreement["prefix"]}
+        elif answering:  # the answers the pipeline reads, the reference's taken as the truth
+            kept = [a == b for a, b in zip(answers(None), answers(name))]
+            task = {"metric": "answer_accuracy", "value": float(np.mean(kept)),
+                    "token_agreement": agreement["prefix"]}
+        elif reading:  # the texts' character (and word) error rates, as for OCR
+            rates = metrics.error_rates(heard, [transcript(ids) for ids in tokens[name]])
+            task = {"metric": "cer", "value": rates["cer"], "wer": rates["wer"],
                     "words": rates["words"], "token_agreement": agreement["prefix"]}
         report["variants"][name] = {
             **variant_header(bundle, name, latency, reference_latency),

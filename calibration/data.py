@@ -65,6 +65,19 @@ CANDIDATE_LABELS = (
     "a book",
 )
 
+# The questions asked of a visual-question-answering bundle's images (image i gets question i
+# modulo their number), for the same reason: a folder holds only images. Everyday VQA kinds
+# (what, counting, color, yes/no, activity, place), fixed so that the feeds are reproducible.
+VQA_QUESTIONS = (
+    "What is in the picture?", "How many people are there?", "What color is it?",
+    "Is this photo taken indoors?", "What is the person doing?", "Where was this taken?",
+)
+
+# The questions asked of a document-question-answering bundle's images, in turn (a folder
+# holds only images): what DocVQA asks of receipts, forms and letters.
+DOCUMENT_QUESTIONS = ("What is the total?", "What is the date?", "Who is it addressed to?",
+                      "What is the invoice number?")
+
 # An audio file longer than this is cut: calibration and comparison need what the model sees per
 # run, and a CTC model runs a whole signal at once (one hour of audio would be one feed of
 # 57.6 million samples). 30 s is Whisper's window and a long utterance for CTC models.
@@ -92,11 +105,16 @@ class Samples:
     labels: list[str] | None = None
     # speech recognition by generation (Whisper): each input's signal, at the model's rate
     signals: list[np.ndarray] | None = None
+    # image-to-text (TrOCR, Donut): each input's image; document-question-answering: each
+    # input's (image, question), the question one of DOCUMENT_QUESTIONS in turn
+    images: list | None = None
 
     def sources(self) -> list:
         """What the bundle's pipeline takes, one per sample: the signals of a Whisper bundle,
-        else the inputs (texts)."""
-        return self.signals if self.signals is not None else self.inputs
+        the images of an image-to-text one, else the inputs (texts)."""
+        if self.signals is not None:
+            return self.signals
+        return self.images if self.images is not None else self.inputs
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -236,7 +254,8 @@ def _folder_samples(bundle, path, samples, seed, progress) -> Samples:
 
 def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bool) -> Samples:
     """One batch-1 feed per image file, made as the bundle's pipeline makes it; for text-image
-    bundles, with the CANDIDATE_LABELS as the text side of every feed."""
+    bundles, with the CANDIDATE_LABELS as the text side of every feed (visual question
+    answering: one of VQA_QUESTIONS per image, in turn)."""
     from runtime.pipeline import pipeline_from_bundle
     from runtime.tasks.text import encode_texts
     from runtime.vision.images import load_image
@@ -244,19 +263,54 @@ def _image_samples(bundle: Bundle, folder: Path, files: list[Path], progress: bo
     pipe = pipeline_from_bundle(bundle)
     result = Samples()
     text_feed = {}
-    if _modality(bundle) == "text-image":
+    questions = bundle.task == "visual-question-answering"
+    if bundle.task == "zero-shot-object-detection":  # the labels as each image's queries
+        text_feed = pipe.query_feed(list(CANDIDATE_LABELS))
+        result.labels = list(CANDIDATE_LABELS)
+    elif _modality(bundle) == "text-image" and not questions:
         template = pipe.parameters["hypothesis_template"]
         text_feed = pipe.text_feed(encode_texts(
             pipe.tokenizer, [template.format(label) for label in CANDIDATE_LABELS]))
         result.labels = list(CANDIDATE_LABELS)
+    if is_generative(bundle):  # image-to-text: the graphs' own feeds come from generating
+        return _generation_image_samples(bundle, pipe, folder, files, progress)
+    for file in progress_bar(files, len(files), "preprocessing", progress):
+        image = load_image(file)  # its errors name the file: a damaged one is found here
+        question = VQA_QUESTIONS[len(result.feeds) % len(VQA_QUESTIONS)] if questions else None
+        try:
+            feed = (pipe.pair_feed([(image, question)]) if questions
+                    else pipe.image_feed([image]))
+        except InputError as error:  # e.g. too small for the model: say which file it is
+            raise InputError(f"The calibration image {file} cannot be used: {error}") from None
+        name = str(file.relative_to(folder))
+        result.inputs.append(f"{name} | {question}" if questions else name)
+        result.feeds.append({**text_feed, **feed})
+    return result
+
+
+def _generation_image_samples(bundle: Bundle, pipe, folder: Path, files: list[Path],
+                              progress: bool) -> Samples:
+    """The images of an image-to-text bundle (with a question each, one of DOCUMENT_QUESTIONS
+    in turn, for document-question-answering), each with the encoder's feed."""
+    from runtime.vision.images import load_image
+
+    result = Samples(images=[])
+    questions = bundle.task == "document-question-answering"
     for file in progress_bar(files, len(files), "preprocessing", progress):
         image = load_image(file)  # its errors name the file: a damaged one is found here
         try:
-            feed = pipe.image_feed([image])
-        except InputError as error:  # e.g. too small for the model: say which file it is
+            feed = pipe.encoder_feed([image])
+        except InputError as error:
             raise InputError(f"The calibration image {file} cannot be used: {error}") from None
-        result.inputs.append(str(file.relative_to(folder)))
-        result.feeds.append({**text_feed, **feed})
+        name = str(file.relative_to(folder))
+        if questions:
+            question = DOCUMENT_QUESTIONS[len(result.feeds) % len(DOCUMENT_QUESTIONS)]
+            result.images.append((image, question))
+            name = f"{name} | {question}"
+        else:
+            result.images.append(image)
+        result.inputs.append(name)
+        result.feeds.append(feed)
     return result
 
 
@@ -398,8 +452,12 @@ def _generate_greedily(pipe, source, new_tokens: int) -> None:
         features = pipe.features([source])["input_features"]
         pipe.generate_tokens(features, max_new_tokens=new_tokens, num_beams=1)
         return
+    if not isinstance(source, str):  # an image (or an image and its question)
+        pipe.generate_tokens(source, max_new_tokens=new_tokens, **GREEDY)
+        return
     try:
-        pipe(source, max_new_tokens=new_tokens, **GREEDY)
+        # a multilingual translator (mBART) translates between its tokenizer's saved languages
+        pipe(source, max_new_tokens=new_tokens, **GREEDY, **getattr(pipe, "saved_languages", {}))
     except InputError as error:
         raise InputError(f"Cannot generate from the text {source[:60]!r}: {error}") from None
 

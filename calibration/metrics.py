@@ -381,7 +381,7 @@ def embedding_cosines(reference, candidate) -> dict:
 # --- vision task metrics ----------------------------------------------------------------------
 # Task metrics where 0 means "same as the reference" and lower is better; every other task
 # metric is 1.0 for "same as the reference" and higher is better.
-LOWER_IS_BETTER = frozenset({"depth_abs_rel", "wer", "cer"})
+LOWER_IS_BETTER = frozenset({"depth_abs_rel", "wer", "cer", "action_abs_error"})
 
 
 def metric_drop(metric: str, value: float) -> float:

@@ -40,6 +40,8 @@ class TorchEngine:
         torch = self._torch
         tensors = {name: torch.from_numpy(np.ascontiguousarray(feed[spec.name]))
                    for spec in self.inputs for name in [spec.name] if name in self._accepted}
+        if "noise" in self._accepted and "pixel_values" in tensors:
+            tensors["noise"] = self._ordered_noise(tensors["pixel_values"])
         with torch.inference_mode():
             result = self.model(**tensors)
         outputs = {}
@@ -52,6 +54,15 @@ class TorchEngine:
                 )
             outputs[spec.name] = value.float().numpy()
         return outputs
+
+
+    def _ordered_noise(self, pixel_values):
+        """ViTMAE's masking noise that keeps every patch in image order, as its graph does
+        (exporter/configs/image_features.py): ``noise[i] = i`` sorts to the identity."""
+        patch = self.model.config.patch_size
+        count = (pixel_values.shape[-2] // patch) * (pixel_values.shape[-1] // patch)
+        return self._torch.arange(count, dtype=self._torch.float32).expand(
+            pixel_values.shape[0], -1)
 
 
 def torch_model(bundle: Bundle):
@@ -80,6 +91,8 @@ def torch_model(bundle: Bundle):
         )
     try:
         config = transformers.AutoConfig.from_pretrained(str(path))
+        if hasattr(config, "mask_ratio"):  # ViTMAE: the ratio the export forced (0, no masking)
+            config.mask_ratio = bundle.config.get("mask_ratio", config.mask_ratio)
         model_class = reference_model_class(transformers, bundle, config)
         model = model_class.from_pretrained(str(path), config=config).eval()
     except InputError:

@@ -16,7 +16,11 @@ from runtime.errors import (
 )
 from runtime.text.pooling import SentencePooling
 from runtime.text.tokenizer import TextTokenizer
-from runtime.vision.postprocess import mask2former_semantic_segmentation, semantic_segmentation
+from runtime.vision.postprocess import (
+    mask2former_semantic_segmentation,
+    query_mask_size,
+    semantic_segmentation,
+)
 
 from . import metrics
 from .data import Samples
@@ -33,12 +37,18 @@ TASK_METRICS = {
     "image-segmentation": "miou",
     "depth-estimation": "depth_abs_rel",
     "zero-shot-image-classification": "top1_agreement",
+    "zero-shot-object-detection": "map50",
+    "visual-question-answering": "top1_agreement",
     "audio-classification": "top1_agreement",
     "automatic-speech-recognition": "wer",
+    "reinforcement-learning": "action_abs_error",
+    "image-feature-extraction": "embedding_cosine_min",
 }
 # The reference's detections scoring above this are the truth mAP is measured against: the
 # object-detection pipeline's default threshold, so the truth is what a user of it sees.
 DETECTION_THRESHOLD = 0.5
+# The same for zero-shot-object-detection, whose pipeline keeps scores above 0.1 by default.
+QUERY_DETECTION_THRESHOLD = 0.1
 DETECTION_IOU = 0.5
 # Answer spans longer than this are not answers (transformers' max_answer_len default).
 MAX_ANSWER_TOKENS = 15
@@ -220,6 +230,8 @@ class _FeatureExtraction(_TaskScorer):
         mask = feed.get("attention_mask")
         if mask is None:
             mask = np.ones(hidden.shape[:2], np.int64)
+        if "visual_attention_mask" in feed:  # VisualBERT: the regions' tokens follow the text's
+            mask = np.concatenate([mask, feed["visual_attention_mask"]], axis=1)
         if self.pooling is not None:
             return self.pooling(hidden, np.asarray(mask))[0]
         return metrics.mean_pool(hidden, mask)[0]
@@ -237,6 +249,22 @@ class _FeatureExtraction(_TaskScorer):
                 "changes_title": "Samples with the lowest cosine", "count": result["count"]}
 
 
+class _ImageFeatures(_FeatureExtraction):
+    """The cosine of each image's features as the pipeline returns them by default: the whole
+    last hidden state (every patch, or the whole feature map), flattened."""
+
+    def __init__(self, bundle, tokenizer, samples=None):
+        _TaskScorer.__init__(self, bundle, tokenizer, samples)
+        self.pooling = None
+
+    def reduce(self, feed, outputs):
+        return self.output(outputs, "last_hidden_state")[0].reshape(-1)
+
+    def score(self, reference, candidate, inputs):
+        return {**super().score(reference, candidate, inputs),
+                "pooling": "none (the whole last hidden state)"}
+
+
 def _spatial_size(feed) -> tuple[int, int]:
     """(height, width) of the image the model saw: what its maps are compared at."""
     return tuple(int(n) for n in np.shape(feed["pixel_values"])[-2:])
@@ -248,6 +276,7 @@ class _ObjectDetection(_TaskScorer):
     graph gives them (IoU does not depend on the unit)."""
 
     metric = "map50"
+    threshold = DETECTION_THRESHOLD
 
     def reduce(self, feed, outputs):
         logits = self.output(outputs, "logits")[0]
@@ -263,13 +292,13 @@ class _ObjectDetection(_TaskScorer):
 
     def describe(self, boxes, labels, scores) -> str:
         found = [f"{self.label(int(c))} {s:.2f}" for c, s in zip(labels, scores)
-                 if s > DETECTION_THRESHOLD]
+                 if s > self.threshold]
         text = ", ".join(found) or "(none)"
         return text if len(text) <= 200 else text[:197] + "..."
 
     def score(self, reference, candidate, inputs):
         def above(boxes, labels, scores):
-            keep = scores > DETECTION_THRESHOLD
+            keep = scores > self.threshold
             return boxes[keep], labels[keep], scores[keep]
 
         truth = [above(*r)[:2] for r in reference]
@@ -288,12 +317,34 @@ class _ObjectDetection(_TaskScorer):
                     "reference": self.describe(*reference[i]),
                     "variant": self.describe(*candidate[i])} for i in changed[:LISTED_CHANGES]]
         return {"metric": self.metric, "value": value,
-                "threshold": DETECTION_THRESHOLD, "iou": DETECTION_IOU,
+                "threshold": self.threshold, "iou": DETECTION_IOU,
                 "truth_boxes": kept, "detections": found,
                 "precision": sum(matched) / found if found else (1.0 if not kept else 0.0),
                 "recall": sum(matched) / kept if kept else (1.0 if not found else 0.0),
                 "per_class": {self.label(c): ap for c, ap in result["per_class"].items()},
                 "flips": changed, "changes": changes, "count": len(reference)}
+
+
+class _ZeroShotObjectDetection(_ObjectDetection):
+    """mAP@0.5 as for object detection, where every (patch, text query) pair is a detection of
+    that query's label scored by its sigmoid (OWL-ViT: ``logits`` of (patches, queries), one box
+    per patch), and the truth is the reference's detections above the zero-shot pipeline's
+    default threshold."""
+
+    threshold = QUERY_DETECTION_THRESHOLD
+
+    def reduce(self, feed, outputs):
+        logits = self.output(outputs, "logits")[0]
+        scores = 1 / (1 + np.exp(-logits))
+        cx, cy, w, h = np.moveaxis(self.output(outputs, "pred_boxes")[0], -1, 0)
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+        patches, queries = scores.shape
+        return (np.repeat(boxes, queries, axis=0), np.tile(np.arange(queries), patches),
+                scores.reshape(-1))
+
+    def label(self, index: int) -> str:
+        labels = self.samples.labels if self.samples is not None else None
+        return labels[index] if labels and index < len(labels) else f"query {index}"
 
 
 class _Segmentation(_TaskScorer):
@@ -309,7 +360,8 @@ class _Segmentation(_TaskScorer):
         else:
             label_map = mask2former_semantic_segmentation(
                 self.output(outputs, "class_queries_logits")[:1],
-                self.output(outputs, "masks_queries_logits")[:1], size)[0]
+                self.output(outputs, "masks_queries_logits")[:1], size,
+                mask_size=query_mask_size(self.bundle.model_type))[0]
         # compact: one map per sample and engine is kept until the end
         return label_map.astype(np.uint8 if label_map.max(initial=0) < 256 else np.int32)
 
@@ -347,6 +399,28 @@ class _DepthEstimation(_TaskScorer):
                 "changes_title": "Samples with the highest AbsRel", "count": len(reference)}
 
 
+class _NextAction(_TaskScorer):
+    """A Decision Transformer's next action (``action_preds`` at the last step): the mean
+    absolute difference from the reference's, over every action dimension and sample (the
+    largest beside it). 0 is the same as the reference, lower is better."""
+
+    metric = "action_abs_error"
+
+    def reduce(self, feed, outputs):
+        return self.output(outputs, "action_preds")[0, -1]
+
+    def score(self, reference, candidate, inputs):
+        errors = np.abs(np.stack(candidate) - np.stack(reference))
+        each = errors.max(axis=1)
+        highest = [i for i in np.argsort(-each, kind="stable")[:5] if each[i] > 0]
+        return {"metric": self.metric, "value": float(errors.mean()),
+                "max_abs_error": float(errors.max()), "flips": [],
+                "changes": [{"sample": int(i), "input": None, "max_abs_error": float(each[i])}
+                            for i in highest],
+                "changes_title": "Samples with the largest action error",
+                "count": len(reference)}
+
+
 class _ZeroShotImageClassification(_Classification):
     """Top-1 agreement over the candidate labels of each image (``logits_per_image``)."""
 
@@ -356,6 +430,16 @@ class _ZeroShotImageClassification(_Classification):
     def label(self, index: int) -> str:
         labels = self.samples.labels if self.samples is not None else None
         return labels[index] if labels and index < len(labels) else f"text {index}"
+
+
+class _VisualQuestionAnswering(_Classification):
+    """Top-1 answer agreement: whether the variant's best answer (of config.json's id2label)
+    is the reference's, for each (image, question) sample. The answer scores are sigmoids of
+    the logits, so the best answer is the argmax of the logits."""
+
+    def score(self, reference, candidate, inputs):
+        result = super().score(reference, candidate, inputs)
+        return {**result, "answers": len(reference[0]) if reference else 0}
 
 
 class _SpeechRecognition(_TaskScorer):
@@ -396,6 +480,10 @@ SCORERS = {
     "image-segmentation": _Segmentation,
     "depth-estimation": _DepthEstimation,
     "zero-shot-image-classification": _ZeroShotImageClassification,
+    "zero-shot-object-detection": _ZeroShotObjectDetection,
+    "visual-question-answering": _VisualQuestionAnswering,
     "audio-classification": _Classification,
     "automatic-speech-recognition": _SpeechRecognition,
+    "reinforcement-learning": _NextAction,
+    "image-feature-extraction": _ImageFeatures,
 }

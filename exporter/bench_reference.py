@@ -43,8 +43,12 @@ class TransformersBackend:
         transformers.logging.set_verbosity_error()
         if threads:
             torch.set_num_threads(threads)
+        policy = POLICIES.get(task)  # a task transformers has no pipeline for
+        factory = (f"{policy.__module__}.{policy.__qualname__}" if policy
+                   else "transformers.pipeline")
         try:
-            self.pipe = transformers.pipeline(task, model=str(checkpoint), device=device)
+            self.pipe = (policy or transformers.pipeline)(task=task, model=str(checkpoint),
+                                                          device=device)
         except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
             first = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
             raise InputError(
@@ -52,6 +56,7 @@ class TransformersBackend:
                 "Note: bench without --against, or pass --task with a task transformers knows "
                 "for this model."
             ) from None
+        self.takes_batch_size = policy is None  # a policy batches a list as it is
         attributes = {}
         tokenizer = self.pipe.tokenizer
         if generates and tokenizer is not None and tokenizer.pad_token_id is None:
@@ -67,8 +72,9 @@ class TransformersBackend:
         env = {"TRANSFORMERS_VERBOSITY": "error"}
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads at start-up
-        self.cold_start = ColdStart(imports=["torch", "transformers"],
-                                    factory="transformers.pipeline",
+        self.cold_start = ColdStart(imports=["torch", "transformers",
+                                             factory.rpartition(".")[0]],
+                                    factory=factory,
                                     kwargs={"task": task, "model": str(checkpoint),
                                             "device": device},
                                     attributes=attributes, env=env)
@@ -113,11 +119,62 @@ class TransformersBackend:
         module.register_forward_hook(after, with_kwargs=True)
 
 
+class DecisionTransformerPolicy:
+    """PyTorch's side of a reinforcement-learning bundle, a task transformers has no pipeline
+    for: Hugging Face's tutorial's ``get_action`` on DecisionTransformerModel (the last
+    ``max_length`` steps, left-padded with zeros and masked), called like the runtime's pipeline:
+    a trajectory dict, or a list of them run as one batch."""
+
+    tokenizer = None
+
+    def __init__(self, task: str, model: str, device: str = "cpu"):
+        self.model = transformers.DecisionTransformerModel.from_pretrained(model).to(device)
+        self.model.eval()
+        self.device = device
+
+    def __call__(self, inputs):
+        single = isinstance(inputs, dict)
+        return self._forward([inputs] if single else list(inputs))[0 if single else slice(None)]
+
+    def _forward(self, trajectories: list[dict]) -> list[dict]:
+        config = self.model.config
+        context = config.max_length
+
+        def padded(values, steps: int, width: int = 0, dtype=torch.float32):
+            values = torch.as_tensor(values[-steps:], dtype=dtype)
+            values = values.reshape(steps, width) if width else values
+            pad = torch.zeros((context - steps, *values.shape[1:]), dtype=dtype)
+            return torch.cat([pad, values])
+
+        rows = []
+        for trajectory in trajectories:
+            steps = min(len(trajectory["states"]), context)
+            rows.append({"states": padded(trajectory["states"], steps, config.state_dim),
+                         "actions": padded(trajectory["actions"], steps, config.act_dim),
+                         "returns_to_go": padded(trajectory["returns_to_go"], steps, 1),
+                         "timesteps": padded(trajectory["timesteps"], steps, dtype=torch.long),
+                         "attention_mask": padded(torch.ones(steps), steps)})
+        batch = {name: torch.stack([row[name] for row in rows]).to(self.device)
+                 for name in rows[0]}
+        with torch.no_grad():
+            actions = self.model(**batch).action_preds[:, -1].cpu().numpy()
+        return [{"action": action} for action in actions]
+
+
+# Tasks transformers has no pipeline for -> the class that runs the checkpoint instead.
+POLICIES = {"reinforcement-learning": DecisionTransformerPolicy}
+
+
 def reference_from_bundle(bundle: Bundle, task: str, *, generates: bool,
                           threads: int | None = None, device: str = "cpu"
                           ) -> TransformersBackend:
     """The transformers backend for the checkpoint the bundle's manifest names as its source;
     a clear error when the manifest names none or it is gone from this machine."""
+    if bundle.manifest.get("family") == "visual-text-encoder":
+        raise InputError(
+            "transformers has no pipeline for VisualBERT's texts with region features (its "
+            "feature-extraction pipeline would drop the regions and time other work). Note: "
+            "bench without --against.")
     checkpoint = (bundle.manifest.get("source") or {}).get("checkpoint")
     if not checkpoint:
         raise InputError(

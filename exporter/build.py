@@ -37,6 +37,7 @@ from .validate import (
     BATCH_SIZES,
     DECODER_LENGTHS,
     SEQUENCE_LENGTHS,
+    check_deterministic,
     validate_decoder,
     validate_encoder_decoder,
     validate_graph,
@@ -133,6 +134,8 @@ def _fix_image_dims(onnx_path: Path, config) -> tuple[int, int]:
     import onnx
 
     vision = getattr(config, "vision_config", config)
+    if config.model_type == "vision-encoder-decoder":  # TrOCR, Donut: the encoder's size
+        vision = config.encoder
     size = vision.image_size
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     values = {"channels": getattr(vision, "num_channels", 3), "height": height, "width": width}
@@ -397,7 +400,13 @@ def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
             checkpoint, fast=True, what="tokenizer",
             note="a text checkpoint needs tokenizer.json, or slow tokenizer files (vocab.txt, "
                  "sentencepiece .model, ...) that transformers can convert.") as tokenizer:
-        if not tokenizer.is_fast:
+        from .slow_tokenizers import tokenizer_json_from_slow
+
+        with _export_error(f"Could not convert the tokenizer of {checkpoint} to tokenizer.json",
+                           "its sentencepiece model or vocab.json is damaged; save the "
+                           "tokenizer again with `save_pretrained`."):
+            converted = None if tokenizer.is_fast else tokenizer_json_from_slow(tokenizer)
+        if not tokenizer.is_fast and converted is None:
             raise ExportError(
                 f"The tokenizer of {checkpoint} could not be converted to a fast tokenizer. "
                 "Note: install sentencepiece and protobuf (`pip install sentencepiece "
@@ -424,7 +433,22 @@ def _save_tokenizer(checkpoint: Path, staging: Path) -> str:
         with _export_error(f"Could not save the tokenizer of {checkpoint}",
                            "its tokenizer files hold values transformers cannot write back."):
             tokenizer.save_pretrained(str(staging))
+        _record_sides(staging, tokenizer)
+        if converted is not None:  # edgeport's own conversion (exporter/slow_tokenizers.py)
+            write_bytes_atomic(staging / "tokenizer.json", converted.encode("utf-8"))
     return "tokenizer.json"
+
+
+def _record_sides(staging: Path, tokenizer) -> None:
+    """Write the tokenizer's padding and truncation sides into the bundle's
+    tokenizer_config.json: a class's own side (XLNet pads on the left) is a class attribute
+    that ``save_pretrained`` leaves out, and the runtime reads the file, not the class."""
+    path = staging / "tokenizer_config.json"
+    settings = read_json_file(path, "tokenizer_config.json", error=ExportError, expect=dict)
+    sides = {key: getattr(tokenizer, key) for key in ("padding_side", "truncation_side")
+             if key not in settings and getattr(tokenizer, key, "right") != "right"}
+    if sides:
+        write_json_atomic(path, {**settings, **sides})
 
 
 def _image_processor_config(checkpoint: Path, model_type: str) -> dict:
@@ -500,7 +524,8 @@ def _save_checkpoint_files(checkpoint: Path, staging: Path, config: dict, row, t
     feature extractor's settings, empty but for audio.)"""
     files: dict[str, Any] = {}
     feature_extractor: dict = {}
-    if "text" in row.modality:
+    # (an image-to-text model's tokenizer reads its output)
+    if "text" in row.modality or (row.modality == "image" and row.family == "encoder-decoder"):
         files["tokenizer"] = _save_tokenizer(checkpoint, staging)
     if "image" in row.modality:
         image_processor = _image_processor_config(checkpoint, config["model_type"])
@@ -587,6 +612,22 @@ def _name_audio_dims(onnx_path: Path) -> None:
     onnx.save(model, str(onnx_path))
 
 
+def _name_feature_frames(encoder_path: Path, decoder_path: Path) -> None:
+    """Name the feature frames of a speech encoder-decoder (Speech2Text) audio_frames: optimum
+    calls them encoder_sequence_length, as the encoder's output positions (a quarter as many),
+    in the encoder's input_features and attention_mask and in the decoder's
+    encoder_attention_mask, which is the features' mask (the model shortens it in the graph)."""
+    import onnx
+
+    for path, names in ((encoder_path, ("input_features", "attention_mask")),
+                        (decoder_path, ("encoder_attention_mask",))):
+        model = onnx.load(str(path), load_external_data=False)
+        for value in model.graph.input:
+            if value.name in names:
+                value.type.tensor_type.shape.dim[1].dim_param = "audio_frames"
+        onnx.save(model, str(path))
+
+
 def _fix_encoder_sequence(decoder_path: Path, config) -> None:
     """Make the decoder's encoder_hidden_states static: Whisper's encoder takes 30 s windows
     only, so its output always has max_source_positions (1500) positions. (The cross-attention
@@ -604,7 +645,7 @@ def _validate(row, model, paths: dict[str, Path], signatures: dict[str, dict], *
               atol: float, say) -> dict:
     """The validation report of the traced graphs (a ValidationError when they disagree)."""
     if row.family in ("decoder", "encoder-decoder"):
-        lengths = ([{"decoder_sequence": n} for n in DECODER_LENGTHS] if row.modality == "audio"
+        lengths = ([{"decoder_sequence": n} for n in DECODER_LENGTHS] if row.modality != "text"
                    else [{"sequence": n} for n in SEQUENCE_LENGTHS])
         cases = _axis_values({"batch": b, **n} for b in BATCH_SIZES for n in lengths)
         say(f"validating every graph with and without the KV cache against PyTorch at {cases}")
@@ -612,11 +653,19 @@ def _validate(row, model, paths: dict[str, Path], signatures: dict[str, dict], *
             return validate_decoder(model, paths["model"], atol=atol)
         return validate_encoder_decoder(model, paths["encoder_model"],
                                         paths["decoder_model_merged"], atol=atol)
-    feeds = list(validation_feeds(row.modality,
-                                  [i["name"] for i in signatures["model"]["inputs"]],
-                                  model.config, image_size=image_size))
+    from .configs import CUSTOM_CONFIGS, validation_model
+
+    custom = CUSTOM_CONFIGS.get(row.model_type)
+    if custom is not None and custom.validation_feeds is not None:  # its own inputs (ViLT)
+        feeds = list(custom.validation_feeds(
+            [i["name"] for i in signatures["model"]["inputs"]], model.config))
+    else:
+        feeds = list(validation_feeds(row.modality,
+                                      [i["name"] for i in signatures["model"]["inputs"]],
+                                      model.config, image_size=image_size,
+                                      queries_per_image=row.queries_per_image))
     say(f"validating against PyTorch at {_axis_values(shape for shape, _ in feeds)}")
-    return validate_graph(model, paths["model"], feeds, atol=atol)
+    return validate_graph(validation_model(model), paths["model"], feeds, atol=atol)
 
 
 @contextlib.contextmanager
@@ -628,9 +677,13 @@ def _quiet_tracing():
     import torch
     import transformers
 
-    logger = logging.getLogger("optimum.exporters.onnx.base")
-    level, verbosity = logger.level, transformers.logging.get_verbosity()
-    logger.setLevel(logging.ERROR)
+    # (model_configs: OWL-ViT's config warns that its batch is static; validation at two batch
+    # sizes shows it is not)
+    loggers = [logging.getLogger(f"optimum.exporters.onnx.{name}")
+               for name in ("base", "model_configs")]
+    levels, verbosity = [logger.level for logger in loggers], transformers.logging.get_verbosity()
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     transformers.logging.set_verbosity_error()
     try:
         with warnings.catch_warnings():
@@ -639,7 +692,8 @@ def _quiet_tracing():
             warnings.filterwarnings("ignore", message="Exporting aten::index operator")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
         transformers.logging.set_verbosity(verbosity)
 
 
@@ -677,19 +731,22 @@ def bundle_from_checkpoint(
     atol: float | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    word_timestamps: bool = False,
 ) -> Path:
     """Export a checkpoint to a validated bundle at ``output`` and return its path.
 
     The bundle appears at ``output`` only when everything succeeded: tracing, validation
     against PyTorch at two batch sizes and two sequence lengths, and the manifest.
     ``progress`` is called with a line for each step (the CLI prints them).
+    ``word_timestamps`` (Whisper) adds the graph of its alignment heads' cross-attention
+    weights, which ``return_timestamps="word"`` needs (exporter/whisper_alignment.py).
     """
     say = progress or (lambda line: None)
     _require_export_extra()
     import transformers
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from .configs import custom_onnx_config, export_patches
+    from .configs import custom_onnx_config, export_patches, prepare_model, preprocessing_entries
     from .configs.decoders import check_rope_scaling
 
     source = str(checkpoint)
@@ -716,6 +773,10 @@ def bundle_from_checkpoint(
     _check_weight_indexes(checkpoint)
     if row.family == "decoder":
         check_rope_scaling(config)
+    if word_timestamps and model_type != "whisper":
+        raise ExportError(f"word_timestamps is for Whisper checkpoints, not {model_type}. "
+                          "Note: export without --word-timestamps.")
+    row.check_components(config, task)
 
     auto_class = getattr(transformers, row.model_class(task))
     say(f"loading {model_type} for {task} from {source}")
@@ -732,6 +793,8 @@ def bundle_from_checkpoint(
                            "`save_pretrained`."):
             model = auto_class.from_pretrained(str(checkpoint)).eval()
         _fold_parametrizations(model)
+        prepare_model(model)  # settings its row forces (ViTMAE: mask_ratio 0)
+        preprocessing.update(preprocessing_entries(model_type, task))  # Longformer's global tokens
         with tempfile.TemporaryDirectory(dir=staging) as traced:
             say(f"tracing to ONNX with optimum-onnx (opset {opset or 'default'})")
             try:
@@ -765,6 +828,8 @@ def bundle_from_checkpoint(
                 for name in names:  # onnx writes external data 0600: readable as the graph
                     os.chmod(staging / "onnx" / name, graph_mode)
         paths = {graph: staging / "onnx" / f"{graph}.onnx" for graph in row.graphs}
+        for path in paths.values():  # the same input must always give the same output
+            check_deterministic(path)
 
         # The config's values that traced fine can still fail at the validation shapes (a
         # sequence past max_position_embeddings): one ExportError, with the cause kept.
@@ -772,15 +837,26 @@ def bundle_from_checkpoint(
                            "the model must run at two batch sizes and two lengths or sizes; "
                            "check config.json's sizes (max_position_embeddings, image_size, "
                            "...).", cause=True):
-            image_size = (_fix_image_dims(paths["model"], model.config)
+            image_size = (_fix_image_dims(paths[row.graphs[0]], model.config)
                           if row.fixed_image_size else None)
             if row.family == "audio-encoder":
                 _name_audio_dims(paths["model"])
             if row.fixed_encoder_sequence:
                 _fix_encoder_sequence(paths["decoder_model_merged"], model.config)
+            elif row.family == "encoder-decoder" and row.modality == "audio":
+                _name_feature_frames(paths["encoder_model"], paths["decoder_model_merged"])
             signatures = {graph: _graph_signature(path) for graph, path in paths.items()}
             report = _validate(row, model, paths, signatures, image_size=image_size,
                                atol=atol if atol else row.atol, say=say)
+            if word_timestamps:  # one more graph: Whisper's alignment heads
+                from .whisper_alignment import ALIGNMENT_GRAPH, alignment_graph_from_model
+
+                say("tracing and validating Whisper's alignment heads (word timestamps)")
+                paths[ALIGNMENT_GRAPH] = staging / "onnx" / f"{ALIGNMENT_GRAPH}.onnx"
+                report["alignment_heads"] = alignment_graph_from_model(
+                    model, paths[ALIGNMENT_GRAPH], atol=atol if atol else row.atol, opset=opset)
+                graph_files[ALIGNMENT_GRAPH] = [f"{ALIGNMENT_GRAPH}.onnx"]
+                signatures[ALIGNMENT_GRAPH] = _graph_signature(paths[ALIGNMENT_GRAPH])
         write_json_atomic(staging / "reports" / "validation.json", report)
 
         with _export_error(f"Could not write the config of {checkpoint}",
@@ -793,7 +869,7 @@ def bundle_from_checkpoint(
 
         for graph, names in graph_files.items():
             names.extend(_external_weights(paths[graph], names))
-        files = {graph: f"onnx/{graph}.onnx" for graph in row.graphs}
+        files = {graph: f"onnx/{graph}.onnx" for graph in graph_files}
         data_files = {graph: [f"onnx/{name}" for name in names if name != f"{graph}.onnx"]
                       for graph, names in graph_files.items()}
         data_files = {graph: names for graph, names in data_files.items() if names}

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atol", type=float,
                         help="validation tolerance (default: per architecture)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    parser.add_argument("--word-timestamps", action="store_true",
+                        help="Whisper: add the alignment heads' graph that "
+                             "return_timestamps='word' needs")
 
 
 def main(args) -> int:
@@ -25,6 +28,7 @@ def main(args) -> int:
     path = bundle_from_checkpoint(
         args.checkpoint, args.output, task=args.task, opset=args.opset, atol=args.atol,
         overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr, flush=True),
+        word_timestamps=args.word_timestamps,
     )
     from runtime.bundle import Bundle
     from runtime.cli.command import terminal_safe

@@ -30,6 +30,11 @@ IMAGE_SIZES = ((64, 96), (128, 64))
 # Two waveform lengths in samples (0.5 s and 1.3 s at 16 kHz): neither a multiple of the other,
 # nor of a speech encoder's 320-sample frame.
 AUDIO_LENGTHS = (8000, 20800)
+# Two lengths of filterbank features in 10 ms frames (Speech2Text, paired with DECODER_LENGTHS):
+# neither a multiple of the encoder's 4-frame subsampling.
+FEATURE_FRAMES = (97, 203)
+# Text queries per image for the graphs that read each image's own queries (OWL-ViT).
+QUERY_COUNTS = (2, 3)
 
 Shape = dict  # the axis values of one validation case, e.g. {"batch": 3, "sequence": 23}
 
@@ -68,13 +73,32 @@ def _audio_feed(rng, input_names, batch: int, samples: int) -> dict[str, np.ndar
     return {n: feed[n] for n in input_names if n in feed}
 
 
+def _trajectory_feed(rng, batch: int, length: int, config) -> dict[str, np.ndarray]:
+    """A Decision Transformer's inputs: random states, actions and returns-to-go, consecutive
+    timesteps from a random start, and every row after the first left-padded (mask 0), as its
+    model card's ``get_action`` pads a short history."""
+    start = rng.integers(0, max(1, config.max_ep_len - length), size=(batch, 1))
+    mask = np.ones((batch, length), dtype=np.float32)
+    for row in range(1, batch):
+        mask[row, :2 * row] = 0
+    return {
+        "states": rng.standard_normal((batch, length, config.state_dim), dtype=np.float32),
+        "actions": rng.uniform(-1, 1, (batch, length, config.act_dim)).astype(np.float32),
+        "returns_to_go": rng.uniform(0, 4, (batch, length, 1)).astype(np.float32),
+        "timesteps": (start + np.arange(length)).astype(np.int64),
+        "attention_mask": mask,
+    }
+
+
 def validation_feeds(modality: str, input_names: Sequence[str], config, *,
-                     image_size: tuple[int, int] | None = None, seed: int = 0
+                     image_size: tuple[int, int] | None = None, seed: int = 0,
+                     queries_per_image: bool = False
                      ) -> Iterator[tuple[Shape, dict[str, np.ndarray]]]:
     """(shape, feed) for every validation case of a graph reading ``modality``.
 
     ``image_size`` is the one size a fixed-size vision model takes; None means the graph takes
-    any size, and it is checked at two.
+    any size, and it is checked at two. ``queries_per_image``: the text rows are each image's
+    queries (Architecture.queries_per_image), checked at two counts of them.
     """
     rng = np.random.default_rng(seed)
     if modality == "text":
@@ -82,6 +106,12 @@ def validation_feeds(modality: str, input_names: Sequence[str], config, *,
             for length in SEQUENCE_LENGTHS:
                 yield ({"batch": batch, "sequence": length},
                        _text_feed(rng, input_names, batch, length, config))
+        return
+    if modality == "trajectory":
+        for batch in BATCH_SIZES:
+            for length in SEQUENCE_LENGTHS:
+                yield ({"batch": batch, "sequence": length},
+                       _trajectory_feed(rng, batch, length, config))
         return
     if modality == "audio":
         for batch in BATCH_SIZES:
@@ -96,12 +126,27 @@ def validation_feeds(modality: str, input_names: Sequence[str], config, *,
         for size in sizes:
             shape = {"batch": batch, "height": size[0], "width": size[1]}
             feed = _image_feed(rng, input_names, batch, size, channels)
+            if modality == "text-image" and queries_per_image:
+                yield from _query_feeds(rng, input_names, shape, feed, config.text_config)
+                continue
             if modality == "text-image":  # a batch of texts beside each batch of images
                 length = SEQUENCE_LENGTHS[BATCH_SIZES.index(batch)]
                 texts = batch + 1
                 feed.update(_text_feed(rng, input_names, texts, length, config.text_config))
                 shape.update(text_batch=texts, sequence=length)
             yield shape, feed
+
+
+def _query_feeds(rng, input_names, shape: Shape, image_feed, text_config):
+    """The cases of one image batch for a graph that reads each image's own text queries
+    (OWL-ViT): QUERY_COUNTS queries per image, batch x queries text rows, each count at its own
+    length of SEQUENCE_LENGTHS (cut to the model's text positions, 16 for OWL-ViT)."""
+    positions = getattr(text_config, "max_position_embeddings", None) or max(SEQUENCE_LENGTHS)
+    for queries, length in zip(QUERY_COUNTS, SEQUENCE_LENGTHS):
+        length = min(length, positions)
+        texts = shape["batch"] * queries
+        feed = {**image_feed, **_text_feed(rng, input_names, texts, length, text_config)}
+        yield {**shape, "num_queries": queries, "text_batch": texts, "sequence": length}, feed
 
 
 class _Comparison:
@@ -168,6 +213,34 @@ def validate_graph(model, onnx_path: Path, feeds, *, atol: float) -> dict:
             expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
         comparison.compare(shape, got, {name: expected[name].numpy() for name in got})
     return comparison.report()
+
+
+# ONNX ops that draw random numbers: a graph holding one gives other outputs at every run.
+RANDOM_OPS = frozenset({"RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike",
+                        "Multinomial", "Bernoulli"})
+
+
+def check_deterministic(onnx_path: Path) -> None:
+    """A ValidationError when the graph (its subgraphs included) draws random numbers: a trace
+    of ``torch.rand`` (ViTMAE's masking noise), which no comparison at fixed inputs would catch
+    reliably."""
+    import onnx
+
+    def ops(graph):
+        for node in graph.node:
+            yield node.op_type
+            for attribute in node.attribute:
+                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(
+                        attribute.graphs):
+                    yield from ops(sub)
+
+    found = sorted(set(ops(onnx.load(str(onnx_path), load_external_data=False).graph))
+                   & RANDOM_OPS)
+    if found:
+        raise ValidationError(
+            f"The graph {onnx_path.name} draws random numbers ({', '.join(found)}), so the same "
+            "input would give other outputs at every run. Note: the model samples at inference "
+            "(a masking ratio, a dropout in training mode); report this architecture.")
 
 
 # --- generative models: every graph, with and without the KV cache ----------------------------
@@ -300,13 +373,30 @@ def validate_decoder(model, onnx_path: Path, *, atol: float, seed: int = 0,
 
 def _encoder_sources(rng, encoder: OrtEngine, config, batch: int):
     """(shape, feed) of the encoder cases at ``batch``, one per DECODER_LENGTHS: padded source
-    texts at SEQUENCE_LENGTHS, or (Whisper) log-mel features of the one size the graph takes."""
-    if "input_features" not in {spec.name for spec in encoder.inputs}:
+    texts at SEQUENCE_LENGTHS, (Whisper) log-mel features of the one size the graph takes,
+    (Speech2Text) masked filterbanks at FEATURE_FRAMES, or (TrOCR, Donut) images of the one
+    size the graph takes."""
+    names = {spec.name for spec in encoder.inputs}
+    if "pixel_values" in names:
+        spec = next(spec for spec in encoder.inputs if spec.name == "pixel_values")
+        if not all(isinstance(d, int) for d in spec.dims[1:]):
+            raise ValidationError(
+                f"The encoder's pixel_values have dims {list(spec.dims)}: edgeport expects "
+                "channels, height and width fixed (the encoder takes one image size). Note: "
+                "report this architecture.")
+        for _ in DECODER_LENGTHS:
+            yield {}, _image_feed(rng, ["pixel_values"], batch, tuple(spec.dims[2:]),
+                                  spec.dims[1])
+        return
+    if "input_features" not in names:
         for length in SEQUENCE_LENGTHS:
             yield ({"encoder_sequence": length},
                    _text_feed(rng, ["input_ids", "attention_mask"], batch, length, config))
         return
     spec = next(spec for spec in encoder.inputs if spec.name == "input_features")
+    if "attention_mask" in names:  # Speech2Text: filterbanks of any length, with their mask
+        yield from _feature_frame_sources(rng, spec, batch)
+        return
     bins, frames = spec.dims[1:]
     if not (isinstance(bins, int) and isinstance(frames, int)):
         raise ValidationError(
@@ -319,12 +409,32 @@ def _encoder_sources(rng, encoder: OrtEngine, config, batch: int):
         yield {}, {"input_features": features}
 
 
+def _feature_frame_sources(rng, spec, batch: int):
+    """(shape, feed) of a speech encoder that reads features of any length with a mask
+    (batch x frames x bins), one case per FEATURE_FRAMES: features as utterance-normalized
+    filterbanks are (zero mean, unit variance), every row after the first shorter, padded with
+    zeros at the end and masked there, as the feature extractor pads."""
+    bins = spec.dims[2]
+    if not isinstance(bins, int):
+        raise ValidationError(
+            f"The encoder's input_features have dims {list(spec.dims)}: edgeport expects the "
+            "number of filterbank bins fixed. Note: report this architecture.")
+    for frames in FEATURE_FRAMES:
+        features = rng.standard_normal((batch, frames, bins)).astype(np.float32)
+        mask = np.ones((batch, frames), dtype=np.int64)
+        for row in range(1, batch):
+            mask[row, frames - frames * row // (2 * batch):] = 0
+        features[mask == 0] = 0.0
+        yield {"audio_frames": frames}, {"input_features": features, "attention_mask": mask}
+
+
 def validate_encoder_decoder(model, encoder_path: Path, decoder_path: Path, *, atol: float,
                              seed: int = 0) -> dict:
     """The encoder graph and the merged decoder graph (first step, and a step with past).
 
     The encoder reads padded texts, or log-mel features when it takes ``input_features``
-    (Whisper, whose encoder length is fixed: then only batch and decoder lengths vary).
+    (Whisper, whose encoder length is fixed: then only batch and decoder lengths vary), or
+    images when it takes ``pixel_values`` (TrOCR, Donut: one image size).
     """
     import torch
     from transformers.modeling_outputs import BaseModelOutput
@@ -335,7 +445,8 @@ def validate_encoder_decoder(model, encoder_path: Path, decoder_path: Path, *, a
                 inspect.signature(model.get_encoder().forward).parameters else {})
     comparison = _Comparison(atol)
     rng = np.random.default_rng(seed)
-    vocab_size = model.config.vocab_size
+    # (a vision-encoder-decoder's config keeps it in its decoder's)
+    vocab_size = model.config.get_text_config(decoder=True).vocab_size
     for batch in BATCH_SIZES:
         sources = _encoder_sources(rng, encoder, model.config, batch)
         for (axes, source), decoder_length in zip(sources, DECODER_LENGTHS):

@@ -285,8 +285,11 @@ class Bundle:
         if task == self.task:
             return True
         text_to_text = ("text2text-generation", "summarization", "translation")
-        return self.manifest.get("family") == "encoder-decoder" and {task, self.task} <= set(
-            text_to_text)
+        # (a vision-encoder-decoder's one model reads images for both; document questions need
+        # Donut, which that pipeline checks)
+        image_to_text = ("image-to-text", "document-question-answering")
+        return self.manifest.get("family") == "encoder-decoder" and any(
+            {task, self.task} <= set(tasks) for tasks in (text_to_text, image_to_text))
 
     def check_task(self, task: str | None) -> str:
         """The task to run: the bundle's own when None; a TaskError for one it does not serve."""

@@ -20,6 +20,7 @@ DIM_NAMES = (
     "audio_samples",  # a raw waveform's length (Wav2Vec2's input_values and attention_mask)
     "audio_frames",  # frames of audio after a model's framing (a CTC model's logits, 20 ms each)
     "num_queries",
+    "visual_sequence",  # region features beside a text (VisualBERT's visual_embeds)
 )
 
 # optimum-onnx's axis names (and the names its graphs carry after export) -> ours.
@@ -42,6 +43,7 @@ _OPTIMUM_AXES = {
     "height": "height",
     "width": "width",
     "num_queries": "num_queries",
+    "visual_seq_length": "visual_sequence",
 }
 
 

@@ -55,7 +55,8 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
                          **kwargs) -> Pipeline:
     task_name = task
     task = bundle.check_task(task)
-    task_class = pipeline_class(task, bundle.manifest.get("family"))
+    task_class = pipeline_class(task, bundle.manifest.get("family"),
+                                bundle.manifest.get("model_type"))
     options = dict(device=device, threads=threads, providers=providers,
                    session_options=session_options, backend=backend,
                    build_if_missing=build_if_missing)

@@ -23,16 +23,23 @@ TASK_NAMES = (
     "image-segmentation",
     "depth-estimation",
     "zero-shot-image-classification",
+    "zero-shot-object-detection",
     "text-generation",
     "text2text-generation",
     "summarization",
     "translation",
     "automatic-speech-recognition",
     "audio-classification",
+    "image-feature-extraction",
+    "image-to-text",
+    "document-question-answering",
+    "visual-question-answering",
+    "reinforcement-learning",
 )
 
 # transformers' aliases for the same tasks.
-TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
+                "vqa": "visual-question-answering"}
 # transformers' translation_xx_to_yy: translation, the languages picking the model's settings.
 LANGUAGE_PAIR = re.compile(r"^translation_([A-Za-z-]+)_to_([A-Za-z-]+)$")
 

@@ -113,6 +113,45 @@ def test_generation_against_transformers(tiny_bundle, tmp_path, capsys):
     assert "tokens/s x" in out
 
 
+def test_decision_transformer_against_pytorch(tiny_bundle, tmp_path, capsys):
+    """transformers has no reinforcement-learning pipeline: its side is the tutorial's
+    get_action on the PyTorch model, fed the same generated trajectories (a full context)."""
+    from exporter.bench_reference import DecisionTransformerPolicy
+    from runtime import pipeline
+    from runtime.cli.bench_inputs import trajectory
+
+    bundle = tiny_bundle("decision_transformer", "reinforcement-learning")
+    report, out = bench(tmp_path, capsys, bundle, *QUICK, "--batch", "1", "3",
+                        "--against", "transformers", "--cold-starts", "1")
+    assert [(r["backend"], r["batch"]) for r in report["runs"]] == [
+        ("fp32", 1), ("transformers", 1), ("fp32", 3), ("transformers", 3)]
+    for run in report["runs"]:
+        check_run(run)
+    assert report["backends"][1]["cold_start"]["first_result_s"] > 0
+    assert "Speed-up over transformers" in out
+    # the two sides compute the same actions
+    policy = DecisionTransformerPolicy(task="reinforcement-learning",
+                                       model=report["source"])
+    episodes = [trajectory(11, 3, steps, seed) for seed, steps in enumerate((5, 20, 31))]
+    for ours, theirs in zip(pipeline(model=str(bundle))(episodes), policy(episodes)):
+        np.testing.assert_allclose(ours["action"], theirs["action"], atol=2e-5)
+    assert main(["bench", str(bundle), "--input", "x", "--cold-starts", "0"]) == 1
+    assert "generated trajectories" in capsys.readouterr().err
+
+
+def test_visual_bert_is_timed_with_region_features(tiny_bundle, tmp_path, capsys):
+    """VisualBERT reads a detector's region features beside each text: bench gives it 36 of
+    them (transformers has no pipeline for it to time against)."""
+    bundle = tiny_bundle("visual_bert", "feature-extraction")
+    report, _ = bench(tmp_path, capsys, bundle, *QUICK, "--batch", "1", "2", "--sequence", "8",
+                      "--cold-starts", "0")
+    assert [(r["batch"], r["sequence"]) for r in report["runs"]] == [(1, 8), (2, 8)]
+    for run in report["runs"]:
+        check_run(run)
+    assert main(["bench", str(bundle), "--against", "transformers", "--cold-starts", "0"]) == 1
+    assert "no pipeline for VisualBERT" in capsys.readouterr().err
+
+
 def test_given_inputs(tiny_bundle, tmp_path, capsys):
     bundle = tiny_bundle("bert", "text-classification")
     report, _ = bench(tmp_path, capsys, bundle, *QUICK, "--cold-starts", "0", "--batch", "2",
@@ -220,3 +259,29 @@ def test_workloads_of_tasks_that_take_more_than_a_text(runtime_pipeline):
     args, kwargs = cell.arguments(cell.batches[0], False)
     assert kwargs == {"candidate_labels": CANDIDATE_LABELS}
     assert {r["label"] for r in labels(*args, **kwargs)} == set(CANDIDATE_LABELS)
+
+
+def test_zero_shot_object_detection_against_transformers(tiny_bundle, tmp_path, capsys,
+                                                         runtime_pipeline, reference_pipeline):
+    """Both sides get the generated photos with the same candidate labels, one list per image
+    in a batch (transformers pairs a list of images with a list of label lists)."""
+    from runtime.cli.bench_inputs import CANDIDATE_LABELS, workloads
+
+    task = "zero-shot-object-detection"
+    report, out = bench(tmp_path, capsys, tiny_bundle("owlvit", task), *QUICK, "--batch", "1",
+                        "2", "--against", "transformers", "--cold-starts", "0")
+    assert [(r["backend"], r["batch"]) for r in report["runs"]] == [
+        ("fp32", 1), ("transformers", 1), ("fp32", 2), ("transformers", 2)]
+    for run in report["runs"]:
+        check_run(run)
+    assert "Speed-up over transformers" in out
+    detect = runtime_pipeline("owlvit", task)
+    (cell,) = workloads(detect, task, batches=[2], sequences=None, seconds=None,
+                        max_new_tokens=None)
+    args, kwargs = cell.arguments(cell.batches[0], True)
+    assert kwargs == {"candidate_labels": [CANDIDATE_LABELS] * 2, "batch_size": 2}
+    found = detect(*args, **kwargs)
+    assert len(found) == 2 and found[0]
+    expected = reference_pipeline("owlvit", task)(*args, **kwargs)
+    assert [[(d["label"], d["box"]) for d in image] for image in found] == [
+        [(d["label"], d["box"]) for d in image] for image in expected]

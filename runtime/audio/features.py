@@ -7,8 +7,10 @@ with its defaults; each takes mono float32 signals already at its ``sampling_rat
     FeatureExtractor                  base: from_dir / from_config dispatch, signal checks
     ├── Wav2Vec2FeatureExtractor      raw samples, zero-mean unit-variance per signal, padded
     │                                   -> input_values (+ attention_mask)   wav2vec2, HuBERT, ...
-    └── WhisperFeatureExtractor       30 s padded or cut, log-mel (80 or 128 Slaney bins)
-                                        -> input_features (+ attention_mask)
+    ├── WhisperFeatureExtractor       30 s padded or cut, log-mel (80 or 128 Slaney bins)
+    │                                   -> input_features (+ attention_mask)
+    └── Speech2TextFeatureExtractor   Kaldi log mel filterbanks (runtime.audio.kaldi),
+                                        utterance CMVN -> input_features + attention_mask
 
 A batch is normalized signal by signal over its own samples and then padded to its longest
 signal, as transformers' pipelines batch (each signal through the extractor alone, then
@@ -41,6 +43,7 @@ import numpy as np
 
 from ..errors import InputError, did_you_mean
 from ..preprocessor_config import given, integer, number, read_directory, shown
+from . import kaldi
 
 # Bounds on what a preprocessor_config.json may ask for. Real models use 16 kHz (some 8, 22.05,
 # 44.1 or 48 kHz); Whisper takes a 400-sample FFT every 160 samples into 80 or 128 mel bins.
@@ -416,6 +419,65 @@ class WhisperFeatureExtractor(FeatureExtractor):
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
+class Speech2TextFeatureExtractor(FeatureExtractor):
+    """Kaldi log mel filterbanks (``runtime.audio.kaldi``: num_mel_bins filters, 25 ms frames
+    every 10 ms) with utterance-level cepstral mean and variance normalization, padded to the
+    longest of the batch with its attention_mask (always made, as transformers' class forces
+    return_attention_mask)."""
+
+    type_name = "Speech2TextFeatureExtractor"
+    model_types = ("speech_to_text",)
+    model_input_names = ("input_features", "attention_mask")
+    default_return_attention_mask = True
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        name = self.type_name
+        self.return_attention_mask = True  # transformers sets it whatever the config says
+        self.num_mel_bins = integer(self.config, "num_mel_bins", 80, name, minimum=1,
+                                    maximum=MAX_FEATURE_SIZE)
+        # in 16-bit units (Kaldi's): 4.0 is noise of about 1e-4 for samples of -1 to 1
+        self.dither = number(self.config, "dither", 0.0, name, minimum=0.0, maximum=2.0**15)
+        self.do_ceptral_normalize = bool(given(self.config, "do_ceptral_normalize", True))
+        self.normalize_means = bool(given(self.config, "normalize_means", True))
+        self.normalize_vars = bool(given(self.config, "normalize_vars", True))
+        self.mel_filters = kaldi.kaldi_mel_filters(self.num_mel_bins, self.sampling_rate)
+        self.window = kaldi.povey_window(kaldi.FRAME_LENGTH)
+        self._rng = np.random.default_rng() if self.dither else None
+
+    def __call__(self, signals, *, return_attention_mask=None):
+        """{"input_features": float32 batch x frames x num_mel_bins, "attention_mask": int32
+        batch x frames}, equal to transformers' ``extractor(signals, padding=True)`` (one
+        signal: ``extractor(signal)``, which the speech-recognition pipeline calls)."""
+        signals = self.checked(signals)
+        short = [i for i, signal in enumerate(signals) if signal.size < kaldi.FRAME_LENGTH]
+        if short:
+            raise InputError(
+                f"Signal {short[0]} is {signals[short[0]].size} samples long, shorter than one "
+                f"{self.type_name} frame ({kaldi.FRAME_LENGTH} samples, 25 ms at 16 kHz). "
+                "Note: give at least 25 ms of audio."
+            )
+        features = [kaldi.fbank(signal, self.mel_filters, self.window, dither=self.dither,
+                                rng=self._rng) for signal in signals]
+        frames = max(len(f) for f in features)
+        values = np.full((len(features), frames, self.num_mel_bins), self.padding_value,
+                         dtype=np.float32)
+        mask = np.zeros((len(features), frames), dtype=np.int32)
+        for row, mask_row, feature in zip(values, mask, features):
+            span = slice(0, len(feature)) if self.padding_side == "right" else slice(
+                frames - len(feature), frames)
+            row[span] = feature
+            mask_row[span] = 1
+        if self.do_ceptral_normalize:
+            values = np.stack([
+                kaldi.utterance_cmvn(row, int(mask_row.sum()),
+                                     normalize_means=self.normalize_means,
+                                     normalize_vars=self.normalize_vars,
+                                     padding_value=self.padding_value)
+                for row, mask_row in zip(values, mask)])
+        return {"input_features": values, "attention_mask": mask}
+
+
 def _zero_mean_unit_var(signal: np.ndarray) -> np.ndarray:
     """transformers' zero_mean_unit_var_norm of one signal, in float32 as there."""
     return (signal - signal.mean()) / np.sqrt(signal.var() + 1e-7)
@@ -485,7 +547,7 @@ def mel_bands(filters: np.ndarray, per_band: int = MEL_BAND
 
 # The table: transformers' class name -> ours.
 EXTRACTORS: dict[str, type[FeatureExtractor]] = {cls.type_name: cls for cls in (
-    Wav2Vec2FeatureExtractor, WhisperFeatureExtractor,
+    Wav2Vec2FeatureExtractor, WhisperFeatureExtractor, Speech2TextFeatureExtractor,
 )}
 MODEL_TYPES: dict[str, type[FeatureExtractor]] = {
     model_type: cls for cls in EXTRACTORS.values() for model_type in cls.model_types}

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..generation.config import GenerationConfig
+from . import whisper_fallback, whisper_timing
 
 # transformers' LANGUAGES (tokenization_whisper.py): the language tokens' codes and names, in
 # the order of the tokens (large-v3 adds "yue").
@@ -242,13 +243,9 @@ def generated_tokens(sequence: np.ndarray, prompt_length: int, pad_token_id: int
     >>> generated_tokens(np.array([1, 2, 5, 6, 0, 0, 0]), 2, 0, 0)
     array([5, 6])
     """
-    tokens = np.asarray(sequence)[prompt_length:]
+    tokens = whisper_fallback.kept_tokens(sequence, prompt_length, pad_token_id, eos_token_id)
     # one id, as Whisper's files give it, or several (any of them ends the row)
     eos = () if eos_token_id is None else tuple(np.atleast_1d(eos_token_id).tolist())
-    if pad_token_id is not None and len(tokens) and tokens[-1] == pad_token_id:
-        count = int((tokens == pad_token_id).sum()) - (pad_token_id in eos)
-        if count:
-            tokens = tokens[:-count]
     if len(tokens) and tokens[-1] in eos:
         tokens = tokens[:-1]
     return tokens
@@ -284,7 +281,8 @@ def split_segments(tokens: np.ndarray, timestamp_begin: int, window_frames: int,
 # --- the result -------------------------------------------------------------------------------
 def transcript(outputs: Sequence[tuple[Sequence[int], tuple[float, float, float] | None]],
                tokenizer, *, timestamps: bool, language: bool, time_precision: float,
-               segment_size: int = 1500) -> dict:
+               segment_size: int = 1500,
+               token_times: Sequence[Sequence[float]] | None = None) -> dict:
     """The pipeline's result, ``{"text"}`` and, with ``timestamps`` or ``language``,
     ``"chunks": [{"timestamp": (start, end)}, {"language": name}, "text"]``, from the
     generated tokens of each window: ``outputs`` holds (tokens, stride), the stride
@@ -297,7 +295,13 @@ def transcript(outputs: Sequence[tuple[Sequence[int], tuple[float, float, float]
     overlapping chunks is merged on their longest common token run. Times are rounded to
     0.01 s, with float arithmetic in transformers' order, so they come out equal.
     ``tokenizer`` is the bundle's TextTokenizer.
+
+    ``token_times`` (``return_timestamps="word"``): the time of each token of each output
+    (``whisper_timing.token_timestamps``); the chunks are then the words, each
+    ``{"text", "timestamp"}`` (and ``"language"``), and overlapping chunks are merged on their
+    tokens and times.
     """
+    words = token_times is not None
     timestamp_begin = tokenizer.token_to_id("<|notimestamps|>") + 1
     special = tokenizer.all_special_ids
     previous_prompt = tokenizer.token_to_id("<|startofprev|>")
@@ -312,12 +316,25 @@ def transcript(outputs: Sequence[tuple[Sequence[int], tuple[float, float, float]
         resolved = longest_common_sequence(pieces)
         return _TIMESTAMP_TEXT.sub("", tokenizer.decode(resolved))
 
+    def close(chunk: dict, pieces: list[list[int]], times: list[list[tuple]]) -> None:
+        """A chunk's text (and words) from its pieces, merged on their overlaps."""
+        if not words:
+            chunk["text"] = text_of(pieces)
+            return
+        resolved, resolved_times = longest_common_sequence(pieces, times)
+        chunk["text"] = _TIMESTAMP_TEXT.sub("", tokenizer.decode(resolved))
+        chunk["words"] = whisper_timing.word_chunks(tokenizer, resolved, resolved_times,
+                                                    last_language, language)
+
     chunk = new_chunk()
     time_offset = 0.0
     previous_tokens: list[list[int]] = []
+    previous_times: list[list[tuple[float, float]]] = []
+    current_times: list[tuple[float, float]] = []
     skip = False
-    for token_ids, stride in outputs:
+    for number, (token_ids, stride) in enumerate(outputs):
         token_ids = _without_previous_text(list(token_ids), previous_prompt, start_of_transcript)
+        times = [float(t) for t in token_times[number]] if words else []
         last_timestamp = None
         first_timestamp = timestamp_begin
         cur_max_timestamp = prev_segments_len = penultimate_timestamp = 0.0
@@ -335,6 +352,7 @@ def transcript(outputs: Sequence[tuple[Sequence[int], tuple[float, float, float]
                             break
                         last_timestamp = token
         current_tokens: list[int] = []
+        current_times = []
         for i, token in enumerate(token_ids):
             if token in special:
                 name = LANGUAGES.get(tokenizer.decode([token])[2:-2])
@@ -370,25 +388,33 @@ def transcript(outputs: Sequence[tuple[Sequence[int], tuple[float, float, float]
                 elif time != chunk["timestamp"][0]:  # the same time twice starts, not ends
                     chunk["timestamp"][1] = time
                     previous_tokens.append(current_tokens)
-                    chunk["text"] = text_of(previous_tokens)
+                    previous_times.append(current_times)
+                    close(chunk, previous_tokens, previous_times)
                     chunks.append(chunk)
                     previous_tokens, current_tokens = [], []
+                    previous_times, current_times = [], []
                     chunk = new_chunk()
             else:
                 current_tokens.append(token)
+                if words:  # (transformers indexes the times as the tokens, prompt cut or not)
+                    start = round((times[i - 1] if i else 0.0) + time_offset, 2)
+                    current_times.append((start, round(times[i] + time_offset, 2)))
         if stride is not None:
             time_offset += chunk_len - stride_right
         if current_tokens:
             previous_tokens.append(current_tokens)
+            previous_times.append(current_times)
         elif not any(previous_tokens):
             chunk = new_chunk()
-            previous_tokens = []
+            previous_tokens, previous_times = [], []
     if previous_tokens:  # text after the last timestamp, or no timestamps at all
-        chunk["text"] = text_of(previous_tokens)
+        close(chunk, previous_tokens, previous_times)
         chunks.append(chunk)
 
     result = {"text": "".join(chunk["text"] for chunk in chunks)}
-    if timestamps or language:
+    if words:
+        result["chunks"] = [word for chunk in chunks for word in chunk["words"]]
+    elif timestamps or language:
         for chunk in chunks:
             if timestamps:
                 chunk["timestamp"] = tuple(chunk["timestamp"])
@@ -400,32 +426,49 @@ def transcript(outputs: Sequence[tuple[Sequence[int], tuple[float, float, float]
     return result
 
 
-def longest_common_sequence(sequences: Sequence[Sequence[int]]) -> list[int]:
+def longest_common_sequence(sequences: Sequence[Sequence[int]],
+                            times: Sequence[Sequence[tuple]] | None = None):
     """Token runs of overlapping chunks merged into one, as transformers' Whisper tokenizer
     merges them: each next run is slid along the end of the merged one, the overlap with the
     most matching tokens (at least two; ties to the longer overlap) is taken, its left half from
     the left run and its right half from the right one.
 
+    With ``times`` (each token's (start, end), word timestamps), a token matches only where
+    its left time is not after its right one, the times are cut as the tokens are, and the
+    result is (tokens, times).
+
     >>> longest_common_sequence([[1, 2, 3, 4], [3, 4, 5, 6]])
     [1, 2, 3, 4, 5, 6]
     """
+    timed = bool(times)
     left = np.asarray(sequences[0], dtype=np.int64)
+    left_times = list(times[0]) if timed else []
     merged: list[int] = []
-    for right in sequences[1:]:
+    merged_times: list[tuple] = []
+    for number, right in enumerate(sequences[1:], start=1):
         right = np.asarray(right, dtype=np.int64)
         best, best_span = 0.0, (len(left), len(left), 0, 0)
         for i in range(1, len(left) + len(right)):
             left_start = max(0, len(left) - i)
             left_stop = min(len(left), len(left) + len(right) - i)
             right_start, right_stop = max(0, i - len(left)), min(len(right), i)
-            matches = np.sum(left[left_start:left_stop] == right[right_start:right_stop])
+            same = left[left_start:left_stop] == right[right_start:right_stop]
+            if timed:
+                same = [bool(match) and left_times[left_start + k] <= times[number][right_start + k]
+                        for k, match in enumerate(same)]
+            matches = np.sum(same)
             matching = matches / i + i / 10000.0  # the epsilon favours long perfect matches
             if matches > 1 and matching > best:
                 best, best_span = matching, (left_start, left_stop, right_start, right_stop)
         left_start, left_stop, right_start, right_stop = best_span
         merged.extend(left[:(left_start + left_stop) // 2].tolist())
         left = right[(right_start + right_stop) // 2:]
-    return merged + left.tolist()
+        if timed:
+            merged_times.extend(left_times[:(left_start + left_stop) // 2])
+            left_times = list(times[number])[(right_start + right_stop) // 2:]
+    if times is None:
+        return merged + left.tolist()
+    return merged + left.tolist(), merged_times + left_times
 
 
 def _without_previous_text(tokens: list[int], previous_prompt: int | None,

@@ -100,7 +100,8 @@ def check_inputs(path: str, task: str | None, inputs: list[str]) -> None:
     from ..tasks import pipeline_class
 
     bundle = Bundle.load(path)
-    if reads_text(pipeline_class(bundle.check_task(task), bundle.manifest.get("family"))):
+    if reads_text(pipeline_class(bundle.check_task(task), bundle.manifest.get("family"),
+                                 bundle.manifest.get("model_type"))):
         for number, text in enumerate(inputs, 1):
             check_text(text, f"--input {number}")
 

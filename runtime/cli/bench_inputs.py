@@ -39,8 +39,13 @@ PASSAGE = [
     "Doctors recommend at least thirty minutes of walking on most days of the week.",
 ]
 QUESTION = "What is this text about?"
-# zero-shot-image-classification's candidate labels, the same on every side.
+# zero-shot-image-classification's and zero-shot-object-detection's candidate labels, the same
+# on every side.
 CANDIDATE_LABELS = ["a photo of a city", "a photo of a landscape", "a photo of an animal"]
+# visual-question-answering's question, asked of every image.
+IMAGE_QUESTION = "What is in the picture?"
+# document-question-answering's question, asked of every document.
+DOCUMENT_QUESTION = "What is the total?"
 # A generated image is what a 640x480 photo becomes in the model's processor.
 PHOTO_HEIGHT, PHOTO_WIDTH = 480, 640
 
@@ -65,6 +70,12 @@ class Workload:
         kwargs = dict(self.options)
         if len(items) > 1 and takes_batch_size:
             kwargs["batch_size"] = len(items)
+        if self.task == "zero-shot-object-detection" and len(items) > 1:
+            # a list of images takes one list of labels per image (transformers pairs them)
+            kwargs["candidate_labels"] = [kwargs["candidate_labels"]] * len(items)
+        if self.task == "document-question-answering":  # a question with each image
+            question = kwargs.pop("question")
+            items = [{"image": image, "question": question} for image in items]
         if self.task == "question-answering":
             questions, contexts = zip(*items)
             single = len(items) == 1
@@ -142,8 +153,11 @@ def speech_like_signal(seconds: float, sampling_rate: int, seed: int) -> np.ndar
 
 # --- workloads ----------------------------------------------------------------------------------
 def modality(pipe) -> str:
-    """"image", "audio" or "text": what the pipeline reads (zero-shot image classification reads
-    images, and its labels are text; Whisper reads audio, and its tokenizer writes)."""
+    """"image", "audio", "trajectory" or "text": what the pipeline reads (zero-shot image
+    classification reads images, and its labels are text; Whisper reads audio, and its tokenizer
+    writes; a Decision Transformer reads states, actions and returns)."""
+    if type(pipe).task == "reinforcement-learning":
+        return "trajectory"
     wanted = type(pipe).preprocessors
     if "image_processor" in wanted:
         return "image"
@@ -160,6 +174,8 @@ def generation_options(task: str, max_new_tokens: int) -> dict[str, Any]:
                                 "max_new_tokens": max_new_tokens}
     if task == "automatic-speech-recognition":
         return {"generate_kwargs": settings}
+    if task == "image-to-text":  # transformers takes generation settings in generate_kwargs only
+        return {"generate_kwargs": {**settings, "min_new_tokens": max_new_tokens}}
     return {**settings, "min_new_tokens": max_new_tokens}
 
 
@@ -171,10 +187,20 @@ def workloads(pipe, task: str, *, batches: Sequence[int], sequences: Sequence[in
     arrays at the model's rate), cycled to fill the batches."""
     kind = modality(pipe)
     options: dict[str, Any] = {}
-    if pipe.generates:
+    # (transformers' document-question-answering takes no generation settings in a call: both
+    # sides generate with the pipeline's own, greedy up to 256 new tokens, the same tokens)
+    if pipe.generates and task != "document-question-answering":
         options.update(generation_options(task, max_new_tokens))
-    if task == "zero-shot-image-classification":
+    # a multilingual translator (mBART) translates between its tokenizer's saved languages
+    options.update(getattr(pipe, "saved_languages", {}))
+    if task in ("zero-shot-image-classification", "zero-shot-object-detection"):
         options["candidate_labels"] = CANDIDATE_LABELS
+    if task == "visual-question-answering":  # the same question of every image
+        options["question"] = IMAGE_QUESTION
+    if task == "document-question-answering":
+        options["question"] = DOCUMENT_QUESTION
+    if "visual_embeds" in type(pipe).parameters:  # VisualBERT: a detector's regions, each text
+        options["visual_embeds"] = region_features(pipe.feature_size or 2048)
     cells = [(batch, sequence) for batch in batches
              for sequence in (sequences if kind == "text" and not given else [None])]
     result = []
@@ -192,8 +218,30 @@ def workloads(pipe, task: str, *, batches: Sequence[int], sequences: Sequence[in
     return result
 
 
+def region_features(size: int, regions: int = 36) -> np.ndarray:
+    """What a detector gives VisualBERT for one image: ``regions`` (36, as its checkpoints were
+    trained with) non-negative feature vectors (after a ReLU), fixed by a seed."""
+    rng = np.random.default_rng(0)
+    return np.maximum(rng.normal(0, 1, (regions, size)), 0).astype(np.float32)
+
+
+def trajectory(state_dim: int, act_dim: int, steps: int, seed: int) -> dict[str, np.ndarray]:
+    """An episode's first ``steps`` steps: smooth states, actions in [-1, 1] (the last a
+    placeholder for the one asked for), returns-to-go falling from 3.6, timesteps from 0."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 0.1, (steps, state_dim)), axis=0)
+    actions = np.tanh(rng.normal(0, 1, (steps, act_dim)))
+    actions[-1] = 0
+    return {"states": walk.astype(np.float32), "actions": actions.astype(np.float32),
+            "returns_to_go": np.linspace(3.6, 3.6 - 0.05 * steps, steps).astype(np.float32),
+            "timesteps": np.arange(steps)}
+
+
 def _generated(pipe, task: str, kind: str, batch: int, sequence: int | None,
                seconds: float | None) -> list[Any]:
+    if kind == "trajectory":  # a full context of steps: the work of every step of an episode
+        return [trajectory(pipe.state_dim, pipe.act_dim, pipe.context, seed)
+                for seed in range(batch)]
     if kind == "image":
         processor = pipe.image_processor
         height, width = (processor.resized_size(PHOTO_HEIGHT, PHOTO_WIDTH) if processor.do_resize
@@ -248,6 +296,9 @@ def load_given(pipe, inputs: Sequence[str]) -> list[Any]:
     """The user's ``--input`` items, loaded once so that no call times a file read: texts as
     they are, image files as RGB images, audio files at the model's sampling rate."""
     kind = modality(pipe)
+    if kind == "trajectory":
+        raise InputError("--input takes texts, or image or audio files; a reinforcement-learning "
+                         "bundle is timed on generated trajectories. Note: drop --input.")
     if kind == "image":
         from ..vision.images import load_image
 

@@ -20,14 +20,17 @@ from numbers import Real
 
 import numpy as np
 
-from ..audio import whisper
+from ..audio import whisper, whisper_fallback, whisper_timing
 from ..audio.ctc import CtcTokenizer
 from ..errors import BundleError, InputError
-from ..generation import GenerationConfig, run
+from ..generation import GenerationConfig, generation_config_for_inputs, run
 from ..generation.logits import (
     SuppressTokensAtBeginLogitsProcessor,
     SuppressTokensLogitsProcessor,
     WhisperTimeStampLogitsProcessor,
+    log_softmax,
+    logits_processors,
+    softmax,
 )
 from ..generation.onnx_model import FAMILY_GRAPHS
 from .audio import AudioPipeline
@@ -103,15 +106,11 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
 
 # Whisper's generate() arguments the pipeline takes (transformers passes them through): they
 # live with the generation config's custom keys, where the model's file may set them too.
-WHISPER_ARGUMENTS = ("language", "task", "is_multilingual")
+WHISPER_ARGUMENTS = ("language", "task", "is_multilingual", "compression_ratio_threshold",
+                     "logprob_threshold", "no_speech_threshold")
 # transformers' Whisper generate() arguments (and generation_config.json keys) that edgeport's
 # Whisper does not implement -> what they would do.
 _NOT_IMPLEMENTED = {
-    "compression_ratio_threshold": "the temperature fallback (decoding a window again, "
-                                   "sampling, when its text compresses too well)",
-    "logprob_threshold": "the temperature fallback (decoding a window again, sampling, when "
-                         "its tokens are too unlikely)",
-    "no_speech_threshold": "no-speech detection (skipping windows without speech)",
     "condition_on_prev_tokens": "conditioning each window on the text of the one before",
     "prompt_ids": "prompting with a text",
     "prompt_condition_type": "prompting with a text",
@@ -134,9 +133,16 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
     timestamps (``return_timestamps=True``, or a generation_config.json that does not set
     return_timestamps false), as in transformers.
 
-    Refused with a clear error, where transformers would act: word timestamps (they need the
-    decoder's cross-attention weights, which the exported graph does not give), sampling and the
-    temperature fallback, text prompts, no-speech detection (``_NOT_IMPLEMENTED``).
+    ``return_timestamps="word"``: each word with its time, from the alignment heads'
+    cross-attention weights (a bundle exported with ``--word-timestamps``;
+    ``runtime.audio.whisper_timing``). ``temperature`` (one, or a list for the fallback) with
+    ``compression_ratio_threshold``, ``logprob_threshold`` and ``no_speech_threshold``: each
+    window decoded again, sampling at the next temperature, while it fails the thresholds
+    (``runtime.audio.whisper_fallback``); sampling draws from the runtime's RNG (``seed``
+    makes it reproducible), so sampled tokens differ from transformers'.
+
+    Refused with a clear error, where transformers would act: text prompts, conditioning on
+    the previous window (``_NOT_IMPLEMENTED``).
 
     >>> transcribe = pipeline("automatic-speech-recognition", model="whisper")  # doctest: +SKIP
     >>> transcribe("jfk.flac", return_timestamps=True, generate_kwargs={"language": "en"})
@@ -148,7 +154,7 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
     preprocessors = ("feature_extractor", "tokenizer")
     pipeline_generation_defaults = {"max_new_tokens": 256, "num_beams": 5}
     parameters = {"chunk_length_s": 0, "stride_length_s": None, "return_timestamps": None,
-                  "return_language": None, "ignore_warning": None,
+                  "return_language": None, "ignore_warning": None, "temperature": None,
                   **dict.fromkeys(WHISPER_ARGUMENTS)}
 
     def __init__(self, **kwargs):
@@ -163,6 +169,7 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
                 "Note: fix it in the bundle's config.json (Whisper's is 1500), or export the "
                 "checkpoint again."
             )
+        self._alignment = None  # the alignment heads' engine, made for the first word timing
         self._check(self.defaults)
 
     def __call__(self, inputs, **kwargs):
@@ -185,8 +192,8 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         if features.ndim != 3 or len(features) != 1:
             raise InputError(f"input_features must be one input's log-mel features, (1, mel "
                              f"bins, frames), got shape {features.shape}.")
-        _, config, stamps = self._settings(kwargs)
-        return self._generate(features, config, stamps)
+        args, config, stamps = self._settings(kwargs)
+        return self._generate(features, config, stamps, temperature=args["temperature"])
 
     # --- arguments --------------------------------------------------------------------------
     def _settings(self, kwargs: Mapping) -> tuple[dict, GenerationConfig, bool]:
@@ -209,27 +216,20 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
             raise InputError(f"generate_kwargs must be a dict of generation settings, got "
                              f"{type(extra).__name__}. Note: e.g. generate_kwargs="
                              "{'language': 'en', 'task': 'transcribe'}.")
-        misplaced = sorted(k for k in extra if k in self.parameters and k not in WHISPER_ARGUMENTS)
+        misplaced = sorted(k for k in extra if k in self.parameters
+                           and k not in (*WHISPER_ARGUMENTS, "temperature"))
         if misplaced:
             raise InputError(f"{misplaced} are arguments of the pipeline, not of generate(). "
                              "Note: pass them to the call itself, not in generate_kwargs.")
         # None leaves a setting to the model, as in transformers (and then unset, or refused)
         kwargs = {k: v for k, v in {**extra, **kwargs}.items()
                   if not (v is None and k in _NOT_IMPLEMENTED)}
-        temperature = kwargs.pop("temperature", None)
-        first = temperature[0] if isinstance(temperature, (list, tuple)) and temperature else (
-            temperature)
-        if first is not None and (not isinstance(first, Real) or first > 0):
-            raise InputError(
-                f"temperature={temperature!r} makes Whisper sample, which edgeport does not "
-                "implement (its tokens could not match transformers' anyway). Note: leave "
-                "temperature out, or pass 0.0: Whisper then decodes greedily or with beams."
-            )
         if kwargs.get("do_sample"):
             raise InputError(
                 "do_sample=True does not make Whisper sample: transformers ignores it (Whisper "
-                "samples only with a temperature, which edgeport does not implement). Note: "
-                "leave do_sample out; num_beams picks greedy (1) or beam search."
+                "samples at a temperature above 0, and decodes greedily or with beams at 0 or "
+                "none). Note: leave do_sample out, and pass temperature=0.7 (or a list, "
+                "(0.0, 0.2, ...), for the fallback) to sample."
             )
         for name, what in _NOT_IMPLEMENTED.items():
             if kwargs.get(name) is not None:
@@ -239,17 +239,21 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
 
     def _check(self, args):
         stamps = args["return_timestamps"]
-        if stamps == "word":
+        if stamps == "word" and (self.bundle is None
+                                 or whisper_timing.ALIGNMENT_GRAPH not in self.bundle.graphs):
             raise InputError(
-                "return_timestamps='word' is not possible here: Whisper times words from the "
-                "decoder's cross-attention weights (alignment heads), which the exported "
-                "decoder graph does not give. Note: use return_timestamps=True for segment "
-                "timestamps."
+                "return_timestamps='word' needs the graph of Whisper's alignment heads "
+                "(their cross-attention weights time the words), and this bundle was exported "
+                "without it. Note: export the checkpoint again with `edgeport export "
+                "--word-timestamps` (bundle_from_checkpoint(..., word_timestamps=True)), or use "
+                "return_timestamps=True for segment timestamps."
             )
-        if stamps not in (None, False, True):
+        whisper_fallback.temperatures(args["temperature"])
+        if stamps not in (None, False, True, "word"):
             raise InputError(
                 f"return_timestamps={stamps!r} is not possible for Whisper (transformers "
-                "refuses 'char' too). Note: use True for segment timestamps, or leave it out."
+                "refuses 'char' too). Note: use True for segment timestamps, 'word' for word "
+                "timestamps, or leave it out."
             )
         if args["return_language"] not in (None, False, True):
             raise InputError(f"return_language must be True or False, got "
@@ -279,8 +283,9 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
                 )
         if config.do_sample:
             raise InputError("The generation settings ask for sampling (do_sample), which "
-                             "edgeport's Whisper does not implement. Note: pass "
-                             "do_sample=False.")
+                             "Whisper ignores: it samples at a temperature above 0. Note: pass "
+                             "do_sample=False, and temperature=0.7 (or a list) to sample.")
+        whisper_fallback.check_thresholds(config.extras)
         if config.num_return_sequences != 1:
             raise InputError(f"num_return_sequences={config.num_return_sequences}: the pipeline "
                              "gives one transcript per input. Note: leave it out.")
@@ -304,28 +309,42 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         ``chunk_length_s`` (each one 30 s window), else one window, or several for audio over
         30 s (features then not cut to 30 s)."""
         extractor, rate = self.feature_extractor, self.feature_extractor.sampling_rate
-        outputs = []
+        hop, words = extractor.hop_length, args["return_timestamps"] == "word"
+        outputs, times = [], []
         if args["chunk_length_s"]:
             for chunk, (left, right) in _chunks(signal, args, rate, self.inputs_to_logits_ratio):
                 features = self.features([chunk])["input_features"]
                 # the stride in seconds, divided as transformers divides it
                 stride = (len(chunk) / rate, left / rate, right / rate)
-                outputs.append((self._generate(features, config, stamps), stride))
+                times.append([] if words else None)  # frames: the attention mask's, as there
+                outputs.append((self._generate(
+                    features, config, stamps, temperature=args["temperature"], times=times[-1],
+                    num_frames=_mask_frames(len(chunk), extractor.n_samples, hop)), stride))
         else:
             long = len(signal) > extractor.n_samples
             features = self.features([signal], padding="longest" if long else "max_length",
                                      truncation=not long)["input_features"]
-            outputs.append((self._generate(features, config, stamps), None))
+            times.append([] if words else None)
+            # frames: the extractor's num_frames, or (long-form) its attention mask's
+            frames = _mask_frames(len(signal), len(signal), hop) if long else len(signal) // hop
+            outputs.append((self._generate(features, config, stamps,
+                                           temperature=args["temperature"], times=times[-1],
+                                           num_frames=frames), None))
         return whisper.transcript(
             outputs, self.tokenizer, timestamps=stamps, language=bool(args["return_language"]),
-            time_precision=extractor.chunk_length / self.source_positions)
+            time_precision=extractor.chunk_length / self.source_positions,
+            token_times=times if words else None)
 
-    def _generate(self, features: np.ndarray, config: GenerationConfig,
-                  stamps: bool) -> list[int]:
+    def _generate(self, features: np.ndarray, config: GenerationConfig, stamps: bool, *,
+                  temperature=None, times: list | None = None,
+                  num_frames: int | None = None) -> list[int]:
         """The generated tokens of one input's log-mel features (1 x mel bins x frames), as
         transformers' Whisper ``generate()`` gives them: window after window of 30 s (one for
-        short-form audio), each from the same prompt, moving on past the last complete segment
-        (``whisper.split_segments``); the windows' segments one after the other."""
+        short-form audio), each from the same prompt, decoded again at the next of
+        ``temperature`` while it fails the fallback's thresholds (``whisper_fallback``),
+        moving on past the last complete segment (``whisper.split_segments``); the windows'
+        segments one after the other. ``times``: a list to extend with the time of each
+        returned token (word timestamps; ``num_frames``: the input's frames of audio)."""
         extras, extractor = config.extras, self.feature_extractor
         whisper.check_extras(extras)
         window = extractor.nb_max_frames  # 3000 frames: what the encoder takes
@@ -376,24 +395,134 @@ class WhisperSpeechRecognitionPipeline(GenerationPipeline, AudioPipeline):
         ready = config.replace(suppress_tokens=None, begin_suppress_tokens=None)
         timestamp_begin = (no_timestamps + 1 if no_timestamps is not None
                            else self.model.vocab_size + 1)
+        thresholds = whisper_fallback.check_thresholds(extras)
+        heats = whisper_fallback.temperatures(temperature)
+        rng = np.random.default_rng(config.seed)  # sampling's draws, window after window
+        beams = ready.num_beams
         segments, seek = [], 0
         while seek < frames:
             span = min(frames - seek, window)
             segment = np.zeros((*features.shape[:-1], window), dtype=np.float32)
             segment[..., :span] = features[..., seek:seek + span]
-            output = run(model, {"input_features": segment}, None, ready,
-                         tokenizer=self.tokenizer, max_positions=self.max_positions,
-                         max_positions_key=self.max_positions_key,
-                         decoder_input_ids=np.array([prompt], dtype=np.int64),
-                         logits_processor=processors)
-            tokens = whisper.generated_tokens(output.sequences[0], begin, config.pad_token_id,
+            feed = {"input_features": segment}
+            for heat in heats:
+                sample = heat is not None and heat > 0.0
+                if sample:  # (transformers keeps one beam for the windows after, too)
+                    beams = 1
+                tried = ready.replace(
+                    do_sample=sample, temperature=heat if sample else 1.0, num_beams=beams,
+                    seed=int(rng.integers(2**63)) if sample else ready.seed)
+                output = run(model, feed, None, tried, tokenizer=self.tokenizer,
+                             max_positions=self.max_positions,
+                             max_positions_key=self.max_positions_key,
+                             decoder_input_ids=np.array([prompt], dtype=np.int64),
+                             logits_processor=processors)
+                sequence = output.sequences[0]
+                again, skip = self._needs_fallback(model, feed, sequence, begin, tried,
+                                                   processors, heat, thresholds)
+                if not again:
+                    break
+            if skip:  # no speech: the window gives no text
+                seek += span
+                continue
+            tokens = whisper.generated_tokens(sequence, begin, config.pad_token_id,
                                               config.eos_token_id)
             found, advance = whisper.split_segments(tokens, timestamp_begin, span, input_stride)
             segments += found
+            if times is not None:
+                count = sum(len(piece) for piece in found)
+                stamps_of = self._token_times(model, feed, sequence, begin, num_frames - seek)
+                # float32 plus the window's offset, as transformers adds them
+                offset = np.float32(seek * 0.02 / input_stride)
+                times.extend((stamps_of[begin:begin + count] + offset).tolist())
             # A window whose last pair of timestamps is at <|0.00|> would be decoded again
             # forever (in transformers too): it is done instead.
             seek += advance or span
-        return np.concatenate(segments).tolist()
+        return np.concatenate(segments).tolist() if segments else []
+
+    def _needs_fallback(self, model, feed, sequence: np.ndarray, begin: int,
+                        tried: GenerationConfig, processors, heat, thresholds: dict
+                        ) -> tuple[bool, bool]:
+        """(decode the window again, skip it) for one decoded window, as transformers'
+        ``_need_fallback`` decides (``whisper_fallback``). The search's scores, which the
+        average log-probability needs, are computed again by feeding the chosen tokens
+        step by step (the same steps as the search, on its one row)."""
+        if not any(value is not None for value in thresholds.values()):
+            return False, False
+        kept = whisper_fallback.kept_tokens(sequence, begin, tried.pad_token_id,
+                                            tried.eos_token_id)
+        logprob = no_speech = None
+        if thresholds["logprob_threshold"] is not None and len(kept):
+            scores = self._search_scores(model, feed, np.concatenate(
+                [sequence[:begin], kept]), begin, tried, processors)
+            logprob = whisper_fallback.average_logprob(scores, kept, heat)
+        if thresholds["no_speech_threshold"] is not None:
+            no_speech = self._no_speech_probability(model, feed, int(sequence[0]),
+                                                    tried.extras["no_timestamps_token_id"])
+        return whisper_fallback.fallback_decision(
+            tokens=kept, vocab_size=self.model.vocab_size,
+            compression_threshold=thresholds["compression_ratio_threshold"], logprob=logprob,
+            logprob_threshold=thresholds["logprob_threshold"], no_speech=no_speech,
+            no_speech_threshold=thresholds["no_speech_threshold"])
+
+    def _search_scores(self, model, feed, sequence: np.ndarray, begin: int,
+                       tried: GenerationConfig, processors) -> np.ndarray:
+        """transformers' ``scores`` of the search that chose ``sequence`` (prompt of ``begin``
+        tokens, then the chosen ones): each step's logits (beam search: log-probabilities)
+        after the processors and, when sampling, the warpers."""
+        ready = generation_config_for_inputs(tried, input_ids_length=begin,
+                                             is_encoder_decoder=True,
+                                             max_position_embeddings=self.max_positions)
+        process = logits_processors(ready, begin, custom=processors)
+        state = model.begin(feed, None)
+        rows = sequence[None, :].astype(np.int64)
+        scores = []
+        for step in range(begin, rows.shape[1]):
+            logits, state = model.next_logits(state, rows[:, :step])
+            logits = np.asarray(logits, dtype=np.float32)
+            if tried.num_beams > 1:
+                logits = log_softmax(logits)
+            scores.append(process(rows[:, :step], logits)[0] if process else logits[0])
+        return np.stack(scores)
+
+    @staticmethod
+    def _no_speech_probability(model, feed, start: int, no_timestamps: int) -> float:
+        """transformers' ``WhisperNoSpeechDetection``: the probability of <|nospeech|> (the
+        token before <|notimestamps|>) after <|startoftranscript|>."""
+        state = model.begin(feed, None)
+        logits, _ = model.next_logits(state, np.array([[start]], dtype=np.int64))
+        return float(softmax(np.asarray(logits, dtype=np.float32))[0, no_timestamps - 1])
+
+    def _token_times(self, model, feed, sequence: np.ndarray, begin: int,
+                     num_frames: int | None) -> np.ndarray:
+        """The time of each token of a decoded window, from the alignment heads' weights of
+        the bundle's alignment graph (``whisper_timing.token_timestamps``)."""
+        if self._alignment is None:
+            self._alignment = self.bundle.engine(whisper_timing.ALIGNMENT_GRAPH,
+                                                 self._variant())
+        state = model.begin(feed, None)
+        hidden = np.asarray(state.encoder["encoder_hidden_states"], dtype=np.float32)
+        weights = self._alignment.run({
+            "input_ids": np.asarray(sequence[None, :-1], dtype=np.int64),
+            "encoder_hidden_states": hidden})[whisper_timing.ALIGNMENT_OUTPUT]
+        width = self.config.get("median_filter_width", 7)
+        return whisper_timing.token_timestamps(weights[0], begin, len(sequence),
+                                               num_frames=num_frames, filter_width=width)
+
+    def _variant(self) -> str:
+        """The variant whose decoder this pipeline runs (its alignment graph goes with it)."""
+        path = getattr(self.model.decoder, "path", None)
+        for name, info in self.bundle.variants.items():
+            decoder = info["files"].get("decoder_model_merged")
+            if decoder and path is not None and self.bundle.file(
+                    decoder, what="the decoder").resolve() == path.resolve():
+                if whisper_timing.ALIGNMENT_GRAPH not in info["files"]:
+                    raise InputError(
+                        f"The variant {name!r} has no alignment graph, which "
+                        "return_timestamps='word' needs. Note: use variant='fp32', or make "
+                        "the variant from a bundle exported with --word-timestamps.")
+                return name
+        return "fp32"
 
     @staticmethod
     def _detect_language(model, features: np.ndarray, config: GenerationConfig) -> int:
@@ -481,6 +610,14 @@ def _chunks(signal: np.ndarray, args, rate: int, align: int):
             yield chunk, stride
         if last:
             return
+
+
+def _mask_frames(samples: int, padded: int, hop: int) -> int:
+    """The feature frames with audio, as the sum of Whisper's extractor's attention mask: the
+    sample mask (``samples`` of ``padded``) taken every ``hop`` samples, its last entry dropped
+    when ``padded`` is not a multiple of ``hop``."""
+    count = len(range(0, padded, hop)) - (padded % hop != 0)
+    return min(count, -(-samples // hop))
 
 
 def _rescale_stride(samples: int, left: int, right: int, ratio: float) -> tuple[int, int, int]:

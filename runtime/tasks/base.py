@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backends.engine import Engine
 from ..errors import BundleError, InputError, did_you_mean
+from ..text.global_attention import global_attention_mask
 from ..text.tokenizer import TextTokenizer
 
 
@@ -111,6 +112,11 @@ class Pipeline:
         if "position_ids" in self.input_names:
             mask = padded["attention_mask"]
             feed["position_ids"] = np.clip(np.cumsum(mask, axis=1) - 1, 0, None).astype(np.int64)
+        if "global_attention_mask" in self.input_names:  # Longformer's, as its head makes it
+            preprocessing = (self.bundle.manifest.get("preprocessing") if self.bundle else None)
+            feed["global_attention_mask"] = global_attention_mask(
+                (preprocessing or {}).get("global_attention"), padded["input_ids"],
+                sep_token_id=self.config.get("sep_token_id"))
         return feed
 
     def run_text(self, encodings, **kwargs) -> dict[str, np.ndarray]:

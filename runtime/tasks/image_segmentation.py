@@ -1,6 +1,6 @@
 """The image-segmentation task: labelled masks, as transformers' ImageSegmentationPipeline gives
-them. Semantic models (SegFormer) give one mask per class present; Mask2Former gives panoptic,
-instance or semantic segments, chosen by ``subtask``."""
+them. Semantic models (SegFormer) give one mask per class present; Mask2Former and MaskFormer
+give panoptic, instance or semantic segments, chosen by ``subtask``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..vision.postprocess import (
     mask2former_instance_segmentation,
     mask2former_panoptic_segmentation,
     mask2former_semantic_segmentation,
+    query_mask_size,
     segments_from_label_map,
     segments_from_segmentation,
     semantic_segmentation,
@@ -47,6 +48,7 @@ class ImageSegmentationPipeline(ImagePipeline):
                 f"{list(_QUERY_OUTPUTS)}. Note: export the checkpoint again with `edgeport "
                 "export` for image-segmentation."
             )
+        self.mask_size = query_mask_size(self.config.get("model_type"))
         self._check(self.defaults)
 
     def __call__(self, inputs=None, **kwargs):
@@ -64,23 +66,24 @@ class ImageSegmentationPipeline(ImagePipeline):
                                                                          size)[0])
             elif subtask == "semantic":
                 segments = segments_from_label_map(mask2former_semantic_segmentation(
-                    *(outputs[name] for name in _QUERY_OUTPUTS), size)[0])
+                    *(outputs[name] for name in _QUERY_OUTPUTS), size,
+                    mask_size=self.mask_size)[0])
             else:
                 segments = self._segments(subtask, outputs, args, size)
             results.append([{**s, "label": self.label(s["label"])} for s in segments])
         return results[0] if single else results
 
-    @staticmethod
-    def _segments(subtask: str, outputs, args, size) -> list[dict]:
+    def _segments(self, subtask: str, outputs, args, size) -> list[dict]:
         logits = [outputs[name] for name in _QUERY_OUTPUTS]
         if subtask == "panoptic":
             [found] = mask2former_panoptic_segmentation(
                 *logits, threshold=args["threshold"], mask_threshold=args["mask_threshold"],
                 overlap_mask_area_threshold=args["overlap_mask_area_threshold"],
-                target_sizes=size)
+                target_sizes=size, mask_size=self.mask_size)
         else:  # transformers gives Mask2Former's instance method only the threshold
             [found] = mask2former_instance_segmentation(*logits, threshold=args["threshold"],
-                                                        target_sizes=size)
+                                                        target_sizes=size,
+                                                        mask_size=self.mask_size)
         return segments_from_segmentation(found["segmentation"], found["segments_info"])
 
     def label(self, index: int) -> str:

@@ -91,6 +91,13 @@ def encode_texts(tokenizer, texts, pairs=None, **options):
     try:
         return tokenizer.encode_batch(texts, pairs, **options)
     except Exception as exc:
+        if "too short to respect the provided max_length" in str(exc):
+            raise InputError(
+                f"The input cannot be cut to max_length={options.get('max_length')} with "
+                f"truncation={options.get('truncation')!r}: what may not be cut (the other "
+                "text of a pair, the special tokens) is that long already, as transformers "
+                "also says. Note: pass a larger max_length, or truncation='longest_first'."
+            ) from None
         if "Second sequence not provided" not in str(exc):
             raise
         raise InputError(

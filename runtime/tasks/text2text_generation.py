@@ -53,7 +53,7 @@ class Text2TextGenerationPipeline(GenerationPipeline):
 
     def _generate(self, text: str, options, config, tensors: bool) -> list[dict]:
         """One text at a time, as transformers runs a list (no padding between texts)."""
-        ids, mask = self.encode(text, options["truncation"])
+        ids, mask, config = self.prepare(text, options, config)
         output = self.generate_ids(ids, mask, config, streamer=options["streamer"])
         if tensors:  # transformers gives torch tensors here; numpy arrays of the same values
             return [{f"{self.return_name}_token_ids": seq} for seq in output.sequences]
@@ -61,6 +61,12 @@ class Text2TextGenerationPipeline(GenerationPipeline):
                     seq.tolist(), skip_special_tokens=True,
                     clean_up_tokenization_spaces=options["clean_up_tokenization_spaces"])}
                 for seq in output.sequences]
+
+    def prepare(self, text: str, options, config):
+        """The encoder's ids and mask for one text, and the generation settings for it
+        (translation adds its languages')."""
+        ids, mask = self.encode(text, options["truncation"])
+        return ids, mask, config
 
     def encode(self, text: str, truncation) -> tuple[np.ndarray, np.ndarray]:
         """The encoder's ids for ``prefix + text`` (T5's task prefix), checked against the

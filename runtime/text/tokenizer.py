@@ -38,6 +38,12 @@ _SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token"
                  "mask_token")
 _SIDES = ("right", "left")
 _CONFIG_FILES = ("special_tokens_map.json", "tokenizer_config.json")
+# transformers' byte-level BPE tokenizers that refuse words (is_split_into_words) unless made with
+# add_prefix_space=True: their words would be tokenized without the space that starts a word.
+_WORDS_NEED_PREFIX_SPACE = frozenset({
+    "BartTokenizer", "BlenderbotTokenizer", "BloomTokenizer", "CodeGenTokenizer",
+    "CohereTokenizer", "DebertaTokenizer", "GPT2Tokenizer", "LEDTokenizer",
+    "LongformerTokenizer", "MvpTokenizer", "RobertaTokenizer", "WhisperTokenizer"})
 _FIX = "Note: fix it in tokenizer_config.json (or special_tokens_map.json), or export again."
 
 
@@ -108,6 +114,10 @@ class TextTokenizer:
         self.clean_up_tokenization_spaces = bool(
             self.config.get("clean_up_tokenization_spaces", False)
         )
+        kind = self.config.get("tokenizer_class")
+        self._words_need_prefix_space = (
+            isinstance(kind, str) and kind.removesuffix("Fast") in _WORDS_NEED_PREFIX_SPACE
+            and not self.config.get("add_prefix_space"))
         self.special_tokens = {k: _special_token(self.config, k) for k in _SPECIAL_KEYS}
         self.special_token_ids = {
             k: (self._shared.token_to_id(v) if v is not None else None)
@@ -219,6 +229,12 @@ class TextTokenizer:
                 )
             for piece in text if is_split_into_words else [text]:
                 _check_unicode(piece, number)
+        if is_split_into_words and self._words_need_prefix_space:
+            raise InputError(
+                f"This {self.config['tokenizer_class']} takes words (is_split_into_words) only "
+                "when made with add_prefix_space=True, as in transformers. Note: pass the text "
+                "as one string, or save the tokenizer with add_prefix_space=True and export the "
+                "checkpoint again.")
         if is_split_into_words:  # tokenizers reads a tuple as a (text, pair) pair
             texts = [list(words) for words in texts]
             pairs = None if pairs is None else [list(words) for words in pairs]

@@ -7,6 +7,7 @@ the pipeline code around it, on numpy arrays instead of torch tensors:
     detections                   DETR, YOLOS: post_process_object_detection + the pipeline's boxes
     semantic_segmentation        SegFormer, DPT, BEiT: logits -> label map at the image size
     mask2former_semantic_segmentation / _instance_ / _panoptic_   Mask2Former's three subtasks
+                                 (MaskFormer's too, with mask_size=None: no 384 x 384 upscaling)
     choose_subtask               which of those the image-segmentation pipeline runs
     segments_from_label_map      the pipeline's [{"score": None, "label", "mask"}] (semantic)
     segments_from_segmentation   the pipeline's [{"score", "label", "mask"}] (panoptic, instance)
@@ -460,13 +461,32 @@ def choose_subtask(subtask: str | None, available: Collection[str]) -> str:
 
 # --- Mask2Former ------------------------------------------------------------------------------
 
-def _mask2former_masks(masks_queries_logits: np.ndarray) -> np.ndarray:
-    return resize_bilinear(_float32(masks_queries_logits), MASK2FORMER_MASK_SIZE)
+# The size a query model's mask logits are upscaled to before its post-processing, by
+# model_type: Mask2Former's processor upscales to 384 x 384, MaskFormer's keeps the model's size.
+QUERY_MASK_SIZES: dict[str, Size | None] = {"maskformer": None}
+
+
+def query_mask_size(model_type: str | None) -> Size | None:
+    """The ``mask_size`` of the mask2former_* functions for a model_type (Mask2Former's for any
+    other).
+
+    >>> query_mask_size("maskformer") is None, query_mask_size("mask2former")
+    (True, (384, 384))
+    """
+    return QUERY_MASK_SIZES.get(model_type, MASK2FORMER_MASK_SIZE)
+
+
+def _mask2former_masks(masks_queries_logits: np.ndarray, mask_size: Size | None) -> np.ndarray:
+    """The mask logits upscaled to ``mask_size`` first (Mask2Former: 384 x 384); None keeps
+    them at the model's size (MaskFormer's processor, the same post-processing otherwise)."""
+    masks = _float32(masks_queries_logits)
+    return masks if mask_size is None else resize_bilinear(masks, mask_size)
 
 
 def mask2former_semantic_segmentation(class_queries_logits: np.ndarray,
                                       masks_queries_logits: np.ndarray,
-                                      target_sizes: Iterable[Size] | None = None
+                                      target_sizes: Iterable[Size] | None = None, *,
+                                      mask_size: Size | None = MASK2FORMER_MASK_SIZE
                                       ) -> list[np.ndarray]:
     """Mask2Former outputs -> per image a map of class ids, as
     ``Mask2FormerImageProcessor.post_process_semantic_segmentation``: each class scores
@@ -476,7 +496,7 @@ def mask2former_semantic_segmentation(class_queries_logits: np.ndarray,
     (N, queries, h, w). A pixel where two classes tie to float32 rounding may differ from torch
     (its matrix product sums in another order)."""
     classes = _softmax(_float32(class_queries_logits))[..., :-1]
-    probabilities = _sigmoid(_mask2former_masks(masks_queries_logits))
+    probabilities = _sigmoid(_mask2former_masks(masks_queries_logits, mask_size))
     sizes = _sizes(target_sizes, len(classes), "images of Mask2Former outputs")
     maps = []
     for weights, masks, size in zip(classes, probabilities, sizes):
@@ -489,7 +509,9 @@ def mask2former_instance_segmentation(class_queries_logits: np.ndarray,
                                       masks_queries_logits: np.ndarray, *,
                                       threshold: float = 0.5,
                                       target_sizes: Iterable[Size] | None = None,
-                                      return_binary_maps: bool = False) -> list[dict]:
+                                      return_binary_maps: bool = False,
+                                      mask_size: Size | None = MASK2FORMER_MASK_SIZE
+                                      ) -> list[dict]:
     """Mask2Former outputs -> per image ``{"segmentation", "segments_info"}``, as
     ``post_process_instance_segmentation``: the ``queries`` best (query, class) pairs, in torch's
     own order; a pair is kept when its class probability times the mean mask probability is at
@@ -500,7 +522,7 @@ def mask2former_instance_segmentation(class_queries_logits: np.ndarray,
     (instances, height, width) 0/1 masks instead. ``segments_info``: ``{"id", "label_id",
     "was_fused": False, "score"}`` with the score rounded to 6 decimals. The pipeline calls this
     with its defaults, only threshold (0.9) and the image size given."""
-    masks_logits = _mask2former_masks(masks_queries_logits)
+    masks_logits = _mask2former_masks(masks_queries_logits, mask_size)
     class_logits = _float32(class_queries_logits)
     num_queries, num_classes = class_logits.shape[1], class_logits.shape[2] - 1
     sizes = _sizes(target_sizes, len(class_logits), "images of Mask2Former outputs")
@@ -536,7 +558,9 @@ def mask2former_panoptic_segmentation(class_queries_logits: np.ndarray,
                                       threshold: float = 0.5, mask_threshold: float = 0.5,
                                       overlap_mask_area_threshold: float = 0.8,
                                       label_ids_to_fuse: Collection[int] | None = None,
-                                      target_sizes: Iterable[Size] | None = None) -> list[dict]:
+                                      target_sizes: Iterable[Size] | None = None,
+                                      mask_size: Size | None = MASK2FORMER_MASK_SIZE
+                                      ) -> list[dict]:
     """Mask2Former outputs -> per image ``{"segmentation", "segments_info"}``, as
     ``post_process_panoptic_segmentation``: queries whose best class is not "no object" and
     scores above ``threshold`` compete for each pixel (mask probability times score); a query
@@ -551,7 +575,7 @@ def mask2former_panoptic_segmentation(class_queries_logits: np.ndarray,
     fuse = set(label_ids_to_fuse or ())
     class_logits = _float32(class_queries_logits)
     num_labels = class_logits.shape[-1] - 1
-    probabilities = _sigmoid(_mask2former_masks(masks_queries_logits))
+    probabilities = _sigmoid(_mask2former_masks(masks_queries_logits, mask_size))
     best = _softmax(class_logits)
     scores, labels = best.max(axis=-1), best.argmax(axis=-1)
     sizes = _sizes(target_sizes, len(class_logits), "images of Mask2Former outputs")

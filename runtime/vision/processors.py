@@ -24,8 +24,14 @@ and no normalize).
     ├── GLPNImageProcessor             rounded down to size_divisor, rescale only
     ├── DetrImageProcessor             shortest/longest edge, pad to the batch, pixel_mask
     │   └── YolosImageProcessor          sizes rounded down to 16, pad without a mask
-    └── Mask2FormerImageProcessor      torchvision-style edge, up to size_divisor, pixel_mask
-        └── MaskFormerImageProcessor
+    ├── Mask2FormerImageProcessor      torchvision-style edge, up to size_divisor, pixel_mask
+    │   └── MaskFormerImageProcessor
+    ├── LevitImageProcessor            short edge to 256/224 of shortest_edge + center crop
+    ├── ImageGPTImageProcessor         fixed size, [-1, 1], nearest color cluster: input_ids
+    ├── ViltImageProcessor             short edge, long edge capped, down to size_divisor, mask
+    ├── DonutImageProcessor            long axis aligned, short edge, thumbnail, centered pad
+    ├── OwlViTImageProcessor           fixed {"height", "width"} (bicubic), optional crop
+    └── Owlv2ImageProcessor            gray pad to a square, anti-aliased resize (float32)
 
 >>> processor = ImageProcessor.from_config({"image_processor_type": "ViTImageProcessor"})
 >>> from PIL import Image
@@ -52,6 +58,8 @@ from ..preprocessor_config import (
     read_directory,
     shown,
 )
+from .antialias import resize_antialiased
+from .color_clusters import nearest_clusters, read_clusters
 
 IMAGENET_DEFAULT = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 IMAGENET_STANDARD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -234,17 +242,21 @@ class ImageProcessor:
         return mask
 
     # --- running ----------------------------------------------------------------------------
-    def __call__(self, images: Sequence[Image.Image] | Image.Image) -> dict[str, np.ndarray]:
-        """{"pixel_values": float32 NCHW, and "pixel_mask": int64 NHW where the model takes
-        one}, equal to transformers' ``processor(images=..., return_tensors="np")``."""
+    def image_list(self, images) -> Sequence[Image.Image]:
+        """``images`` as a non-empty list (one image is a list of one); a clear error else."""
         if isinstance(images, Image.Image):
             images = [images]
         if not isinstance(images, Sequence) or not images:
             raise InputError(
                 f"{self.type_name} needs a non-empty list of PIL images, got "
                 f"{type(images).__name__}. Note: runtime.vision.images.load_images makes one from "
-                "paths, bytes or arrays."
-            )
+                "paths, bytes or arrays.")
+        return images
+
+    def __call__(self, images: Sequence[Image.Image] | Image.Image) -> dict[str, np.ndarray]:
+        """{"pixel_values": float32 NCHW, and "pixel_mask": int64 NHW where the model takes
+        one}, equal to transformers' ``processor(images=..., return_tensors="np")``."""
+        images = self.image_list(images)
         prepared = [self.prepare(image, index) for index, image in enumerate(images)]
         sizes = [(image.height, image.width) for image in prepared]
         canvas, offsets = self.layout(sizes)
@@ -627,13 +639,245 @@ class MaskFormerImageProcessor(Mask2FormerImageProcessor):
     model_type = "maskformer"
 
 
+class LevitImageProcessor(ImageProcessor):
+    """The short edge to 256/224 of shortest_edge (bicubic), then a center crop; or a fixed
+    {"height", "width"}."""
+
+    type_name = "LevitImageProcessor"
+    model_type = "levit"
+    default_size = {"shortest_edge": 224}
+    size_default_to_square = False
+    size_forms = (SHORTEST, HEIGHT_WIDTH)
+    default_resample = BICUBIC
+    default_mean_std = IMAGENET_DEFAULT
+    default_center_crop = True
+
+    def resized_size(self, height, width):
+        if "shortest_edge" in self.size:
+            return shortest_edge_size(height, width, int((256 / 224) * self.size["shortest_edge"]))
+        return super().resized_size(height, width)
+
+
+class ImageGPTImageProcessor(ImageProcessor):
+    """Resized to {"height", "width"}, scaled to [-1, 1] (do_normalize), each pixel replaced by
+    the id of its nearest color cluster (runtime.vision.color_clusters): ``input_ids``
+    (batch, height * width), as transformers' processor gives them."""
+
+    type_name = "ImageGPTImageProcessor"
+    model_type = "imagegpt"
+    model_input_names = ("input_ids",)
+    default_size = {"height": 256, "width": 256}
+    normalizes = False  # its own normalization: x / 127.5 - 1
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.to_unit_range = bool(self.config.get("do_normalize", True))
+        if not self.config.get("do_color_quantize", True):
+            raise InputError(
+                f"{self.type_name} has do_color_quantize=false: it would give pixel values, and "
+                "an ImageGPT graph reads color-cluster ids. Note: set do_color_quantize to true "
+                "in preprocessor_config.json.")
+        self.clusters = read_clusters(self.config, self.type_name)
+
+    def __call__(self, images):
+        """{"input_ids": int64 (batch, height * width)}."""
+        images = self.image_list(images)
+        pixels = [np.asarray(self.prepare(image, index)) for index, image in enumerate(images)]
+        self.layout([p.shape[:2] for p in pixels])  # one size (without do_resize, an error)
+        if self.to_unit_range:  # transformers' rescale (float64, to float32), then - 1
+            pixels = [(p.astype(np.float64) * (1 / 127.5)).astype(np.float32) - 1
+                      for p in pixels]
+        return {"input_ids": nearest_clusters(np.array(pixels), self.clusters)}
+
+
+class ViltImageProcessor(ImageProcessor):
+    """The short edge to shortest_edge, the long one capped at 1333/800 of it, both rounded
+    half up, then down to size_divisor; the batch padded at the bottom and right to its
+    largest image, with a pixel_mask (ViLT's position embeddings follow each image's own
+    size, and the mask keeps padding out of attention)."""
+
+    type_name = "ViltImageProcessor"
+    model_type = "vilt"
+    model_input_names = ("pixel_values", "pixel_mask")
+    default_size = {"shortest_edge": 384}
+    size_default_to_square = False
+    size_forms = (SHORTEST,)
+    default_resample = BICUBIC
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.size_divisor = integer(self.config, "size_divisor", 32, self.type_name, minimum=1,
+                                    maximum=MAX_IMAGE_SIDE)
+        self.do_pad = bool(self.config["pad_and_return_pixel_mask"]  # legacy name, first
+                           if "pad_and_return_pixel_mask" in self.config
+                           else self.config.get("do_pad", True))
+        self.model_input_names = (("pixel_values", "pixel_mask") if self.do_pad
+                                  else ("pixel_values",))
+
+    def resized_size(self, height, width):
+        """transformers' vilt get_resize_output_image_size, float operations in its order."""
+        shorter = self.size["shortest_edge"]
+        longer = int(1333 / 800 * shorter)
+        scale = shorter / min(height, width)
+        if height < width:
+            new_height, new_width = shorter, scale * width
+        else:
+            new_height, new_width = scale * height, shorter
+        if max(new_height, new_width) > longer:
+            scale = longer / max(new_height, new_width)
+            new_height, new_width = scale * new_height, scale * new_width
+        new_height, new_width = int(new_height + 0.5), int(new_width + 0.5)
+        divisor = self.size_divisor
+        return new_height // divisor * divisor, new_width // divisor * divisor
+
+    def layout(self, sizes):
+        return self.padded_layout(sizes, None) if self.do_pad else super().layout(sizes)
+
+
+class DonutImageProcessor(ImageProcessor):
+    """Donut's documents, in transformers' order: the long axis turned to the size's long axis
+    (do_align_long_axis: 90 degrees clockwise), the short edge to the size's shorter side, a
+    thumbnail within the size (bicubic, Pillow's reducing_gap 2), then black padding around to
+    the size (centered: random_padding is for training). The size is {"height", "width"}, or
+    a legacy [width, height] list."""
+
+    type_name = "DonutImageProcessor"
+    model_type = "donut-swin"
+    default_size = {"height": 2560, "width": 1920}
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.do_thumbnail = bool(self.config.get("do_thumbnail", True))
+        self.do_align_long_axis = bool(self.config.get("do_align_long_axis", False))
+        self.do_pad = bool(self.config.get("do_pad", True))
+        self.check_size_form()  # every step reads the height and width, not only the resize
+
+    def read_size(self, config):
+        size = given(config, "size", self.default_size)
+        if isinstance(size, (list, tuple)):  # transformers reverses a list: [width, height]
+            size = list(size)[::-1]
+        return _size_dict(size, default_to_square=True)
+
+    def resized_size(self, height, width):
+        return shortest_edge_size(height, width, min(self.size["height"], self.size["width"]))
+
+    def prepare(self, image: Image.Image, index: int = 0) -> Image.Image:
+        target_h, target_w = self.size["height"], self.size["width"]
+        if isinstance(image, Image.Image) and self.do_align_long_axis and (
+                (target_w < target_h and image.width > image.height)
+                or (target_w > target_h and image.width < image.height)):
+            image = image.transpose(Image.Transpose.ROTATE_270)  # numpy's rot90(k=3)
+        image = super().prepare(image, index)
+        if self.do_thumbnail:
+            height, width = min(image.height, target_h), min(image.width, target_w)
+            if (height, width) != (image.height, image.width):
+                if image.height > image.width:
+                    width = int(image.width * height / image.height)
+                elif image.width > image.height:
+                    height = int(image.height * width / image.width)
+                if height < 1 or width < 1:
+                    raise InputError(
+                        f"{self.type_name} would shrink image {index} of {image.width}x"
+                        f"{image.height} pixels to {width}x{height}, which has no pixels. Note: "
+                        "the image is too thin for this model; crop it closer to its aspect.")
+                image = image.resize((width, height), BICUBIC, reducing_gap=2.0)
+        if self.do_pad:
+            if image.height > target_h or image.width > target_w:
+                raise InputError(
+                    f"Image {index} is {image.width}x{image.height} after resizing, larger than "
+                    f"the {target_w}x{target_h} {self.type_name} pads to (transformers fails on "
+                    "it too). Note: set do_thumbnail true in preprocessor_config.json.")
+            canvas = Image.new("RGB", (target_w, target_h))  # black: 0 before normalizing
+            canvas.paste(image, ((target_w - image.width) // 2, (target_h - image.height) // 2))
+            image = canvas
+        return image
+
+
+class OwlViTImageProcessor(ImageProcessor):
+    """OWL-ViT: a fixed {"height", "width"} (bicubic), then a center crop if asked (768 by
+    default); CLIP's mean and std. (Early configs' "rescale" flag is read by transformers and
+    then overridden by do_rescale, so it is not read here either.)"""
+
+    type_name = "OwlViTImageProcessor"
+    model_type = "owlvit"
+    default_size = {"height": 768, "width": 768}
+    default_resample = BICUBIC
+    default_mean_std = OPENAI_CLIP
+    default_center_crop = False
+
+    def __init__(self, config=None):
+        config = dict(config or {})
+        config.setdefault("crop_size", {"height": 768, "width": 768})
+        super().__init__(config)
+
+
+class Owlv2ImageProcessor(ImageProcessor):
+    """OWLv2, in float32 as transformers' slow processor runs it: rescaled to [0, 1], padded at
+    the bottom and right to a square of gray (0.5), resized with scikit-image's anti-aliased
+    resize (runtime.vision.antialias), normalized with CLIP's mean and std. The boxes a model
+    predicts are relative to the padded square."""
+
+    type_name = "Owlv2ImageProcessor"
+    model_type = "owlv2"
+    default_size = {"height": 960, "width": 960}
+    default_mean_std = OPENAI_CLIP
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.do_pad = bool(self.config.get("do_pad", True))
+        if not self.do_rescale:
+            raise InputError(
+                "Owlv2ImageProcessor with do_rescale=false is not supported: transformers then "
+                "pads and resizes uint8 pixels, rounding each step. Note: set do_rescale true "
+                "in preprocessor_config.json (OWLv2's checkpoints have it).")
+
+    def __call__(self, images):
+        images = self.image_list(images)
+        arrays = [self.pixels(image, index) for index, image in enumerate(images)]
+        self.layout([array.shape[1:] for array in arrays])  # one size, or a clear error
+        return {"pixel_values": np.stack(arrays)}
+
+    def pixels(self, image: Image.Image, index: int = 0) -> np.ndarray:
+        """One image's float32 (3, height, width) pixel values."""
+        if not isinstance(image, Image.Image):
+            raise InputError(
+                f"{self.type_name} takes PIL images, got {type(image).__name__} at index "
+                f"{index}. Note: runtime.vision.images.load_images makes them from paths, bytes or "
+                "arrays.")
+        height, width = image.height, image.width
+        side = max(height, width)
+        for what, (out_h, out_w) in (("pad", (side, side) if self.do_pad else (0, 0)),
+                                     ("resize", (self.size["height"], self.size["width"])
+                                      if self.do_resize else (0, 0))):
+            if out_h * out_w > MAX_RESIZED_PIXELS:  # float32 and float64 copies of it
+                raise InputError(
+                    f"{self.type_name} would {what} image {index} of {width}x{height} pixels "
+                    f"to {out_w}x{out_h}, over the limit of {MAX_RESIZED_PIXELS:,} pixels. "
+                    "Note: the image is too thin (or the size too large); crop it closer to "
+                    "square first.")
+        array = np.asarray(image.convert("RGB"))
+        array = (array.astype(np.float64) * self.rescale_factor).astype(np.float32)
+        if self.do_pad:
+            square = np.full((side, side, 3), 0.5, dtype=np.float32)
+            square[:height, :width] = array
+            array = square
+        if self.do_resize:
+            array = resize_antialiased(array, (self.size["height"], self.size["width"]))
+        if self.do_normalize:
+            array = ((array - self.image_mean.astype(np.float32))
+                     / self.image_std.astype(np.float32))
+        return np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
+
+
 # The table: transformers' class name -> ours. Legacy names ("...FeatureExtractor") and the
 # fast variants ("...Fast", which transformers uses with torchvision) map to the same rows.
 PROCESSORS: dict[str, type[ImageProcessor]] = {cls.type_name: cls for cls in (
     ViTImageProcessor, SegformerImageProcessor, BeitImageProcessor, DeiTImageProcessor,
     DPTImageProcessor, CLIPImageProcessor, ConvNextImageProcessor, GLPNImageProcessor,
     DetrImageProcessor, YolosImageProcessor, Mask2FormerImageProcessor,
-    MaskFormerImageProcessor,
+    MaskFormerImageProcessor, ViltImageProcessor, DonutImageProcessor,
+    OwlViTImageProcessor, Owlv2ImageProcessor,
+    LevitImageProcessor, ImageGPTImageProcessor,
 )}
 MODEL_TYPES: dict[str, type[ImageProcessor]] = {cls.model_type: cls for cls in PROCESSORS.values()}
 

@@ -139,7 +139,8 @@ def test_bart_from_a_data_file_with_dynamic_int8(tiny_bundle, tmp_path):
 
 
 @pytest.mark.parametrize("model_type, task", [("bart", "summarization"),
-                                              ("t5", "translation")])
+                                              ("t5", "translation"), ("mbart", "translation"),
+                                              ("marian", "translation")])
 def test_summarization_and_translation(model_type, task, tiny_bundle, tmp_path):
     bundle = _add_variant(_copy(tiny_bundle, tmp_path, model_type, task), "copy")
     report = compare_variants(bundle, variants=["copy"], samples=4, new_tokens=6)
@@ -149,7 +150,8 @@ def test_summarization_and_translation(model_type, task, tiny_bundle, tmp_path):
 
 
 @pytest.mark.parametrize("model_type, task", [("gpt2", "text-generation"),
-                                              ("bart", "text2text-generation")])
+                                              ("bart", "text2text-generation"),
+                                              ("mbart", "translation"), ("marian", "translation")])
 def test_pytorch_reference(model_type, task, tiny_bundle, tmp_path):
     """The checkpoint, through the same pipeline and search, generates what fp32 does."""
     bundle = _copy(tiny_bundle, tmp_path, model_type, task)

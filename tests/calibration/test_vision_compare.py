@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from calibration import task_metrics
 from calibration.budget import variant_within_budget
 from calibration.compare import compare_variants, record_summaries
-from calibration.data import CANDIDATE_LABELS
+from calibration.data import CANDIDATE_LABELS, feeds_from_path
 from calibration.reference import reference_model_class
 from calibration.report import write_reports
 from calibration.variants import staging_for, write_variant
@@ -257,3 +257,51 @@ def test_compare_runs_on_image_bundles_without_torch(vision_bundle, image_folder
                             capture_output=True, text=True, timeout=120)
     assert "code 0" in result.stdout, result.stderr
     assert "| same | copy | 1.0000 |" in result.stdout
+
+
+ZERO_SHOT_DETECTION = "zero-shot-object-detection"
+
+
+@pytest.mark.parametrize("model_type", ["owlvit", "owlv2"])
+def test_zero_shot_object_detection(model_type, vision_bundle, image_folder):
+    """mAP@0.5 of every (patch, text query) detection against the reference's above the
+    pipeline's 0.1, with the CANDIDATE_LABELS as each image's queries."""
+    bundle = _same_and_noisy(vision_bundle(model_type, ZERO_SHOT_DETECTION),
+                             "/box_head/dense2/MatMul", 1.0)
+    [feed] = feeds_from_path(bundle, image_folder, samples=1)
+    assert feed["input_ids"].shape[0] == len(CANDIDATE_LABELS)  # every label a query
+    report = compare_variants(bundle, image_folder, samples=8, layer_samples=2)
+    assert report["task_metric"] == "map50"
+    _check_same(report["variants"]["same"], 1.0)
+    same = report["variants"]["same"]["task"]
+    assert same["threshold"] == 0.1 and same["truth_boxes"] == same["detections"] > 8
+    noisy = report["variants"]["noisy"]["task"]
+    assert 0.0 <= noisy["value"] < 0.9, noisy["value"]  # moved boxes miss at IoU 0.5
+    assert noisy["truth_boxes"] == same["truth_boxes"]  # the class head is untouched
+    assert noisy["flips"] and set(noisy["per_class"]) <= set(CANDIDATE_LABELS)
+    change = noisy["changes"][0]
+    assert change["reference"].split(", ")[0].rsplit(" ", 1)[0] in CANDIDATE_LABELS
+    _check_reports(bundle, report, "AP per class", "Samples whose result changed")
+
+
+def test_zero_shot_detection_pytorch_reference_agrees(vision_bundle, image_folder):
+    bundle = Bundle.load(vision_bundle("owlvit", ZERO_SHOT_DETECTION))
+    report = compare_variants(bundle, image_folder, samples=3, reference="pytorch",
+                              layers=False)
+    fp32 = report["variants"]["fp32"]
+    assert fp32["task"]["value"] > 0.99
+    assert all(o["max_abs"] < 1e-4 for o in fp32["outputs"].values())
+
+
+def test_zero_shot_detection_scores_each_patch_and_query(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle("owlvit", ZERO_SHOT_DETECTION))
+    scorer = task_metrics._ZeroShotObjectDetection(bundle, None)
+    logits = np.array([[[3.0, -9.0], [-9.0, -9.0]]], np.float32)  # patch 0 is query 0's
+    boxes = np.array([[[0.5, 0.5, 0.2, 0.2], [0.2, 0.2, 0.1, 0.1]]], np.float32)
+    reduced = scorer.reduce({}, {"logits": logits, "pred_boxes": boxes})
+    found, labels, scores = reduced
+    assert found.shape == (4, 4) and labels.tolist() == [0, 1, 0, 1]
+    assert scores[0] == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert scorer.score([reduced], [reduced], [None])["value"] == 1.0
+    missed = (found + 0.5, labels, scores)  # every box moved by half the image
+    assert scorer.score([reduced], [missed], [None])["value"] == 0.0

@@ -136,7 +136,7 @@ def test_metric_drop_follows_the_metric_direction():
     assert metric_drop("map50", 0.75) == 0.25
     assert metric_drop("depth_abs_rel", 0.03) == 0.03
     assert metric_drop("wer", 0.12) == 0.12
-    assert metrics.LOWER_IS_BETTER == {"depth_abs_rel", "wer", "cer"}
+    assert metrics.LOWER_IS_BETTER == {"depth_abs_rel", "wer", "cer", "action_abs_error"}
 
 
 def test_docstring_examples_hold():

@@ -17,7 +17,7 @@ from runtime.dims import DIM_NAMES, dim_name_from_optimum
 # BART and T5 serve three tasks from one checkpoint; each task is exported once somewhere here.
 CASES = [("gpt2", "text-generation"), ("bart", "text2text-generation"),
          ("t5", "text2text-generation"), ("bart", "summarization"), ("t5", "translation"),
-         ("pegasus", "summarization"),
+         ("pegasus", "summarization"), ("mbart", "translation"), ("marian", "translation"),
          *((model_type, "text-generation") for model_type in LLMS)]
 
 # (graph, step) -> the dims of its axes that validation must have taken at two values

@@ -54,9 +54,16 @@ HUB_CONFIGS = {
         "nb_max_frames": 3000, "padding_side": "right", "padding_value": 0.0,
         "processor_class": "WhisperProcessor", "return_attention_mask": False,
         "sampling_rate": 16000},
+    "facebook/s2t-small-librispeech-asr": {
+        "do_ceptral_normalize": True, "feature_extractor_type": "Speech2TextFeatureExtractor",
+        "feature_size": 80, "normalize_means": True, "normalize_vars": True,
+        "num_mel_bins": 80, "padding_side": "right", "padding_value": 0.0,
+        "return_attention_mask": True, "sampling_rate": 16000},
 }
 WAV2VEC2 = [name for name, c in HUB_CONFIGS.items() if c["feature_size"] == 1]
-WHISPER = [name for name, c in HUB_CONFIGS.items() if c["feature_size"] > 1]
+WHISPER = [name for name, c in HUB_CONFIGS.items()
+           if c["feature_extractor_type"] == "WhisperFeatureExtractor"]
+SPEECH2TEXT = "facebook/s2t-small-librispeech-asr"
 
 
 @functools.cache
@@ -290,6 +297,34 @@ def test_mel_filter_bank_is_slaney():
     assert (filters.max(axis=0) > 0).all()  # no empty filter
 
 
+# --- Speech2Text -------------------------------------------------------------------------------
+@pytest.mark.parametrize("signal", ["jfk", "silence", "sine sweep", "white noise",
+                                    "quiet noise"])
+def test_speech2text_matches_transformers_on_one_signal(signal):
+    """Kaldi filterbanks and utterance CMVN as transformers' numpy path computes them (no
+    torchaudio here); silence is -inf in both (0 / 0 in the normalization)."""
+    audio = signals()[signal]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theirs = reference(SPEECH2TEXT)(audio, sampling_rate=RATE, return_tensors="np")
+    assert_same(ours(SPEECH2TEXT)([audio]), theirs)
+
+
+def test_speech2text_batches_are_normalized_per_signal_and_padded():
+    batch = [signals()["jfk"][:40000], signals()["white noise"], signals()["sine sweep"][:7000]]
+    theirs = reference(SPEECH2TEXT)(batch, sampling_rate=RATE, padding=True,
+                                    return_attention_mask=True, return_tensors="np")
+    ours_out = ours(SPEECH2TEXT)(batch)
+    assert ours_out["input_features"].shape == (3, 298, 80)
+    assert_same(ours_out, theirs)
+    dithered = FeatureExtractor.from_config({**HUB_CONFIGS[SPEECH2TEXT], "dither": 4.0})
+    assert np.isfinite(dithered([signals()["silence"]])["input_features"]).all()
+
+
+def test_speech2text_refuses_a_signal_shorter_than_a_frame():
+    with pytest.raises(InputError, match="shorter than one Speech2TextFeatureExtractor frame"):
+        ours(SPEECH2TEXT)([signals()["100 samples"]])
+
+
 # --- dispatch and configs ---------------------------------------------------------------------
 def test_every_extractor_has_a_parity_case():
     tested = {config["feature_extractor_type"] for config in HUB_CONFIGS.values()}
@@ -299,6 +334,7 @@ def test_every_extractor_has_a_parity_case():
 @pytest.mark.parametrize(("model_type", "expected"), [
     ("wav2vec2", "Wav2Vec2FeatureExtractor"), ("hubert", "Wav2Vec2FeatureExtractor"),
     ("wavlm", "Wav2Vec2FeatureExtractor"), ("whisper", "WhisperFeatureExtractor"),
+    ("speech_to_text", "Speech2TextFeatureExtractor"),
 ])
 def test_model_type_is_the_fallback(model_type, expected):
     extractor = FeatureExtractor.from_config({"sampling_rate": 16000}, model_type=model_type)
@@ -310,8 +346,8 @@ def test_unknown_type_suggests_the_closest():
     with pytest.raises(InputError, match="no feature extractor 'WhisperFeatureExtracter'. Did "
                                          "you mean 'WhisperFeatureExtractor'?"):
         FeatureExtractor.from_config({"feature_extractor_type": "WhisperFeatureExtracter"})
-    with pytest.raises(InputError, match="known values are: Wav2Vec2FeatureExtractor, "
-                                         "WhisperFeatureExtractor"):
+    with pytest.raises(InputError, match="known values are: Speech2TextFeatureExtractor, "
+                                         "Wav2Vec2FeatureExtractor, WhisperFeatureExtractor"):
         FeatureExtractor.from_config({"feature_extractor_type": "ASTFeatureExtractor"})
     with pytest.raises(InputError, match="names the image processor 'ViTImageProcessor'"):
         FeatureExtractor.from_config({"image_processor_type": "ViTImageProcessor"})

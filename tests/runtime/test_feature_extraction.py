@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from checkpoints import TINY_CONFIGS
+from long_text_checkpoints import TINY_LONG_TEXT
 from sentences import sentence_transformers_reference
 
 from runtime import InputError, pipeline
@@ -107,3 +108,22 @@ def test_non_string_input_is_refused(minilm_bundle):
         embed(42)
     with pytest.raises(InputError, match="holding NoneType"):
         embed(["fine", None])
+
+
+# Longformer, BigBird and XLNet (left padding: each text's own tokens are the last ones), with
+# tokenizers of their own kinds: tests/support/long_text_checkpoints.py.
+@pytest.mark.parametrize("model_type", sorted(m for m, task in TINY_LONG_TEXT
+                                              if task == "feature-extraction"))
+def test_long_text_encoders_match_transformers(model_type, runtime_pipeline,
+                                               reference_pipeline):
+    ours = runtime_pipeline(model_type, "feature-extraction")
+    reference = reference_pipeline(model_type, "feature-extraction")
+    for text in TEXTS:
+        got, expected = ours(text), reference(text)
+        assert np.shape(got) == np.shape(expected)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+    for g, e in zip(ours(TEXTS, batch_size=3), reference(TEXTS)):  # padded batches
+        np.testing.assert_allclose(g, e, atol=1e-4)
+    long_text = "word " * 600
+    np.testing.assert_allclose(ours(long_text, truncation=True),
+                               reference(long_text, truncation=True), atol=1e-4)

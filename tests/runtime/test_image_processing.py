@@ -79,6 +79,10 @@ HUB_CONFIGS = {
         "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
         "feature_extractor_type": "DeiTFeatureExtractor", "image_mean": [0.485, 0.456, 0.406],
         "image_std": [0.229, 0.224, 0.225], "resample": 3, "size": 256},
+    "dandelin/vilt-b32-finetuned-vqa": {
+        "do_normalize": True, "do_resize": True, "feature_extractor_type": "ViltFeatureExtractor",
+        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3,
+        "size": 384, "size_divisor": 32},
 }
 # Checkpoints too big to run on every photo here: two photos at the real size, all at this one.
 SMALLER = {
@@ -88,6 +92,9 @@ SMALLER = {
 
 # Other configs: every size form, flag and legacy key the processors read. Run on small images.
 VARIANTS = [
+    ("LevitImageProcessor", {"size": {"shortest_edge": 40}, "crop_size": 32}),
+    ("DonutImageProcessor", {"size": {"height": 48, "width": 36}, "do_thumbnail": True,
+                             "do_align_long_axis": True, "do_pad": True}),
     ("ViTImageProcessor", {"size": [40, 30], "resample": 1}),
     ("ViTImageProcessor", {"size": 40, "resample": 4, "do_center_crop": True, "crop_size": 8}),
     ("ViTImageProcessor", {"size": 40, "resample": 5, "rescale_factor": 0.5,
@@ -126,6 +133,19 @@ VARIANTS = [
     ("Mask2FormerImageProcessor", {"size": 64, "max_size": 100, "size_divisor": 16,
                                    "pad_size": {"height": 120, "width": 128}}),
     ("MaskFormerImageProcessor", {"size": 64}),
+    ("ViltImageProcessor", {"size": {"shortest_edge": 64}, "size_divisor": 16}),
+    ("ViltImageProcessor", {"size": 48, "size_divisor": 8, "pad_and_return_pixel_mask": False,
+                            "resample": 2}),
+    ("ViltImageProcessor", {"size": 40, "do_pad": True, "do_rescale": False,
+                            "image_mean": [100, 110, 120], "image_std": [50, 60, 70]}),
+    # OWL-ViT's early configs have a "rescale" flag, which transformers reads and overrides
+    ("OwlViTImageProcessor", {"size": 40, "do_center_crop": True, "crop_size": 36,
+                              "rescale": False, "resample": 2}),
+    ("OwlViTImageProcessor", {"size": {"height": 30, "width": 44}}),
+    ("Owlv2ImageProcessor", {"size": {"height": 48, "width": 48}}),
+    ("Owlv2ImageProcessor", {"size": {"height": 40, "width": 56}, "do_pad": False,
+                             "image_mean": 0.5, "image_std": 0.25}),
+    ("Owlv2ImageProcessor", {"size": 24, "do_normalize": False, "rescale_factor": 0.5}),
 ]
 
 
@@ -235,9 +255,13 @@ def test_config_variants_match_transformers(type_name, config):
     assert assert_parity(config, small_images(), type_name, batch=small_images()) >= 3
 
 
+# Processors that make no pixel_values, compared with transformers in their own modules.
+ELSEWHERE = {"ImageGPTImageProcessor": "test_vision_more_rows.py (color-cluster input_ids)"}
+
+
 def test_every_processor_has_a_parity_case():
     covered = {reference_type(config) for config in HUB_CONFIGS.values()}
-    covered |= {name for name, _ in VARIANTS}
+    covered |= {name for name, _ in VARIANTS} | set(ELSEWHERE)
     assert covered == set(PROCESSORS)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from checkpoints import TINY_CONFIGS
 from compare import assert_same
+from long_text_checkpoints import TINY_LONG_TEXT
 
 from runtime.errors import InputError
 
@@ -219,3 +220,21 @@ def test_module_never_imports_torch_or_transformers():
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert not imported & {"torch", "transformers"}
+
+
+# Longformer (global attention on <s> and the question, fed by the runtime), BigBird (its head
+# masks the question's logits in the graph) and XLNet (left padding: the context first), with
+# tokenizers of their own kinds: tests/support/long_text_checkpoints.py.
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("model_type", sorted(m for m, task in TINY_LONG_TEXT if task == TASK))
+def test_long_text_encoders_match_transformers(qa, model_type, case):
+    runtime, reference = qa(model_type)
+    inputs, arguments = CASES[case]
+    try:
+        expected = reference(**inputs, **arguments)
+    except Exception as error:  # windows too small for these vocabularies' longer questions
+        with pytest.raises(InputError):
+            runtime(**inputs, **arguments)
+        assert "doc_stride" in str(error) or "max_seq_len" in str(error), error
+        return
+    assert_same(runtime(**inputs, **arguments), expected, f"{model_type}/{case}")

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import pytest
 from checkpoints import TINY_CONFIGS
 from compare import assert_same_small
+from long_text_checkpoints import TINY_LONG_TEXT
 
 from runtime.errors import InputError
 
@@ -157,3 +158,23 @@ def test_bad_pipeline_arguments(runtime_pipeline):
     for defaults in ({"function_to_apply": "relu"}, {"top_k": -2}, {"truncate": True}):
         with pytest.raises(InputError, match="Note:"):
             runtime_pipeline("bert", TASK, **defaults)
+
+
+# Longformer (global attention on <s>, fed by the runtime), BigBird (full attention) and XLNet
+# (left padding, <sep> <cls> last, summary of the last token), with tokenizers of their own
+# kinds: tests/support/long_text_checkpoints.py.
+@pytest.mark.parametrize("model_type", sorted(m for m, task in TINY_LONG_TEXT if task == TASK))
+def test_long_text_encoders_match_transformers(model_type, runtime_pipeline, reference_pipeline):
+    runtime = runtime_pipeline(model_type, TASK)
+    reference = reference_pipeline(model_type, TASK)
+    for inputs, kwargs in CASES:
+        if kwargs.get("max_length") == 10:  # the question alone is longer in these vocabularies
+            with pytest.raises(Exception, match="too short to respect"):
+                reference(inputs, **kwargs)
+            with pytest.raises(InputError, match="cannot be cut to max_length=10"):
+                runtime(inputs, **kwargs)
+            continue
+        with pytest.warns(UserWarning) if "return_all_scores" in kwargs else nullcontext():
+            expected = reference(inputs, **kwargs)
+        assert_same_small(runtime(inputs, **kwargs), expected,
+                          f"{model_type} {inputs!r:.40} {kwargs}")

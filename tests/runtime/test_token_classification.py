@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from checkpoints import TINY_CONFIGS, build_tiny_checkpoint
 from compare import assert_same
+from long_text_checkpoints import TINY_LONG_TEXT
 
 from runtime.errors import InputError
 from runtime.tasks import token_classification
@@ -278,3 +279,29 @@ def test_fake_engine_without_a_length_limit(tiny_checkpoint):
     with pytest.raises(InputError, match="no model_max_length") as info:
         ner(LONG, aggregation_strategy="simple", stride=16)
     assert "Note:" in str(info.value)
+
+
+# Longformer (byte-level BPE: no word markers, so the word strategies guess, and warn, as in
+# transformers), BigBird and XLNet (sentencepiece; XLNet pads on the left):
+# tests/support/long_text_checkpoints.py.
+@pytest.mark.parametrize("model_type", sorted(m for m, task in TINY_LONG_TEXT if task == TASK))
+def test_long_text_encoders_match_transformers(model_type, pipelines):
+    runtime, reference = pipelines(model_type)
+    for strategy in STRATEGIES:
+        cases = [(TEXTS + [LONG], {}), (WORDS, {"is_split_into_words": True}),
+                 ([TEXTS[0], TEXTS[1]], {"ignore_labels": []})]
+        if strategy != "none":
+            cases.append(([LONG, TEXTS[1]], {"stride": 128}))
+        for inputs, kwargs in cases:
+            kwargs = dict(kwargs, aggregation_strategy=strategy)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the fallback heuristic's, in both
+                try:
+                    expected = reference(inputs, **kwargs)
+                except AssertionError as error:  # RoBERTa's BPE takes words with a prefix space
+                    assert "add_prefix_space=True" in str(error)
+                    with pytest.raises(InputError, match="add_prefix_space"):
+                        runtime(inputs, **kwargs)
+                    continue
+                actual = runtime(inputs, **kwargs)
+            assert_same(actual, expected, f"{model_type} {inputs!r:.30} {kwargs}")

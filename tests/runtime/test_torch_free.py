@@ -177,3 +177,26 @@ def test_cli_bench_where_torch_cannot_be_imported(tiny_bundle):
                 blocked=("torch", "transformers", "optimum"))
     assert proc.returncode == 1
     assert "pip install 'edgeport[export]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_text_and_vision_pipelines_run_where_torch_cannot_be_imported(tiny_bundle, tmp_path):
+    from images import photos
+
+    photo = tmp_path / "coffee.png"
+    photos()[1].save(photo)
+    bundles = [tiny_bundle("vilt", "visual-question-answering"),
+               tiny_bundle("visual_bert", "feature-extraction")]
+    proc = _run("""
+        import json, sys
+        import numpy as np
+        from runtime import pipeline
+        answer, embed = (pipeline(model=path) for path in sys.argv[2:])
+        answers = answer(image=sys.argv[1], question="What is this?", top_k=3)
+        size = embed.engine.inputs[3].dims[2]
+        hidden = embed("a cup", visual_embeds=np.ones((4, size), np.float32))
+        heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+        print(json.dumps({"answers": len(answers), "tokens": len(hidden[0]), "heavy": heavy}))
+    """, str(photo), *map(str, bundles))
+    assert proc.returncode == 0, proc.stderr
+    # "a cup": [CLS] a cup [SEP], then the 4 regions
+    assert json.loads(proc.stdout) == {"answers": 3, "tokens": 8, "heavy": []}

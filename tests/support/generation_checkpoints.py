@@ -112,7 +112,7 @@ LLMS = {
 }
 
 # (model_type, task) pairs; BART and T5 serve all three text-to-text tasks from one checkpoint.
-# (Marian is left out: transformers has no fast tokenizer for it, so no tokenizer.json.)
+# (mBART and Marian: translation_checkpoints.py.)
 TINY_GENERATION = {
     ("gpt2", "text-generation"),
     *((model_type, "text-generation") for model_type in LLMS),

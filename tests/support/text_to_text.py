@@ -23,16 +23,19 @@ def pipeline_name(task: str) -> str:
     return "translation_en_to_de" if task == "translation" else task
 
 
-def compare_with_transformers(model_type, task, runtime_pipeline, reference_pipeline):
-    """Every text x case, a list of texts, and a list with two sequences each."""
-    name = pipeline_name(task)
+def compare_with_transformers(model_type, task, runtime_pipeline, reference_pipeline, *,
+                              name: str | None = None, languages: dict | None = None):
+    """Every text x case, a list of texts, and a list with two sequences each (``name``: the
+    pipeline's task name; ``languages``: src_lang and tgt_lang, passed to every call)."""
+    name = name or pipeline_name(task)
     runtime = runtime_pipeline(model_type, task, task_name=name)
     reference = reference_pipeline(model_type, task, task_name=name)
     for text in TEXTS:
         for kwargs in CASES:
+            kwargs = {**kwargs, **(languages or {})}
             assert_same(runtime(text, **kwargs), reference(text, **kwargs),
                         f"{name} {model_type} {text!r} {kwargs}")
-    kwargs = {"num_beams": 2, "max_new_tokens": 6}
+    kwargs = {"num_beams": 2, "max_new_tokens": 6, **(languages or {})}
     assert_same(runtime(TEXTS, **kwargs), reference(TEXTS, **kwargs), "list")
     kwargs["num_return_sequences"] = 2
     assert_same(runtime(TEXTS[:2], **kwargs), reference(TEXTS[:2], **kwargs), "list of lists")

@@ -192,11 +192,16 @@ def _image_range(bundle: Bundle, processor: Mapping, name: str) -> Range:
     """A fixed side when the processor resizes to height x width; else from the shortest
     edge (tuned for) up to the longest edge (DETR: 800 and 1333), from 32 for odd aspects."""
     size = processor.get("size")
+    kind = str(processor.get("image_processor_type") or processor.get("feature_extractor_type"))
+    if kind.startswith("Vilt") and _size(size):  # ViLT's legacy "size": 384
+        size = {"shortest_edge": size}
     if isinstance(size, Mapping) and _size(size.get(name)):
         return (size[name],) * 3
     if isinstance(size, Mapping) and _size(size.get("shortest_edge")):
         shortest = size["shortest_edge"]
         longest = size.get("longest_edge", shortest)
+        if kind.startswith("Vilt"):  # its own cap of the long edge
+            longest = int(1333 / 800 * shortest)
         longest = longest if _size(longest) and longest >= shortest else shortest
         return (min(32, shortest), shortest, longest)
     image_size = bundle.config.get("image_size")
