@@ -1,6 +1,7 @@
 """`edgeport run BUNDLE INPUT... [--json] [--output-dir DIR] [--device D] [--backend B]`: a
-bundle's pipeline on inputs (texts, or image or audio files for the vision and audio tasks),
-from the shell, on the CPU or a GPU, through ONNX Runtime or TensorRT."""
+bundle's pipeline on inputs (texts, or image or audio files for the vision and audio tasks, or
+trajectories in JSON for a Decision Transformer), from the shell, on the CPU or a GPU, through
+ONNX Runtime or TensorRT."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from .command import json_for_stdout, terminal_safe
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle directory (from `edgeport export`)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
-                        help="texts (or image or audio files, for vision and audio bundles) to "
+                        help="texts (or image or audio files, for vision and audio bundles; "
+                             "JSON trajectories or .json files for a Decision Transformer) to "
                              "run on; none reads one input per line from stdin")
     parser.add_argument("--task", help="the task to run (default: the bundle's)")
     parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
@@ -99,6 +101,10 @@ def main(args) -> int:
         results = [pipe(question=q, context=args.context, **options) for q in inputs]
     elif args.context is not None:
         raise InputError(f"--context is for question-answering; this bundle runs {pipe.task}.")
+    elif pipe.task == "reinforcement-learning":  # each INPUT a trajectory in JSON
+        results = [{name: np.asarray(value).tolist()
+                    for name, value in pipe(trajectory_input(item), **options).items()}
+                   for item in inputs]
     else:
         results = [pipe(text, **options) for text in inputs]
     results = [printable(result, args.output_dir, f"{index}-{Path(str(item)).stem}")
@@ -109,6 +115,21 @@ def main(args) -> int:
         for text, result in zip(inputs, results):
             print(f"{terminal_safe(text)}\n  {json_for_stdout(result)}")
     return 0
+
+
+def trajectory_input(item: str) -> dict:
+    """A reinforcement-learning INPUT: a JSON object of states, actions, returns_to_go and
+    timesteps (lists), inline or in a .json file."""
+    from ..files import parse_json, read_json_file
+
+    if item.lstrip().startswith("{"):
+        value = parse_json(item, "the INPUT trajectory", error=InputError)
+    else:
+        value = read_json_file(item, "the trajectory file", error=InputError, missing=InputError)
+    if not isinstance(value, dict):
+        raise InputError("A trajectory is a JSON object: {\"states\": [[...], ...], "
+                         "\"actions\": [[...], ...], \"returns_to_go\": [...]}.")
+    return value
 
 
 def reads_text(pipe) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from trajectory_checkpoints import TINY_TRAJECTORY
 
 from exporter.architectures import ARCHITECTURES
-from runtime import Bundle
+from runtime import Bundle, pipeline
 from runtime.errors import InputError
 
 TASK = "reinforcement-learning"
@@ -149,3 +149,21 @@ def test_bad_calls_are_clear_errors(runtime_pipeline):
         act(one, state_mean=np.zeros(3))
     with pytest.raises(InputError, match="takes no argument 'top_k'"):
         act(one, top_k=2)
+
+
+def test_edgeport_run_takes_trajectories_in_json(tiny_bundle, tmp_path, capsys):
+    import json
+
+    from runtime.cli import main
+
+    bundle = tiny_bundle("decision_transformer", TASK)
+    trajectory = {"states": _episode_states(3).tolist(), "returns_to_go": [3.6, 3.4, 3.1],
+                  "actions": [[0.1, 0.2, 0.3], [0.0, -0.5, 0.2]]}
+    (tmp_path / "episode.json").write_text(json.dumps(trajectory))
+    assert main(["run", str(bundle), json.dumps(trajectory), str(tmp_path / "episode.json"),
+                 "--json"]) == 0
+    inline, from_file = json.loads(capsys.readouterr().out)
+    action = pipeline(model=str(bundle))(trajectory)["action"]  # the pipeline's, as a list
+    assert inline == from_file == {"action": action.tolist()}
+    assert main(["run", str(bundle), str(tmp_path / "gone.json")]) == 1
+    assert "trajectory file is missing" in capsys.readouterr().err
