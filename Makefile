@@ -11,8 +11,13 @@ PIP := $(PY) -m pip
 TORCH_INDEX ?=
 TORCH_FLAGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 DEMO_BUNDLE ?= demo-bundle
+# onnxruntime-node for the test that loads model.ort as web and React Native apps run it
+# (tests/mobile/test_mobile_node.py): the npm release of the Python onnxruntime, kept in .node/
+# (git-ignored). Without npm the test is skipped and says why.
+NODE_DIR ?= .node
+ORT_NODE_VERSION := 1.31.1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean node-deps
 
 install: $(VENV)/.installed
 
@@ -29,9 +34,17 @@ demo: install
 		-o $(DEMO_BUNDLE) --overwrite
 	$(PY) examples/similarity.py $(DEMO_BUNDLE)
 
-test: install
+test: install node-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+node-deps:
+	@if grep -qs '"version": "$(ORT_NODE_VERSION)"' \
+			$(NODE_DIR)/node_modules/onnxruntime-node/package.json; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(NODE_DIR) && npm install --ignore-scripts --no-audit --no-fund --silent \
+			--prefix $(NODE_DIR) onnxruntime-node@$(ORT_NODE_VERSION); \
+	else echo "npm not found: the onnxruntime-node test will be skipped"; fi
+
 clean:
-	rm -rf $(VENV) $(DEMO_BUNDLE)
+	rm -rf $(VENV) $(DEMO_BUNDLE) $(NODE_DIR)
