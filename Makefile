@@ -12,8 +12,9 @@ TORCH_INDEX ?=
 TORCH_FLAGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 DEMO_BUNDLE ?= demo-bundle
 # onnxruntime-node for the test that loads model.ort as web and React Native apps run it
-# (tests/mobile/test_mobile_node.py): the npm release of the Python onnxruntime, kept in .node/
-# (git-ignored). Without npm the test is skipped and says why.
+# (tests/mobile/test_mobile_node.py) and onnxruntime-web for the one that runs the generated web
+# example (tests/mobile/test_mobile_web.py): the npm releases of the Python onnxruntime, kept in
+# .node/ (git-ignored). Without npm those tests are skipped and say why.
 NODE_DIR ?= .node
 ORT_NODE_VERSION := 1.31.1
 
@@ -40,11 +41,14 @@ test: install node-deps
 
 node-deps:
 	@if grep -qs '"version": "$(ORT_NODE_VERSION)"' \
-			$(NODE_DIR)/node_modules/onnxruntime-node/package.json; then :; \
+			$(NODE_DIR)/node_modules/onnxruntime-node/package.json && \
+		grep -qs '"version": "$(ORT_NODE_VERSION)"' \
+			$(NODE_DIR)/node_modules/onnxruntime-web/package.json; then :; \
 	elif command -v npm >/dev/null 2>&1; then \
 		mkdir -p $(NODE_DIR) && npm install --ignore-scripts --no-audit --no-fund --silent \
-			--prefix $(NODE_DIR) onnxruntime-node@$(ORT_NODE_VERSION); \
-	else echo "npm not found: the onnxruntime-node test will be skipped"; fi
+			--prefix $(NODE_DIR) onnxruntime-node@$(ORT_NODE_VERSION) \
+			onnxruntime-web@$(ORT_NODE_VERSION); \
+	else echo "npm not found: the onnxruntime-node and -web tests will be skipped"; fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_BUNDLE) $(NODE_DIR)

@@ -199,15 +199,23 @@ def javascript_example(bundle: Bundle, report: dict) -> str:
 //   npm install {PACKAGES['web'][0]}    (Node.js: {PACKAGES['node'][0]}, same API)
 // onnxruntime-web has no onnxruntime-extensions build: model_e2e.ort does not load here.
 // Tokenize or preprocess in JavaScript (e.g. with transformers.js) and feed model.ort.
+// The same file runs in Node.js with onnxruntime-web (its wasm backend; set
+// ort.env.wasm.numThreads = 1 there) or, with the import changed, onnxruntime-node.
 import * as ort from "onnxruntime-web";
 
-export async function run(url = "model.ort") {{
-  const session = await ort.InferenceSession.create(url, {{
-    executionProviders: ["wasm"],
-  }});
-  const feeds = {{
+/** Placeholder inputs at the sizes in README.md: replace them with the tokenizer's or the
+ * preprocessor's output. */
+export function placeholderFeeds() {{
+  return {{
 {feeds}
   }};
+}}
+
+/** model: a URL in the browser, a file path in Node.js, or the model's bytes (Uint8Array). */
+export async function run(model = "model.ort", feeds = placeholderFeeds()) {{
+  const session = await ort.InferenceSession.create(model, {{
+    executionProviders: ["wasm"],
+  }});
   const results = await session.run(feeds);
   return results;  // {{ {', '.join(o['name'] for o in report['outputs'])} }}
 }}

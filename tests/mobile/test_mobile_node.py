@@ -8,18 +8,13 @@ directly, this test installs it there itself. It is skipped only where node or n
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-NODE_DIR = REPO / ".node"
-PACKAGE = NODE_DIR / "node_modules" / "onnxruntime-node"
+from node_packages import makefile_version, npm_package
 
 # Loads a model with onnxruntime-node, feeds it the inputs of a JSON file, prints the outputs.
 RUNNER = r"""
@@ -44,12 +39,6 @@ const ARRAYS = { int64: (d) => BigInt64Array.from(d, BigInt), int32: (d) => Int3
 """
 
 
-def makefile_version() -> str:
-    match = re.search(r"^ORT_NODE_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)
-    assert match, "the Makefile names the onnxruntime-node version (ORT_NODE_VERSION)"
-    return match.group(1)
-
-
 def test_versions_agree():
     """The Makefile installs the onnxruntime-node the README of a mobile folder names, the npm
     release of the Python onnxruntime that converts."""
@@ -61,18 +50,7 @@ def test_versions_agree():
 
 @pytest.fixture(scope="module")
 def onnxruntime_node() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed: model.ort is not checked in "
-                    "onnxruntime-node (install Node.js to run this test)")
-    version = makefile_version()
-    manifest = PACKAGE / "package.json"
-    if not manifest.is_file() or json.loads(manifest.read_text())["version"] != version:
-        NODE_DIR.mkdir(exist_ok=True)
-        subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund",
-                        "--silent", "--prefix", str(NODE_DIR), f"onnxruntime-node@{version}"],
-                       check=True, timeout=600)
-    return PACKAGE
+    return npm_package("onnxruntime-node")
 
 
 def node_outputs(package: Path, model: Path, feeds: dict, folder: Path) -> dict:
