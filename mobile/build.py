@@ -171,7 +171,8 @@ def _write_e2e(bundle, variant, stage, library, artifacts, build_e2e) -> dict:
     if feeds is not None:
         for path in (target, ort_path):
             run = convert.first_inference(path, feeds, custom_ops_library=library)
-            what = "one short sentence" if "text" in feeds else "a 64x64 JPEG"
+            what = ("one short sentence" if "text" in feeds
+                    else "one question and context" if "question" in feeds else "a 64x64 JPEG")
             artifacts[path.name] = _timed(path, run, f"end-to-end, extensions library; {what}")
     return record
 

@@ -52,7 +52,10 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
                          device: str = "cpu", threads: int | None = None,
                          providers: list[str] | None = None, session_options=None,
                          backend: str = "onnxruntime", build_if_missing: bool = False,
-                         **kwargs) -> Pipeline:
+                         engine=None, **kwargs) -> Pipeline:
+    """A task pipeline on a loaded bundle (``pipeline``'s work). ``engine``: an Engine that
+    runs the bundle's "model" graph in place of one made from ``backend`` (a serving backend
+    that calls a server); not for generative tasks, whose graphs a GenerationModel runs."""
     task_name = task
     task = bundle.check_task(task)
     task_class = pipeline_class(task, bundle.manifest.get("family"),
@@ -60,13 +63,16 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
     options = dict(device=device, threads=threads, providers=providers,
                    session_options=session_options, backend=backend,
                    build_if_missing=build_if_missing)
+    if task_class.generates and engine is not None:
+        raise InputError(f"The task {task!r} generates text with several graphs; an engine "
+                         "given in place of the bundle's cannot run it.")
     if task_class.generates:
         from .generation import OnnxGenerationModel
 
         model = OnnxGenerationModel.from_bundle(bundle, variant, **options)
         kwargs.update(generation_model=model, task_name=task_name or bundle.task)
         engine = model.decoder
-    else:
+    elif engine is None:
         engine = bundle.engine("model", variant, **options)
     wanted = task_class.preprocessors
     tokenizer = TextTokenizer.from_dir(bundle.path) if "tokenizer" in wanted else None

@@ -10,6 +10,8 @@ finds them by module name at call time, so the runtime never imports ``exporter`
     edgeport quantize BUNDLE --recipe RECIPE [--calibration PATH]      (calibration)
     edgeport compare BUNDLE [--data PATH] [--variants ...]              (calibration)
     edgeport mobile BUNDLE -o OUT [--variant V] [--shapes ...]           (mobile)
+    edgeport triton BUNDLE -o REPO [--flavor python|native] [--max-batch N] (serving)
+    edgeport serve BUNDLE [--http-port P] [--grpc-port P] [--metrics-port P] (serving, serve extra)
 
 Bundles, checkpoints and inputs come from someone else, so whatever they hold, a failure is one
 line on stderr, ``edgeport COMMAND: error: WHAT. Note: HOW TO FIX IT``, and exit status 1: an
@@ -43,12 +45,14 @@ SUBCOMMANDS = {
     "quantize": ("calibration.cli", "write a quantized (or optimized) variant of a bundle"),
     "compare": ("calibration.cli_compare", "compare variants against a reference on data"),
     "mobile": ("mobile.cli", "ORT-format and end-to-end models, with a report, for mobile apps"),
+    "triton": ("serving.cli_triton", "write a Triton Inference Server model repository"),
+    "serve": ("serving.cli_serve", "serve a bundle on the bundled Triton Inference Server"),
 }
 
 
 # subcommand -> the extra whose absence makes its module fail to import
 _EXTRAS = {"export": "export", "quantize": "quantize", "compare": "quantize",
-           "mobile": "mobile"}
+           "mobile": "mobile", "triton": "serve", "serve": "serve"}
 
 
 def _load(command: str):

@@ -1,0 +1,114 @@
+"""A python-flavor Triton model repository from a bundle: ``REPO/NAME/config.pbtxt`` (a Python
+backend model with dynamic batching), ``REPO/NAME/1/model.py`` (``serving/python_model.py``)
+and ``REPO/NAME/1/bundle`` (a copy of the bundle: the repository is self-contained, so it can be
+mounted into a container or moved to another machine, and a later change to the bundle does
+not change what a running server serves). Written in a scratch folder beside REPO and renamed
+into place: never a half-written repository."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from runtime.bundle import Bundle
+from runtime.errors import InputError
+from runtime.files import scratch_beside, write_text_atomic
+
+SETTINGS = "edgeport_python.json"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# Tasks whose one input is a text, an image or an audio clip, and their other arguments
+# parameters; question-answering and the like take two inputs and are not served yet.
+_TWO_INPUTS = {"question-answering", "document-question-answering", "visual-question-answering",
+               "reinforcement-learning"}
+
+
+def input_name(pipeline_class) -> str:
+    """The contract's input for a pipeline class: ``audio``, ``image`` or ``text``."""
+    wanted = set(pipeline_class.preprocessors)
+    if "feature_extractor" in wanted:
+        return "audio"
+    if "image_processor" in wanted:
+        return "image"
+    return "text"
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(f"--name {name!r} is not a Triton model name. Note: use letters, "
+                         "digits, '_', '-' and '.', starting with a letter, digit or '_'.")
+    return name
+
+
+def default_name(bundle: Bundle) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", bundle.path.absolute().name).lstrip(".-") or "model"
+    return stem[:100]
+
+
+def config_pbtxt(name: str, input_: str, max_batch: int, instances: int) -> str:
+    """With batching, [batch, 1] tensors (one item a row); without (``max_batch`` 0), [-1]."""
+    dims = "1" if max_batch > 0 else "-1"
+    return (
+        f'name: "{name}"\n'
+        'backend: "python"\n'
+        f"max_batch_size: {max_batch}\n"
+        f'input [ {{ name: "{input_}" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n'
+        f'output [ {{ name: "result" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n'
+        f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
+        + ("dynamic_batching { max_queue_delay_microseconds: 2000 }\n" if max_batch > 0 else "")
+    )
+
+
+@contextlib.contextmanager
+def new_repository(repo) -> Iterator[Path]:
+    """A scratch folder beside ``repo`` (a new or empty folder) to write the repository in;
+    renamed to ``repo`` when the block ends without an error, removed otherwise."""
+    repo = Path(repo)
+    if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
+        raise InputError(f"{repo} exists and is not an empty folder. Note: remove it or name "
+                         "a new folder with -o.")
+    repo.absolute().parent.mkdir(parents=True, exist_ok=True)
+    scratch = scratch_beside(repo, "triton")
+    try:
+        yield scratch
+        if repo.exists():
+            repo.rmdir()  # empty, checked above
+        scratch.rename(repo)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def write_python_repository(bundle, repo, *, name: str | None = None, variant: str = "fp32",
+                            max_batch: int = 8, instances: int = 1) -> Path:
+    """Write the python-flavor repository of ``bundle`` to the new folder ``repo``."""
+    from runtime.tasks import pipeline_class
+
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    name = check_name(name if name is not None else default_name(bundle))
+    if not isinstance(max_batch, int) or max_batch < 0:
+        raise InputError(f"--max-batch must be 0 (no batching) or more, got {max_batch!r}.")
+    if not isinstance(instances, int) or instances < 1:
+        raise InputError(f"--instances must be 1 or more, got {instances!r}.")
+    if variant not in bundle.variants:
+        raise InputError(f"The bundle has no variant {variant!r}. Note: it has "
+                         f"{', '.join(sorted(bundle.variants))}.")
+    task = bundle.check_task(None)
+    if task in _TWO_INPUTS:
+        raise InputError(f"Serving {task} (two inputs) is not supported yet. Note: the python "
+                         "flavor serves tasks of one text, image or audio input.")
+    cls = pipeline_class(task, bundle.manifest.get("family"), bundle.manifest.get("model_type"))
+    with new_repository(repo) as scratch:
+        version = scratch / name / "1"
+        version.mkdir(parents=True)
+        shutil.copytree(bundle.path, version / "bundle",
+                        ignore=shutil.ignore_patterns(".edgeport.lock", ".*-scratch-*"))
+        shutil.copyfile(Path(__file__).with_name("python_model.py"), version / "model.py")
+        write_text_atomic(version / SETTINGS, json.dumps(
+            {"input": input_name(cls), "bundle": "bundle", "variant": variant, "task": task}))
+        write_text_atomic(scratch / name / "config.pbtxt",
+                          config_pbtxt(name, input_name(cls), max_batch, instances))
+    return Path(repo)
