@@ -45,7 +45,7 @@ from runtime.errors import InputError
 from runtime.files import scratch_beside, write_text_atomic
 from runtime.tasks import pipeline_class
 
-from .python_repo import _TWO_INPUTS, check_name, config_pbtxt, default_name, input_name
+from .python_repo import _TWO_INPUTS, checked_settings, config_pbtxt, input_name
 
 ENTRY_TEMPLATE = Path(__file__).with_name("native_model.py")
 SETTINGS = "edgeport_native.json"  # read by the entry model (native_model.SETTINGS)
@@ -206,12 +206,7 @@ def write_native_repository(bundle, repo, *, name: str | None = None, variant: s
     entry model ``name`` (default: the bundle folder's name) has the python flavor's config
     and contract. InputErrors for a bad name, variant or size, and for a bundle this flavor
     cannot serve (generative or two-input tasks: see the module docstring)."""
-    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-    name = check_name(name if name is not None else default_name(bundle))
-    if not isinstance(max_batch, int) or max_batch < 0:
-        raise InputError(f"--max-batch must be 0 (no batching) or more, got {max_batch!r}.")
-    if not isinstance(instances, int) or instances < 1:
-        raise InputError(f"--instances must be 1 or more, got {instances!r}.")
+    bundle, name = checked_settings(bundle, name, max_batch, instances)
     repo = Path(repo)
     if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
         raise InputError(f"{repo} exists and is not an empty folder. Note: remove it or name "

@@ -82,17 +82,24 @@ def new_repository(repo) -> Iterator[Path]:
         raise
 
 
-def write_python_repository(bundle, repo, *, name: str | None = None, variant: str = "fp32",
-                            max_batch: int = 8, instances: int = 1) -> Path:
-    """Write the python-flavor repository of ``bundle`` to the new folder ``repo``."""
-    from runtime.tasks import pipeline_class
-
+def checked_settings(bundle, name: str | None, max_batch, instances) -> tuple[Bundle, str]:
+    """(the Bundle, the entry model's name) of a repository's settings; InputErrors for a bad
+    name, --max-batch or --instances. Both flavors check them so."""
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     name = check_name(name if name is not None else default_name(bundle))
     if not isinstance(max_batch, int) or max_batch < 0:
         raise InputError(f"--max-batch must be 0 (no batching) or more, got {max_batch!r}.")
     if not isinstance(instances, int) or instances < 1:
         raise InputError(f"--instances must be 1 or more, got {instances!r}.")
+    return bundle, name
+
+
+def write_python_repository(bundle, repo, *, name: str | None = None, variant: str = "fp32",
+                            max_batch: int = 8, instances: int = 1) -> Path:
+    """Write the python-flavor repository of ``bundle`` to the new folder ``repo``."""
+    from runtime.tasks import pipeline_class
+
+    bundle, name = checked_settings(bundle, name, max_batch, instances)
     if variant not in bundle.variants:
         raise InputError(f"The bundle has no variant {variant!r}. Note: it has "
                          f"{', '.join(sorted(bundle.variants))}.")
