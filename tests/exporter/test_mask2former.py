@@ -10,14 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 from optimum.exporters.onnx import onnx_export_from_model
+from segmenter_tracing import OUTPUTS, trace_without
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
 
 from exporter.configs import custom_onnx_config, export_patches
 from exporter.configs.mask2former import PATCHES, Mask2FormerOnnxConfig
-from exporter.configs.patching import applied
 from runtime import ExportError
 
-OUTPUTS = ("class_queries_logits", "masks_queries_logits")
 ORIGINALS = {patch.name: vars(patch.owner)[patch.attribute] for patch in PATCHES}
 # (batch, height, width). 224 x 224 needs no window padding in any stage (window 7), the others
 # do; 202 x 302 is not a multiple of 32 (nor of the patch size), which the patches allow too.
@@ -95,24 +94,6 @@ def test_patches_are_undone_after_export_and_on_errors(exported, model):
     assert current() == ORIGINALS
 
 
-def trace_without(model, left_out, height, width, path):
-    class Logits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values):
-            output = self.model(pixel_values=pixel_values)
-            return output.class_queries_logits, output.masks_queries_logits
-
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    with applied(p for p in PATCHES if p.name != left_out):
-        torch.onnx.export(Logits().eval(), (torch.randn(2, 3, height, width),), path,
-                          input_names=["pixel_values"], output_names=list(OUTPUTS),
-                          dynamic_axes={"pixel_values": dynamic}, opset_version=18, dynamo=False)
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 @pytest.mark.parametrize("left_out,traced,checked", [
     ("dynamic_offset_normalizer", (288, 352), (256, 320)),  # wrong numbers
     ("always_crop_window_padding", (224, 224), (256, 320)),  # Reshape error
@@ -122,7 +103,7 @@ def trace_without(model, left_out, height, width, path):
     ("reference_points_without_linspace", (128, 160), (96, 32)),
 ])
 def test_each_patch_is_needed(model, tmp_path, left_out, traced, checked):
-    session = trace_without(model, left_out, *traced, tmp_path / "model.onnx")
+    session = trace_without(model, PATCHES, left_out, *traced, tmp_path / "model.onnx")
     assert max(max_differences(session, model, 2, *traced).values()) <= 1e-4  # a fair trace
     try:
         differences = max_differences(session, model, 1, *checked)

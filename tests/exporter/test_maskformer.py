@@ -11,14 +11,13 @@ import onnxruntime as ort
 import pytest
 import torch
 from optimum.exporters.onnx import onnx_export_from_model
+from segmenter_tracing import OUTPUTS, trace_without
 from vision_more_checkpoints import _maskformer_config
 
 from exporter import bundle_from_checkpoint
 from exporter.configs import custom_onnx_config
 from exporter.configs.maskformer import PATCHES
-from exporter.configs.patching import applied
 
-OUTPUTS = ("class_queries_logits", "masks_queries_logits")
 # (batch, height, width): 224 x 224 needs no window padding (window 7) in any stage, the others
 # do; 202 x 302 is no multiple of 32 nor of the patch size; 96 x 32 makes 1-wide feature maps.
 SIZES = [(1, 384, 384), (3, 256, 320), (3, 224, 224), (1, 202, 302), (1, 96, 32)]
@@ -66,31 +65,13 @@ def test_graph_declares_dynamic_dims(exported):
     }
 
 
-def trace_without(model, left_out, height, width, path):
-    class Logits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values):
-            output = self.model(pixel_values=pixel_values)
-            return output.class_queries_logits, output.masks_queries_logits
-
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    with applied(p for p in PATCHES if p.name != left_out):
-        torch.onnx.export(Logits().eval(), (torch.randn(2, 3, height, width),), path,
-                          input_names=["pixel_values"], output_names=list(OUTPUTS),
-                          dynamic_axes={"pixel_values": dynamic}, opset_version=18, dynamo=False)
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 @pytest.mark.parametrize("left_out,traced,checked", [
     ("always_crop_window_padding", (224, 224), (256, 320)),  # Reshape error
     ("always_pad_to_patches", (288, 352), (202, 302)),  # masks one row and column short
     ("always_pad_to_even", (288, 352), (202, 302)),  # Concat error
 ])
 def test_each_patch_is_needed(model, tmp_path, left_out, traced, checked):
-    session = trace_without(model, left_out, *traced, tmp_path / "model.onnx")
+    session = trace_without(model, PATCHES, left_out, *traced, tmp_path / "model.onnx")
     assert max(max_differences(session, model, 2, *traced).values()) <= 1e-4  # a fair trace
     try:
         differences = max_differences(session, model, 1, *checked)

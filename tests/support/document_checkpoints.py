@@ -57,32 +57,13 @@ def roberta_tokenizer():
 def xlm_roberta_tokenizer():
     """Donut's kind: XLM-RoBERTa's Unigram (<s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last, <s> ...
     </s> around every text), with Donut's task and field tokens added."""
-    from generation_checkpoints import CORPUS
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+    from generation_checkpoints import _unigram
     from transformers import XLMRobertaTokenizerFast
 
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁")])
-    tokenizer.decoder = decoders.Metaspace(replacement="▁")
-    trainer = trainers.UnigramTrainer(vocab_size=500,
-                                      special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                      unk_token="<unk>", show_progress=False)
-    tokenizer.train_from_iterator(CORPUS, trainer)
+    tokenizer = _unigram(["<s>", "<pad>", "</s>", "<unk>"], "<unk>", 500,
+                         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                         template_tokens=(("<s>", 0), ("</s>", 2)))
     tokenizer.add_special_tokens(["<mask>"])
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)])
     fast = XLMRobertaTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>",
                                    eos_token="</s>", sep_token="</s>", cls_token="<s>",
                                    unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",

@@ -163,9 +163,11 @@ def bart_tokenizer():
                              model_max_length=_BART["max_position_embeddings"])
 
 
-def _unigram(special_tokens: list[str], unk_token: str, vocab_size: int, pair: str):
-    """A sentencepiece-like Unigram: NFKC, whitespace split, Metaspace, `... </s>` after every
-    text (id 1 in both T5 and Pegasus)."""
+def _unigram(special_tokens: list[str], unk_token: str, vocab_size: int, pair: str,
+             single: str = "$A </s>", template_tokens=(("</s>", 1),)):
+    """A sentencepiece-like Unigram: NFKC, whitespace split, Metaspace, the ``single`` and
+    ``pair`` templates around texts (by default `... </s>` after every text: id 1 in both T5
+    and Pegasus)."""
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -186,7 +188,7 @@ def _unigram(special_tokens: list[str], unk_token: str, vocab_size: int, pair: s
                                       unk_token=unk_token, show_progress=False)
     tokenizer.train_from_iterator(CORPUS, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair=pair, special_tokens=[("</s>", 1)])
+        single=single, pair=pair, special_tokens=list(template_tokens))
     return tokenizer
 
 
