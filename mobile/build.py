@@ -58,13 +58,16 @@ def check_supported(bundle: Bundle) -> None:
 
     supported = ", ".join(sorted(e2e_builders())) or "none yet"
     family = bundle.manifest.get("family")
-    if family in generative_families() or len(bundle.graphs) != 1 or "model" not in bundle.graphs:
+    generative = family in generative_families()
+    if generative or len(bundle.graphs) != 1 or "model" not in bundle.graphs:
+        why = ("whose generate loop an app would have to rewrite" if generative
+               else "whose graphs an app would have to chain itself")
         raise InputError(
             f"edgeport mobile converts bundles of one graph that a single call answers; this "
             f"bundle runs {bundle.task} ({family} family, graphs: {', '.join(bundle.graphs)}), "
-            "whose generate loop an app would have to rewrite. Note: end-to-end graphs exist "
-            f"for {supported}; other single-graph tasks get model.ort and the report. For "
-            "on-device generation use onnxruntime-genai.")
+            f"{why}. Note: end-to-end graphs exist for {supported}; other single-graph tasks "
+            "get model.ort and the report."
+            + (" For on-device generation use onnxruntime-genai." if generative else ""))
 
 
 def mobile_from_bundle(bundle_path, out, *, variant: str = "fp32", shapes: Sequence[str] = (),

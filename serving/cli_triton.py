@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from runtime.errors import InputError
@@ -34,22 +33,10 @@ def write_repository(bundle, repo, *, flavor: str = "python", name: str | None =
         return write_python_repository(bundle, repo, name=name, variant=variant,
                                        max_batch=max_batch, instances=instances)
     if flavor == "native":
-        if importlib.util.find_spec("serving.native") is None:
-            raise InputError("--flavor native is not available yet. Note: use --flavor python.")
-        from runtime.bundle import Bundle
+        from .native import write_native_repository
 
-        from . import native
-        from .python_repo import check_name, default_name, new_repository
-
-        writer = getattr(native, "write_native_repository", None)
-        if writer is None:
-            raise InputError("--flavor native is not available yet. Note: use --flavor python.")
-        bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        name = check_name(name if name is not None else default_name(bundle))
-        with new_repository(repo) as scratch:
-            writer(bundle, scratch, name=name, variant=variant, max_batch=max_batch,
-                   instances=instances)
-        return Path(repo)
+        return write_native_repository(bundle, repo, name=name, variant=variant,
+                                       max_batch=max_batch, instances=instances)
     raise InputError(f"--flavor is python or native, not {flavor!r}.")
 
 

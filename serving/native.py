@@ -42,10 +42,11 @@ from pathlib import Path, PurePosixPath
 from runtime.backends.engine import TensorSpec
 from runtime.bundle import Bundle
 from runtime.errors import InputError
-from runtime.files import scratch_beside, write_text_atomic
+from runtime.files import write_text_atomic
 from runtime.tasks import pipeline_class
 
-from .python_repo import _TWO_INPUTS, checked_settings, config_pbtxt, input_name
+from .inputs import input_names
+from .python_repo import checked_settings, config_pbtxt, new_repository
 
 ENTRY_TEMPLATE = Path(__file__).with_name("native_model.py")
 SETTINGS = "edgeport_native.json"  # read by the entry model (native_model.SETTINGS)
@@ -207,27 +208,15 @@ def write_native_repository(bundle, repo, *, name: str | None = None, variant: s
     and contract. InputErrors for a bad name, variant or size, and for a bundle this flavor
     cannot serve (generative or two-input tasks: see the module docstring)."""
     bundle, name = checked_settings(bundle, name, max_batch, instances)
-    repo = Path(repo)
-    if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
-        raise InputError(f"{repo} exists and is not an empty folder. Note: remove it or name "
-                         "a new folder with -o.")
     checked = _check(bundle, variant)
-    repo.absolute().parent.mkdir(parents=True, exist_ok=True)
-    scratch = scratch_beside(repo, "triton")
-    try:
+    with new_repository(repo) as scratch:
         fill_native_repository(bundle, scratch, name=name, variant=variant,
                                max_batch=max_batch, instances=instances, checked=checked)
-        if repo.exists():
-            repo.rmdir()  # empty, checked above
-        scratch.rename(repo)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return repo
+    return Path(repo)
 
 
 def _check(bundle: Bundle, variant: str) -> tuple[str, str]:
-    """The bundle's task and the contract's input; InputErrors for what cannot be served."""
+    """The bundle's task and the contract's inputs; InputErrors for what cannot be served."""
     if variant not in bundle.variants:
         from runtime.errors import did_you_mean
 
@@ -240,24 +229,21 @@ def _check(bundle: Bundle, variant: str) -> tuple[str, str]:
             f"The native flavor does not serve generative bundles yet ({task!r}: its decoding "
             "loop and KV cache would run through BLS). Note: use the python flavor "
             "(`edgeport triton BUNDLE --flavor python`) or `edgeport serve`.")
-    if task in _TWO_INPUTS:
-        raise InputError(f"Serving {task} (two inputs) is not supported yet. Note: the native "
-                         "flavor serves tasks of one text, image or audio input.")
     if "model" not in bundle.variants[variant]["files"]:
         raise InputError(f"The variant {variant!r} has no graph 'model', which the pipeline "
                          "runs.")
-    return task, input_name(task_class)
+    return task, input_names(task, task_class)
 
 
 def fill_native_repository(bundle: Bundle, repo: Path, *, name: str, variant: str = "fp32",
                            max_batch: int = 8, instances: int = 1, checked=None) -> dict:
     """Write the models into the existing folder ``repo``; returns ``{"entry": name, "models":
-    {model: "python"|"onnxruntime_onnx"|"tensorrt_plan"}, "input", "task", "variant",
+    {model: "python"|"onnxruntime_onnx"|"tensorrt_plan"}, "inputs", "task", "variant",
     "tensorrt": [the TensorRT versions its plans need in the container]}``."""
-    task, input_ = checked or _check(bundle, variant)
+    task, inputs_ = checked or _check(bundle, variant)
     models = {}
     tensorrt: set[str] = set()
-    settings = {"input": input_, "bundle": BUNDLE_DIR, "variant": variant, "task": task}
+    settings = {"inputs": list(inputs_), "bundle": BUNDLE_DIR, "variant": variant, "task": task}
     for graph in sorted(bundle.variants[variant]["files"]):
         model_name = f"{name}_{graph}"
         inputs, outputs, first = _graph_io(bundle, graph, variant)
@@ -284,9 +270,9 @@ def fill_native_repository(bundle: Bundle, repo: Path, *, name: str, variant: st
     shutil.copyfile(ENTRY_TEMPLATE, version / "model.py")
     write_text_atomic(version / SETTINGS, json.dumps(settings, indent=1))
     write_text_atomic(repo / name / "config.pbtxt",
-                      config_pbtxt(name, input_, max_batch, instances))
+                      config_pbtxt(name, inputs_, max_batch, instances))
     models[name] = "python"
-    return {"entry": name, "models": models, "input": input_, "task": task, "variant": variant,
+    return {"entry": name, "models": models, "inputs": list(inputs_), "task": task, "variant": variant,
             "tensorrt": sorted(tensorrt)}
 
 
