@@ -52,10 +52,12 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
                          device: str = "cpu", threads: int | None = None,
                          providers: list[str] | None = None, session_options=None,
                          backend: str = "onnxruntime", build_if_missing: bool = False,
-                         engine=None, **kwargs) -> Pipeline:
+                         engine=None, engines=None, **kwargs) -> Pipeline:
     """A task pipeline on a loaded bundle (``pipeline``'s work). ``engine``: an Engine that
     runs the bundle's "model" graph in place of one made from ``backend`` (a serving backend
-    that calls a server); not for generative tasks, whose graphs a GenerationModel runs."""
+    that calls a server); not for generative tasks, whose graphs a GenerationModel runs:
+    ``engines`` (graph name -> Engine) gives those (``encoder_model``,
+    ``decoder_model_merged``, or a decoder-only ``model``), the others made from ``backend``."""
     task_name = task
     task = bundle.check_task(task)
     task_class = pipeline_class(task, bundle.manifest.get("family"),
@@ -65,11 +67,15 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
                    build_if_missing=build_if_missing)
     if task_class.generates and engine is not None:
         raise InputError(f"The task {task!r} generates text with several graphs; an engine "
-                         "given in place of the bundle's cannot run it.")
+                         "given in place of the bundle's cannot run it. Note: give engines= "
+                         "(graph name -> Engine).")
+    if engines is not None and not task_class.generates:
+        raise InputError(f"engines= is for generative tasks; {task!r} runs one graph. Note: "
+                         "give engine= instead.")
     if task_class.generates:
         from .generation import OnnxGenerationModel
 
-        model = OnnxGenerationModel.from_bundle(bundle, variant, **options)
+        model = OnnxGenerationModel.from_bundle(bundle, variant, engines=engines, **options)
         kwargs.update(generation_model=model, task_name=task_name or bundle.task)
         engine = model.decoder
     elif engine is None:

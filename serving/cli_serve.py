@@ -46,7 +46,8 @@ def main(args) -> int:
         repo = write_python_repository(args.bundle, folder / "repository", name=args.name,
                                        variant=args.variant, max_batch=args.max_batch,
                                        instances=args.instances)
-        name = next(path.name for path in repo.iterdir())
+        # NAME, and NAME_stream for a bundle that streams (serving/streaming.py)
+        name, *stream = sorted(path.name for path in repo.iterdir())
         server = Server(repo, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port)
         server.start()
@@ -54,7 +55,10 @@ def main(args) -> int:
               f"  HTTP:    {server.http_url}  (infer: POST {server.http_url}/v2/models/{name}"
               f"/infer)\n"
               f"  gRPC:    {server.grpc_url}\n"
-              f"  health:  {server.http_url}/v2/health/ready\n"
+              + "".join(f"  stream:  the model {model!r}: gRPC streaming, or POST "
+                        f"{server.http_url}/v2/models/{model}/generate_stream, with the "
+                        "parameter stream=true\n" for model in stream)
+              + f"  health:  {server.http_url}/v2/health/ready\n"
               f"  metrics: {server.metrics_url}\n"
               "Stop with Ctrl-C or SIGTERM.", flush=True)
         while server.process.poll() is None:

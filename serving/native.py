@@ -15,7 +15,8 @@
 - the entry model ``NAME``, a Python-backend model (serving/native_model.py as its model.py,
   the bundle copied beside it) that runs the torch-free pipeline with a BLS engine calling the
   graph model: the python flavor's config and contract (serving/python_repo.py: ``text``,
-  ``image`` or ``audio`` in, one BYTES element per item; ``result`` out, the pipeline's JSON
+  ``image`` or ``audio`` in, or the task's inputs of serving/inputs.py (``question`` and
+  ``context``, ...), one BYTES element per item; ``result`` out, the pipeline's JSON
   for each item; its dynamic batching), only the graph runs elsewhere.
 
 Why BLS and not an ensemble: a pipeline's postprocessing needs what its preprocessing knew
@@ -25,8 +26,11 @@ between two Python models without re-inventing the pipeline as tensors. With BLS
 model runs the pipeline unchanged and only the graph runs in the native backend, still batched
 across requests by Triton's dynamic batcher.
 
-Not done: generative bundles (their decoding loop with the KV cache kept in the backend through
-BLS): refused with an InputError.
+Generative bundles: the entry model runs the pipeline's generation loop, each of its graphs
+(``encoder_model`` and ``decoder_model_merged``, or a decoder-only ``model``) a BLS engine
+(pipeline_from_bundle's ``engines``); the KV cache stays in the entry model between steps and
+goes with each decoder call. Streaming tasks get ``NAME_stream`` too, the decoupled entry
+model of serving/streaming.py.
 
 The native flavor cannot run here (the bundled tritonserver has only the Python backend);
 its configs are checked against Triton's ModelConfig schema and rules in tests.
@@ -47,6 +51,7 @@ from runtime.tasks import pipeline_class
 
 from .inputs import input_names
 from .python_repo import checked_settings, config_pbtxt, new_repository
+from .streaming import add_stream_model, streams
 
 ENTRY_TEMPLATE = Path(__file__).with_name("native_model.py")
 SETTINGS = "edgeport_native.json"  # read by the entry model (native_model.SETTINGS)
@@ -206,7 +211,7 @@ def write_native_repository(bundle, repo, *, name: str | None = None, variant: s
     folder ``repo`` (absent or empty), in a scratch folder beside it renamed into place. The
     entry model ``name`` (default: the bundle folder's name) has the python flavor's config
     and contract. InputErrors for a bad name, variant or size, and for a bundle this flavor
-    cannot serve (generative or two-input tasks: see the module docstring)."""
+    cannot serve (generative bundles: see the module docstring)."""
     bundle, name = checked_settings(bundle, name, max_batch, instances)
     checked = _check(bundle, variant)
     with new_repository(repo) as scratch:
@@ -224,15 +229,26 @@ def _check(bundle: Bundle, variant: str) -> tuple[str, str]:
                          + did_you_mean(variant, bundle.variants))
     task = bundle.check_task(None)
     task_class = pipeline_class(task, bundle.manifest.get("family"), bundle.model_type)
-    if task_class.generates:
-        raise InputError(
-            f"The native flavor does not serve generative bundles yet ({task!r}: its decoding "
-            "loop and KV cache would run through BLS). Note: use the python flavor "
-            "(`edgeport triton BUNDLE --flavor python`) or `edgeport serve`.")
-    if "model" not in bundle.variants[variant]["files"]:
-        raise InputError(f"The variant {variant!r} has no graph 'model', which the pipeline "
-                         "runs.")
+    for graph in _pipeline_graphs(bundle, task_class):
+        if graph not in bundle.variants[variant]["files"]:
+            raise InputError(f"The variant {variant!r} has no graph {graph!r}, which the "
+                             "pipeline runs.")
     return task, input_names(task, task_class)
+
+
+def _pipeline_graphs(bundle: Bundle, task_class) -> list[str]:
+    """The graphs the entry model calls: "model", or a generative bundle's encoder and decoder
+    (runtime.generation's FAMILY_GRAPHS)."""
+    if not task_class.generates:
+        return ["model"]
+    from runtime.generation.onnx_model import FAMILY_GRAPHS
+
+    family = bundle.manifest.get("family")
+    if family not in FAMILY_GRAPHS:
+        raise InputError(f"The bundle {bundle.path} holds a {family!r} model, which does not "
+                         f"generate text. Note: generation needs a bundle of family "
+                         f"{' or '.join(FAMILY_GRAPHS)}.")
+    return [graph for graph in FAMILY_GRAPHS[family] if graph]
 
 
 def fill_native_repository(bundle: Bundle, repo: Path, *, name: str, variant: str = "fp32",
@@ -241,6 +257,7 @@ def fill_native_repository(bundle: Bundle, repo: Path, *, name: str, variant: st
     {model: "python"|"onnxruntime_onnx"|"tensorrt_plan"}, "inputs", "task", "variant",
     "tensorrt": [the TensorRT versions its plans need in the container]}``."""
     task, inputs_ = checked or _check(bundle, variant)
+    task_class = pipeline_class(task, bundle.manifest.get("family"), bundle.model_type)
     models = {}
     tensorrt: set[str] = set()
     settings = {"inputs": list(inputs_), "bundle": BUNDLE_DIR, "variant": variant, "task": task}
@@ -260,10 +277,15 @@ def fill_native_repository(bundle: Bundle, repo: Path, *, name: str, variant: st
             _copy_graph(bundle, graph, variant, version)
         write_text_atomic(repo / model_name / "config.pbtxt", config)
         models[model_name] = "tensorrt_plan" if plans else "onnxruntime_onnx"
-        if graph == "model":
+        if graph == "model" and not task_class.generates:
             settings.update(graph_model=model_name, graph_max_batch=model_max,
                             graph_inputs=[s.to_json() for s in inputs],
                             graph_outputs=[s.to_json() for s in outputs])
+        elif task_class.generates and graph in _pipeline_graphs(bundle, task_class):
+            settings.setdefault("generation_graphs", {})[graph] = {
+                "model": model_name, "max_batch": model_max,
+                "inputs": [s.to_json() for s in inputs],
+                "outputs": [s.to_json() for s in outputs]}
     version = repo / name / "1"
     shutil.copytree(bundle.path, version / BUNDLE_DIR, ignore=shutil.ignore_patterns(
         "engines", ".edgeport.lock", ".*-scratch-*"))
@@ -272,8 +294,10 @@ def fill_native_repository(bundle: Bundle, repo: Path, *, name: str, variant: st
     write_text_atomic(repo / name / "config.pbtxt",
                       config_pbtxt(name, inputs_, max_batch, instances))
     models[name] = "python"
-    return {"entry": name, "models": models, "inputs": list(inputs_), "task": task, "variant": variant,
-            "tensorrt": sorted(tensorrt)}
+    if streams(task_class):  # NAME_stream, decoupled: token streaming (serving/streaming.py)
+        models[add_stream_model(repo, name, SETTINGS)] = "python"
+    return {"entry": name, "models": models, "inputs": list(inputs_), "task": task,
+            "variant": variant, "tensorrt": sorted(tensorrt)}
 
 
 __all__ = ["write_native_repository", "fill_native_repository", "graph_config",

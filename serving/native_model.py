@@ -66,5 +66,17 @@ class TritonPythonModel(PythonFlavorModel):
     settings_file = SETTINGS
 
     def engine(self, settings):
+        if settings.get("generation_graphs"):
+            return None  # a generative bundle: engines()
         return BlsEngine(settings["graph_model"], settings["graph_inputs"],
                          settings["graph_outputs"], settings["graph_max_batch"])
+
+    def engines(self, settings):
+        """A generative bundle's graphs (encoder, decoder: ``generation_graphs``), each a BLS
+        engine: the generation loop runs here, the KV cache kept between its steps in this
+        model and sent with each decoder step."""
+        graphs = settings.get("generation_graphs")
+        if not graphs:
+            return None
+        return {graph: BlsEngine(target["model"], target["inputs"], target["outputs"],
+                                 target["max_batch"]) for graph, target in graphs.items()}

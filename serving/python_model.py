@@ -2,13 +2,16 @@
 
 A Python-backend model that runs the torch-free pipeline on the bundle copied beside it
 (``1/bundle``). It decodes the contract's input (``text``, ``image`` or ``audio``: BYTES, one
-element per item), and answers ``result`` (BYTES: the pipeline's JSON result for each item, as
-the pipeline gives it for that item in a list). Triton's dynamic batcher hands ``execute``
-several requests at once; requests with the same parameters are run as ONE pipeline call (one
+element per item; or the task's inputs of serving/inputs.py, paired up by position), and
+answers ``result`` (BYTES: the pipeline's JSON result for each item, as the pipeline gives
+it for that item in a list). Triton's dynamic batcher hands ``execute`` several requests at
+once; requests with the same parameters are run as ONE pipeline call (one
 engine call per ``batch_size`` items). A failing batch is run again request by request, so one
 bad request gets its own error (edgeport's message, code INVALID_ARG: HTTP 400) and the others
 their answers. Request parameters are the pipeline's call arguments, string values parsed as
 JSON when they can be (``top_k`` "3" -> 3); an unknown one is the pipeline's InputError.
+The same model.py, under a config with Triton's decoupled policy, is NAME_stream: token
+streaming (serving/streaming.py's ``execute_decoupled``).
 
 Not importable outside a Triton Python backend (``triton_python_backend_utils`` is the
 backend's); the ``runtime`` package must be importable by the backend's Python.
@@ -25,7 +28,9 @@ import triton_python_backend_utils as pb_utils
 from runtime.bundle import Bundle
 from runtime.errors import EdgeportError, InputError
 from runtime.pipeline import pipeline_from_bundle
+from serving.inputs import UNWRAPS_ONE, items_from_arrays
 from serving.results import result_json
+from serving.streaming import execute_decoupled, plain_stream_error, stream_requested
 
 SETTINGS = "edgeport_python.json"  # written by serving.python_repo beside this file
 
@@ -66,24 +71,43 @@ class TritonPythonModel:
     def initialize(self, args):
         here = self.folder
         settings = json.loads((here / self.settings_file).read_text())
-        self.input_name = settings["input"]
+        self.input_names = tuple(settings["inputs"])
+        self.unwraps_one = settings["task"] in UNWRAPS_ONE
         bundle = Bundle.load(here / settings["bundle"])
         self.pipeline = pipeline_from_bundle(bundle, variant=settings["variant"],
-                                             engine=self.engine(settings))
+                                             engine=self.engine(settings),
+                                             engines=self.engines(settings))
         self.batches = "batch_size" in self.pipeline.parameters
-        self.batched = json.loads(args["model_config"]).get("max_batch_size", 0) > 0
+        config = json.loads(args["model_config"])
+        self.batched = config.get("max_batch_size", 0) > 0
+        # NAME_stream (serving/streaming.py): token streaming, Triton's decoupled mode
+        self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled"))
+        self.name = args.get("model_name", "")
 
     def engine(self, settings):
         """The engine that runs the graph: None, the bundle's own (the native flavor's entry
         model sends it to the graph model instead)."""
         return None
 
+    def engines(self, settings):
+        """The engines that run a generative bundle's graphs (graph name -> Engine): None, the
+        bundle's own (the native flavor's entry model sends them to the graph models)."""
+        return None
+
     def execute(self, requests):
+        if self.decoupled:
+            return execute_decoupled(self, requests, pb_utils, _parameters)
+        return self.responses(requests)
+
+    def responses(self, requests) -> list:
+        """One response per request (requests with the same parameters run as one call)."""
         answers: list = [None] * len(requests)
         groups: dict[str, list[tuple[int, list, dict]]] = {}
         for index, request in enumerate(requests):
             try:
                 items, parameters = self._decode(request), _parameters(request)
+                if stream_requested(parameters):
+                    raise plain_stream_error(self)
             except EdgeportError as error:
                 answers[index] = error
                 continue
@@ -101,21 +125,11 @@ class TritonPythonModel:
         return [self._response(answer) for answer in answers]
 
     def _decode(self, request) -> list:
-        tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
-        if tensor is None:
-            raise InputError(f"The request has no input {self.input_name!r}. Note: this model "
-                             f"takes {self.input_name!r} (BYTES, one element per item).")
-        array = tensor.as_numpy()
-        if array.dtype != np.object_:
-            raise InputError(f"The input {self.input_name!r} must be BYTES, got {array.dtype}.")
-        items = [bytes(item) if not isinstance(item, str) else item.encode()
-                 for item in array.reshape(-1)]
-        if self.input_name == "text":
-            try:
-                items = [item.decode("utf-8") for item in items]
-            except UnicodeDecodeError:
-                raise InputError("The input 'text' must be UTF-8 text.") from None
-        return items
+        tensors = {name: pb_utils.get_input_tensor_by_name(request, name)
+                   for name in self.input_names}
+        return items_from_arrays(self.input_names, {
+            name: None if tensor is None else tensor.as_numpy()
+            for name, tensor in tensors.items()})
 
     def _run(self, group, answers) -> None:
         items = [item for _, request_items, _ in group for item in request_items]
@@ -123,7 +137,7 @@ class TritonPythonModel:
         if self.batches and "batch_size" not in parameters:
             parameters["batch_size"] = max(1, len(items))
         results = self.pipeline(items, **parameters)
-        if len(items) == 1 and len(results) != 1:  # a pipeline that unwraps a single item
+        if len(items) == 1 and (self.unwraps_one or len(results) != 1):  # it unwrapped one item
             results = [results]
         results = list(results)
         start = 0

@@ -11,29 +11,18 @@ import contextlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from runtime.bundle import Bundle
 from runtime.errors import InputError
 from runtime.files import scratch_beside, write_text_atomic
 
+from .inputs import input_names
+from .streaming import add_stream_model, streams
+
 SETTINGS = "edgeport_python.json"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
-# Tasks whose one input is a text, an image or an audio clip, and their other arguments
-# parameters; question-answering and the like take two inputs and are not served yet.
-_TWO_INPUTS = {"question-answering", "document-question-answering", "visual-question-answering",
-               "reinforcement-learning"}
-
-
-def input_name(pipeline_class) -> str:
-    """The contract's input for a pipeline class: ``audio``, ``image`` or ``text``."""
-    wanted = set(pipeline_class.preprocessors)
-    if "feature_extractor" in wanted:
-        return "audio"
-    if "image_processor" in wanted:
-        return "image"
-    return "text"
 
 
 def check_name(name: str) -> str:
@@ -48,14 +37,18 @@ def default_name(bundle: Bundle) -> str:
     return stem[:100]
 
 
-def config_pbtxt(name: str, input_: str, max_batch: int, instances: int) -> str:
-    """With batching, [batch, 1] tensors (one item a row); without (``max_batch`` 0), [-1]."""
+def config_pbtxt(name: str, inputs: Sequence[str], max_batch: int, instances: int) -> str:
+    """``inputs``: the names of the BYTES inputs (serving.inputs.input_names). With batching,
+    [batch, 1] tensors (one item a row); without (``max_batch`` 0), [-1]."""
     dims = "1" if max_batch > 0 else "-1"
+    inputs = [inputs] if isinstance(inputs, str) else inputs  # one name, not its letters
+    declared = ", ".join(f'{{ name: "{input_}" data_type: TYPE_STRING dims: [ {dims} ] }}'
+                         for input_ in inputs)
     return (
         f'name: "{name}"\n'
         'backend: "python"\n'
         f"max_batch_size: {max_batch}\n"
-        f'input [ {{ name: "{input_}" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n'
+        f"input [ {declared} ]\n"
         f'output [ {{ name: "result" data_type: TYPE_STRING dims: [ {dims} ] }} ]\n'
         f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
         + ("dynamic_batching { max_queue_delay_microseconds: 2000 }\n" if max_batch > 0 else "")
@@ -104,10 +97,8 @@ def write_python_repository(bundle, repo, *, name: str | None = None, variant: s
         raise InputError(f"The bundle has no variant {variant!r}. Note: it has "
                          f"{', '.join(sorted(bundle.variants))}.")
     task = bundle.check_task(None)
-    if task in _TWO_INPUTS:
-        raise InputError(f"Serving {task} (two inputs) is not supported yet. Note: the python "
-                         "flavor serves tasks of one text, image or audio input.")
     cls = pipeline_class(task, bundle.manifest.get("family"), bundle.manifest.get("model_type"))
+    inputs = input_names(task, cls)
     with new_repository(repo) as scratch:
         version = scratch / name / "1"
         version.mkdir(parents=True)
@@ -115,7 +106,9 @@ def write_python_repository(bundle, repo, *, name: str | None = None, variant: s
                         ignore=shutil.ignore_patterns(".edgeport.lock", ".*-scratch-*"))
         shutil.copyfile(Path(__file__).with_name("python_model.py"), version / "model.py")
         write_text_atomic(version / SETTINGS, json.dumps(
-            {"input": input_name(cls), "bundle": "bundle", "variant": variant, "task": task}))
+            {"inputs": list(inputs), "bundle": "bundle", "variant": variant, "task": task}))
         write_text_atomic(scratch / name / "config.pbtxt",
-                          config_pbtxt(name, input_name(cls), max_batch, instances))
+                          config_pbtxt(name, inputs, max_batch, instances))
+        if streams(cls):  # NAME_stream, decoupled: token streaming (serving/streaming.py)
+            add_stream_model(scratch, name, SETTINGS)
     return Path(repo)

@@ -210,6 +210,8 @@ class Wav2Vec2FeatureExtractor(FeatureExtractor):
 # thread (a busy machine stalls its worker threads).
 FRAME_BLOCK = 128
 MEL_BAND = 8
+# np.fft.rfft takes out= from numpy 2.0 (the bundled Triton backend runs numpy 1.x)
+_RFFT_OUT = int(np.__version__.split(".")[0]) >= 2
 _LOG_FLOOR = np.float32(np.log10(1e-10))
 
 
@@ -352,7 +354,10 @@ class WhisperFeatureExtractor(FeatureExtractor):
                 if self._rng is not None:
                     block = block + self.dither * self._rng.standard_normal(block.shape)
                 np.multiply(block, self.window, out=windowed[:size])
-                np.fft.rfft(windowed[:size], axis=-1, out=spectrum[:size])
+                if _RFFT_OUT:
+                    np.fft.rfft(windowed[:size], axis=-1, out=spectrum[:size])
+                else:  # numpy 1.x (the bundled Triton backend's) has no out= here
+                    spectrum[:size] = np.fft.rfft(windowed[:size], axis=-1)
                 parts = spectrum[:size].view(np.float64)  # real, imaginary, real, ...
                 np.square(parts, out=parts)
                 np.add(parts[:, 0::2], parts[:, 1::2], out=power[:size])

@@ -120,16 +120,13 @@ def main(args) -> int:
 def trajectory_input(item: str) -> dict:
     """A reinforcement-learning INPUT: a JSON object of states, actions, returns_to_go and
     timesteps (lists), inline or in a .json file."""
-    from ..files import parse_json, read_json_file
+    from ..files import read_json_file
+    from ..tasks.reinforcement_learning import trajectory_from_json, trajectory_object
 
     if item.lstrip().startswith("{"):
-        value = parse_json(item, "the INPUT trajectory", error=InputError)
-    else:
-        value = read_json_file(item, "the trajectory file", error=InputError, missing=InputError)
-    if not isinstance(value, dict):
-        raise InputError("A trajectory is a JSON object: {\"states\": [[...], ...], "
-                         "\"actions\": [[...], ...], \"returns_to_go\": [...]}.")
-    return value
+        return trajectory_from_json(item, "the INPUT trajectory")
+    return trajectory_object(
+        read_json_file(item, "the trajectory file", error=InputError, missing=InputError))
 
 
 def reads_text(pipe) -> bool:

@@ -150,9 +150,12 @@ class OnnxGenerationModel:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, variant: str = "fp32", *,
-                    io_binding: bool | None = None, **engine_options) -> OnnxGenerationModel:
+                    io_binding: bool | None = None, engines: Mapping[str, Engine] | None = None,
+                    **engine_options) -> OnnxGenerationModel:
         """The model over a generative bundle's graphs in ``variant``; ``engine_options`` go to
-        ``bundle.engine`` (backend, device, threads, providers, session_options)."""
+        ``bundle.engine`` (backend, device, threads, providers, session_options). ``engines``:
+        graph name -> an Engine that runs that graph instead (a serving backend's, which calls
+        a server: serving/native_model.py's BlsEngine)."""
         family = bundle.manifest.get("family")
         if family not in FAMILY_GRAPHS:
             raise InputError(
@@ -171,10 +174,19 @@ class OnnxGenerationModel:
                     f"{variant!r}: {sorted(files)}); export the checkpoint again with "
                     "`edgeport export`."
                 )
-        decoder_engine = bundle.engine(decoder, variant, **engine_options)
+        engines = dict(engines or {})
+        unknown = sorted(set(engines) - set(needed))
+        if unknown:
+            raise InputError(f"engines= names {unknown}, which a {family} model does not run. "
+                             f"Note: it runs the graphs {needed}.")
+
+        def engine(name: str) -> Engine:
+            return engines[name] if name in engines else bundle.engine(name, variant,
+                                                                       **engine_options)
+
+        decoder_engine = engine(decoder)
         gqa = "llm" in recipe_lineage(bundle, variant)
-        return cls(decoder_engine,
-                   bundle.engine(encoder, variant, **engine_options) if encoder else None,
+        return cls(decoder_engine, engine(encoder) if encoder else None,
                    vocab_size=bundle.config.get("vocab_size"), io_binding=io_binding,
                    recompute_past=recompute_length(bundle.config), takes_padding=not gqa,
                    shared_cache=gqa and _binds_on_host(decoder_engine))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BundleError, InputError
+from ..files import parse_json
 from .base import Pipeline, config_count
 
 _TRAJECTORY = ("states", "actions", "returns_to_go", "timesteps")
@@ -142,6 +143,24 @@ class ReinforcementLearningPipeline(Pipeline):
                 "timesteps": padded(timesteps, np.int64),
                 "attention_mask": np.concatenate([np.zeros(pad), np.ones(keep)]).astype(
                     self.mask_dtype)}
+
+
+def trajectory_from_json(text: str, what: str = "the trajectory") -> dict:
+    """A trajectory from its JSON text (strict JSON, an object of lists), as `edgeport run` and
+    the Triton contract take it; the pipeline checks its arrays.
+
+    >>> trajectory_from_json('{"states": [[0.5, 1.0]], "returns_to_go": [1.0]}')["states"]
+    [[0.5, 1.0]]
+    """
+    return trajectory_object(parse_json(text, what, error=InputError))
+
+
+def trajectory_object(value) -> dict:
+    """``value`` (parsed JSON) when it is an object; an InputError saying the form otherwise."""
+    if not isinstance(value, dict):
+        raise InputError("A trajectory is a JSON object: {\"states\": [[...], ...], "
+                         "\"actions\": [[...], ...], \"returns_to_go\": [...]}.")
+    return value
 
 
 def _array(value, name: str, shape: tuple[int | None, ...]) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import re
 import shutil
 import sys
 import types
@@ -29,13 +28,14 @@ from images import photos
 
 from runtime.backends.engine import OrtEngine
 from runtime.bundle import Bundle
-from runtime.errors import InputError
+from runtime.errors import EngineError, InputError
 from runtime.pipeline import pipeline
 from serving.native import TRITON_DTYPES, fill_native_repository, write_native_repository
 
 model_config_pb2 = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2", reason="the serve extra (tritonclient) is not installed")
 text_format = pytest.importorskip("google.protobuf.text_format")
+json_format = pytest.importorskip("google.protobuf.json_format")
 
 
 # --- a stand-in for the Python backend's utilities --------------------------------------------
@@ -101,6 +101,7 @@ def fake_pb_utils(repo: Path, calls: list) -> types.ModuleType:
     module.InferenceRequest = InferenceRequest
     module.get_output_tensor_by_name = get_output_tensor_by_name
     module.get_input_tensor_by_name = get_output_tensor_by_name
+    module.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
     return module
 
 
@@ -120,11 +121,10 @@ def load_entry(repo: Path, name: str, monkeypatch, calls: list):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
-    # Triton passes the model's config as JSON; the entry model reads its max_batch_size
-    batch = re.search(r"^max_batch_size: (\d+)", (repo / name / "config.pbtxt").read_text(),
-                      re.M)
-    model.initialize({"model_name": name, "model_config": json.dumps(
-        {"max_batch_size": int(batch.group(1)) if batch else 0})})
+    # Triton passes the model's config as JSON (max_batch_size, model_transaction_policy, ...)
+    config = json_format.MessageToDict(parse_config(repo / name / "config.pbtxt"),
+                                       preserving_proto_field_name=True)
+    model.initialize({"model_name": name, "model_config": json.dumps(config)})
     return model
 
 
@@ -172,13 +172,21 @@ def check_repository(repo: Path, written: dict, bundle: Bundle) -> dict:
         if kind == "python":
             assert config.backend == "python" and kinds <= {"KIND_CPU", "KIND_MODEL"}
             assert [t.name for t in config.output] == ["result"]
-            assert [t.name for t in config.input] == [written["input"]]
+            assert [t.name for t in config.input] == written["inputs"]
             assert all(dtype_name(t.data_type) == "TYPE_STRING" and list(t.dims) == [1]
                        for t in (*config.input, *config.output))
             settings = json.loads((repo / name / "1" / "edgeport_native.json").read_text())
-            target = configs[settings["graph_model"]]  # the BLS target exists...
-            assert settings["graph_max_batch"] == target.max_batch_size
-            assert [t["name"] for t in settings["graph_inputs"]] == [t.name for t in target.input]
+            # NAME_stream: decoupled, on NAME's bundle copy (serving/streaming.py)
+            assert config.model_transaction_policy.decoupled == name.endswith("_stream")
+            assert (repo / name / "1" / settings["bundle"] / "manifest.json").is_file()
+            targets = settings.get("generation_graphs") or {"model": {
+                "model": settings["graph_model"], "max_batch": settings["graph_max_batch"],
+                "inputs": settings["graph_inputs"]}}
+            for target in targets.values():
+                graph_config = configs[target["model"]]  # the BLS target exists...
+                assert target["max_batch"] == graph_config.max_batch_size
+                assert [t["name"] for t in target["inputs"]] == [
+                    t.name for t in graph_config.input]
             continue
         if kind == "tensorrt_plan":
             assert config.platform == "tensorrt_plan" and config.backend == "tensorrt"
@@ -207,7 +215,7 @@ def test_text_classification(tiny_bundle, tmp_path, monkeypatch):
     bundle = Bundle.load(tiny_bundle("bert", "text-classification"))
     written = fill_native_repository(bundle, tmp_path, name="bert", max_batch=2, instances=2)
     configs = check_repository(tmp_path, written, bundle)
-    assert written["input"] == "text" and configs["bert_model"].max_batch_size == 2
+    assert written["inputs"] == ["text"] and configs["bert_model"].max_batch_size == 2
     assert configs["bert_model"].dynamic_batching.preferred_batch_size == [2]
     calls = []
     model = load_entry(tmp_path, "bert", monkeypatch, calls)
@@ -228,7 +236,7 @@ def test_image_classification(tiny_bundle, tmp_path, monkeypatch):
     bundle = Bundle.load(tiny_bundle("vit", "image-classification"))
     written = fill_native_repository(bundle, tmp_path, name="vit", max_batch=4, instances=1)
     check_repository(tmp_path, written, bundle)
-    assert written["input"] == "image"
+    assert written["inputs"] == ["image"]
     model = load_entry(tmp_path, "vit", monkeypatch, [])
     images = []
     for image in photos()[:2]:
@@ -327,12 +335,12 @@ def test_tensorrt_plans(tiny_bundle, tmp_path):
     assert not (repo / "bert" / "1" / "bundle" / "engines").exists()
 
 
-def test_refuses_generative_bundles(tiny_bundle, tmp_path):
+def test_refuses_generation_on_a_bundle_that_does_not_generate(tiny_bundle, tmp_path):
     path = tmp_path / "bundle"
     shutil.copytree(tiny_bundle("bert", "text-classification"), path)
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "manifest.json").write_text(json.dumps({**manifest, "task": "text-generation"}))
-    with pytest.raises(InputError, match="generative"):
+    with pytest.raises(InputError, match="does not generate text"):
         write_native_repository(Bundle.load(path), tmp_path / "repo", name="m")
 
 
@@ -340,9 +348,121 @@ def test_speech_recognition(tiny_bundle, tmp_path, monkeypatch):
     bundle = Bundle.load(tiny_bundle("wav2vec2", "automatic-speech-recognition"))
     written = fill_native_repository(bundle, tmp_path, name="asr", max_batch=2)
     check_repository(tmp_path, written, bundle)
-    assert written["input"] == "audio"
+    assert written["inputs"] == ["audio"]
     model = load_entry(tmp_path, "asr", monkeypatch, [])
     clips = [JFK.read_bytes()]
     clips.append(clips[0])  # the same clip twice: one batch of two
     expected = json.loads(json.dumps(pipeline(model=bundle)(clips)))
     assert answer(model, "audio", clips) == expected
+
+
+# --- generative bundles: the generation loop in the entry model, each graph over BLS ---------
+GENERATIVE = {
+    "gen": (("gpt2", "text-generation"), ["Hello, my dog is", "The weather today"],
+            {"do_sample": False, "max_new_tokens": 6}),
+    "t2t": (("bart", "text2text-generation"), ["hello world", "translate: the house"],
+            {"num_beams": 1, "max_new_tokens": 6}),
+    "asr": (("whisper", "automatic-speech-recognition"), None, {"max_new_tokens": 6}),
+    "caption": (("vision-encoder-decoder", "image-to-text"), None, {"max_new_tokens": 6}),
+}
+
+
+def _media(kind: str) -> list[bytes]:
+    if kind == "asr":
+        return [JFK.read_bytes()]
+    out = []
+    for image in photos()[:2]:
+        data = io.BytesIO()
+        image.save(data, format="PNG")
+        out.append(data.getvalue())
+    return out
+
+
+class _Sender:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, response=None, flags=0):
+        self.sent.append((response, flags))
+
+
+class _StreamRequest(_Request):
+    def __init__(self, tensors, parameters=None):
+        super().__init__(tensors, parameters)
+        self.sender = _Sender()
+
+    def get_response_sender(self):
+        return self.sender
+
+
+def _stream(model, name, item, parameters) -> list:
+    """(result JSON or error message, final flag) of each response a streaming request got."""
+    item = item.encode() if isinstance(item, str) else item
+    request = _StreamRequest([_Tensor(name, np.array([[item]], dtype=np.object_))], parameters)
+    assert model.execute([request]) is None  # decoupled: answered through the sender
+    return [(response.error().message() if response.has_error() else
+             json.loads(response.output_tensors[0].as_numpy().reshape(-1)[0]), flags)
+            for response, flags in request.sender.sent]
+
+
+@pytest.mark.parametrize("kind", list(GENERATIVE))
+def test_generative_bundles(tiny_bundle, tmp_path, monkeypatch, kind):
+    from runtime.generation.onnx_model import FAMILY_GRAPHS
+
+    key, items, settings = GENERATIVE[kind]
+    bundle = Bundle.load(tiny_bundle(*key))
+    written = fill_native_repository(bundle, tmp_path, name=kind, max_batch=4)
+    check_repository(tmp_path, written, bundle)
+    graphs = [g for g in FAMILY_GRAPHS[bundle.manifest["family"]] if g]
+    calls = []
+    model = load_entry(tmp_path, kind, monkeypatch, calls)
+    items = items or _media(kind)
+    reference = pipeline(model=bundle)
+    expected_settings = dict(settings)
+    if "batch_size" in reference.parameters:  # one request: one pipeline call
+        expected_settings["batch_size"] = len(items)
+    expected = json.loads(json.dumps(reference(items, **expected_settings)))
+    (input_name,) = written["inputs"]
+    assert answer(model, input_name, items, settings) == expected
+    # every graph ran in its own model; the decoder once per step, the cache sent each time
+    called = [name for name, _ in calls]
+    assert set(called) == {f"{kind}_{graph}" for graph in graphs}
+    assert called.count(f"{kind}_{graphs[-1]}") > 1
+    assert "max_new_tokens" in answer(model, input_name, items[:1], {"max_new_tokenz": 2})
+    if kind in ("asr", "caption"):  # their pipelines take no streamer
+        assert f"{kind}_stream" not in written["models"]
+        return
+    # streaming: NAME_stream, decoupled, the same model.py on NAME's bundle copy
+    stream = load_entry(tmp_path, f"{kind}_stream", monkeypatch, [])
+    *pieces, (last, flags) = _stream(stream, input_name, items[0], {**settings, "stream": True})
+    assert flags == 1 and all(flag == 0 for _, flag in pieces)
+    assert [piece["piece"] for piece, _ in pieces] == list(reference.stream(items[0],
+                                                                             **settings))
+    assert last == expected[0]
+    # two items, or an unknown setting, end the stream with edgeport's message
+    request = _StreamRequest([_Tensor(input_name, np.array([[b"a"], [b"b"]], np.object_))],
+                             {"stream": True})
+    stream.execute([request])
+    ((response, flags),) = request.sender.sent
+    assert flags == 1 and "one item" in response.error().message()
+    ((message, flags),) = _stream(stream, input_name, items[0], {"max_new_tokenz": 2,
+                                                                "stream": True})
+    assert flags == 1 and "max_new_tokens" in message
+    if kind == "gen":  # a graph call failing mid-stream: the pieces so far, then the error
+        decoder, steps = stream.pipeline.model.decoder, []
+        call = decoder._call
+
+        def failing(feed):
+            steps.append(1)
+            if len(steps) == settings["max_new_tokens"]:
+                raise EngineError("The graph model failed: a stand-in failure")
+            return call(feed)
+
+        monkeypatch.setattr(decoder, "_call", failing)
+        *pieces, (message, flags) = _stream(stream, input_name, items[0],
+                                            {**settings, "stream": True})
+        assert pieces and all(flag == 0 for _, flag in pieces)
+        assert flags == 1 and "stand-in failure" in message
+        monkeypatch.setattr(decoder, "_call", call)  # and the model keeps serving
+        assert _stream(stream, input_name, items[0], {**settings, "stream": True})[-1] == (
+            expected[0], 1)

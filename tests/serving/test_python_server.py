@@ -24,6 +24,7 @@ pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not
 http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 
+from triton_server import runnable  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from runtime.errors import InputError  # noqa: E402
@@ -38,31 +39,9 @@ INPUTS = {"text": "text", "image": "image", "speech": "audio"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _runnable() -> str | None:
-    try:
-        launch.check_platform()
-        launch.distribution()
-    except Exception as error:  # noqa: BLE001 - the reason to skip
-        return str(error)
-    return None
-
-
-@pytest.fixture(scope="session")
-def stub_numpy(tmp_path_factory):
-    """A folder holding numpy 1.x for the backend stub when this environment has numpy 2
-    (see serving.launch.numpy_for_stub); installed with pip when not given."""
-    if int(np.__version__.split(".")[0]) < 2 or os.environ.get(launch.NUMPY1_VARIABLE):
-        yield
-        return
-    folder = tmp_path_factory.mktemp("numpy1")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                           "--target", str(folder), "numpy<2"], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"the bundled Python backend needs numpy<2, and pip could not install it: "
-                    f"{done.stderr.decode(errors='replace')[-300:]}")
-    os.environ[launch.NUMPY1_VARIABLE] = str(folder)
-    yield
-    os.environ.pop(launch.NUMPY1_VARIABLE, None)
+# the server's skip reason (tests/support/triton_server.py); the stub_numpy fixture is in
+# tests/serving/conftest.py
+_runnable = runnable
 
 
 @pytest.fixture(scope="module")

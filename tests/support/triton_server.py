@@ -1,0 +1,39 @@
+"""What the tests that start the REAL tritonserver (bundled in nvidia-pytriton) share: why it
+cannot run here, and a numpy 1.x folder for its Python backend stub. The ``stub_numpy``
+fixture (tests/serving/conftest.py) uses ``numpy1_folder``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def runnable() -> str | None:
+    """None when the bundled tritonserver can run on this machine, else the reason."""
+    try:
+        from serving import launch
+
+        launch.check_platform()
+        launch.distribution()
+    except Exception as error:  # noqa: BLE001 - the reason to skip
+        return str(error)
+    return None
+
+
+def numpy1_folder(folder: Path) -> str | None:
+    """Install numpy 1.x into ``folder`` for the backend stub (see
+    serving.launch.numpy_for_stub); the error's tail when pip cannot."""
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--target", str(folder), "numpy<2"], capture_output=True)
+    return done.stderr.decode(errors="replace")[-300:] if done.returncode else None
+
+
+def needs_numpy1() -> bool:
+    from serving import launch
+
+    return (int(np.__version__.split(".")[0]) >= 2
+            and not os.environ.get(launch.NUMPY1_VARIABLE))
