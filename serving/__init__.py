@@ -31,5 +31,7 @@ The contract of a repository's entry model (the model named NAME):
 Modules: inputs (each task's inputs and their decoding, for both flavors), python_repo (the
 python flavor: a Python-backend model running the pipeline, with dynamic batching;
 python_model.py is its model.py), launch (the tritonserver of nvidia-pytriton, started as
-PyTriton starts it), streaming (NAME_stream), cli_triton and cli_serve (the commands).
+PyTriton starts it), streaming (NAME_stream), native (the native flavor: graph models for
+NVIDIA's onnxruntime/tensorrt backends, the entry model native_model.py calling them over BLS),
+cli_triton and cli_serve (the commands).
 """

@@ -124,7 +124,9 @@ def python_environment(into: Path) -> Path:
     interpreter's environment: the stub embeds libpython, which finds its ``sys.path`` from the
     ``python3`` first on PATH (PYTHONPATH is not read). Its ``site-packages`` holds only a
     ``.pth`` listing the numpy 1.x folder (when needed), the current folder and this
-    interpreter's ``sys.path``, so the backend imports this environment's ``runtime``."""
+    interpreter's ``sys.path``, then adding this interpreter's site folders as site folders
+    (their .pth files run: an editable install's finder), so the backend imports this
+    environment's ``runtime`` from whatever folder the server was started in."""
     env = into / "python-env"
     (env / "bin").mkdir(parents=True)
     base = Path(getattr(sys, "_base_executable", sys.executable))
@@ -139,8 +141,15 @@ def python_environment(into: Path) -> Path:
     stdlib = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
     entries = [*numpy_for_stub(), os.getcwd()]
     entries += [p for p in sys.path if p and Path(p).is_dir() and p not in stdlib]
-    (site / "edgeport-serve.pth").write_text(
-        "".join(f"{entry}\n" for entry in dict.fromkeys(entries)))
+    # this environment's site folders as site folders, so that their own .pth files run too:
+    # an editable install (`pip install -e`) puts edgeport's packages on the path only there
+    import site as site_module
+
+    folders = [*site_module.getsitepackages(), site_module.getusersitepackages()]
+    lines = [f"{entry}\n" for entry in dict.fromkeys(entries)]
+    lines += [f"import site; site.addsitedir({folder!r})\n" for folder in folders
+              if Path(folder).is_dir()]
+    (site / "edgeport-serve.pth").write_text("".join(lines))
     return env
 
 

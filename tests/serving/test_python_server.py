@@ -231,16 +231,17 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def test_serve_stops_on_sigterm_without_orphans(tiny_bundle, stub_numpy):
+def test_serve_stops_on_sigterm_without_orphans(tiny_bundle, stub_numpy, tmp_path):
     reason = _runnable()
     if reason:
         pytest.skip(f"the bundled tritonserver cannot run here: {reason}")
     ports = [launch.free_port() for _ in range(3)]
+    # started outside the checkout: the backend imports edgeport as installed (editable here)
     process = subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "serve", str(tiny_bundle(*BUNDLES["text"])),
          "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
          "--metrics-port", str(ports[2]), "--name", "clf"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         start_new_session=True)
     try:
         lines = []
