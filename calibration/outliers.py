@@ -167,6 +167,8 @@ def smooth_channels(model, peaks: Mapping[str, np.ndarray], alpha: float = SMOOT
     how many Attention nodes were smoothed. Each gets its own copy of the scaled weight."""
     from onnx import helper, numpy_helper
 
+    from .qdq_search import factors
+
     initializers = {t.name: t for t in model.graph.initializer}
     before: dict[int, list] = {}
     replaced: set[str] = set()
@@ -182,9 +184,7 @@ def smooth_channels(model, peaks: Mapping[str, np.ndarray], alpha: float = SMOOT
                 f"{weight.shape[0]} rows. Note: this graph is not one the recipe can smooth; "
                 "leave row_scaling out, or quantize the unfused fp32 graph."
             )
-        rows = np.maximum(np.abs(weight).max(1).astype(np.float64), 1e-8)
-        factor = np.clip(np.maximum(peak, 1e-8) ** alpha / rows ** (1 - alpha), 1e-4, 1e4)
-        factor /= np.exp(np.log(factor).mean())  # keep the weights' overall magnitude
+        factor = factors(peak, [weight], alpha, one_sided=False)
         stem = _unique(model, f"{node.name}_smooth")
         inverse = numpy_helper.from_array((1 / factor).astype(np.float32), f"{stem}_inverse")
         scaled = numpy_helper.from_array((weight * factor[:, None]).astype(np.float32),
@@ -201,4 +201,95 @@ def smooth_channels(model, peaks: Mapping[str, np.ndarray], alpha: float = SMOOT
     unused = [t for t in model.graph.initializer if t.name in replaced and t.name not in used]
     for tensor in unused:  # the unscaled weights no node reads any more
         model.graph.initializer.remove(tensor)
+    return count
+
+
+def smooth_matmuls(model, peaks: Mapping[str, np.ndarray],
+                   alpha: float | Mapping[str, float | None] = SMOOTH_ALPHA,
+                   exclude: Iterable[str] = ()) -> dict[str, str]:
+    """SmoothQuant for static int8 (in place): the input ``x`` of the weight MatMuls not in
+    ``exclude`` whose input is in ``peaks`` becomes ``x * (1 / c)`` and each weight's rows are
+    multiplied by ``c`` (``qdq_search.factors``: ``peak^alpha / max|W row|^(1 - alpha)``, the
+    weights of the MatMuls that share ``x``, Q, K and V, taken together), so the channels whose
+    activations peak far above the rest hand part of their range to the weights, which are
+    quantized per output channel. Exact in fp32. ``alpha``: one for all, or per input (None:
+    that input is left as it is). Returns {x: the tensor its MatMuls now read}."""
+    from onnx import helper, numpy_helper
+
+    from .qdq_search import factors
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    nodes = model.graph.node
+    before: dict[int, list] = {}
+    smoothed: dict[str, str] = {}
+    replaced: set[str] = set()
+    for x, indices in matmul_inputs(model, exclude).items():
+        strength = alpha.get(x) if isinstance(alpha, Mapping) else alpha
+        if x not in peaks or strength is None:
+            continue
+        weights = [numpy_helper.to_array(initializers[nodes[i].input[1]]).astype(np.float32)
+                   for i in indices]
+        peak = np.asarray(peaks[x], np.float64)
+        if any(peak.shape != (w.shape[0],) for w in weights):
+            continue  # a broadcast MatMul whose channels are not the weight's rows
+        factor = factors(peak, weights, strength)
+        stem = _unique(model, f"{x}_smooth")
+        inverse = numpy_helper.from_array((1 / factor).astype(np.float32), f"{stem}_inverse")
+        model.graph.initializer.append(inverse)
+        before[indices[0]] = [helper.make_node("Mul", [x, inverse.name], [f"{stem}_x"],
+                                               name=f"{stem}/Mul")]
+        for index, weight in zip(indices, weights):
+            node = nodes[index]
+            scaled = numpy_helper.from_array((weight * factor[:, None]).astype(np.float32),
+                                             _unique(model, f"{node.input[1]}_smoothed"))
+            model.graph.initializer.append(scaled)
+            replaced.add(node.input[1])
+            node.input[0] = f"{stem}_x"
+            node.input[1] = scaled.name
+        smoothed[x] = f"{stem}_x"
+    _splice(model, before, {})
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [t for t in model.graph.initializer if t.name in replaced and t.name not in used]
+    for tensor in unused:  # the unscaled weights no node reads any more
+        model.graph.initializer.remove(tensor)
+    return smoothed
+
+
+def isolate_inputs(model, op_types: Iterable[str], exclude: Iterable[str] = ()) -> int:
+    """Give the activation inputs of the nodes of ``op_types`` not in ``exclude`` an Identity
+    of their own (in place) where other nodes read them too, so that a quantizer that puts
+    Q/DQ on a tensor for all its readers (ONNX Runtime's) quantizes only what the MatMuls
+    read: a LayerNorm output also feeds the residual Add and Shape ops, which stay float.
+    Returns how many tensors were isolated."""
+    from onnx import helper
+
+    wanted, excluded = set(op_types), set(exclude)
+    constants = {t.name for t in model.graph.initializer}
+    constants.update(o for n in model.graph.node if n.op_type == "Constant" for o in n.output)
+    readers: dict[str, list[int]] = {}
+    for index, node in enumerate(model.graph.node):
+        for name in dict.fromkeys(node.input):
+            if name:
+                readers.setdefault(name, []).append(index)
+    nodes = model.graph.node
+    quantized = {i for i, n in enumerate(nodes) if n.op_type in wanted and n.name not in excluded}
+    outputs = {o.name for o in model.graph.output}
+    before: dict[int, list] = {}
+    count = 0
+    for x, indices in readers.items():
+        if x in constants:
+            continue
+        mine = [i for i in indices if i in quantized]
+        if not mine or (len(mine) == len(indices) and x not in outputs):
+            continue
+        isolated = _unique(model, f"{x}_quantized_input")
+        before.setdefault(mine[0], []).append(helper.make_node(
+            "Identity", [x], [isolated], name=f"{isolated}/Identity"))
+        for index in mine:
+            node = nodes[index]
+            for position, name in enumerate(node.input):
+                if name == x:
+                    node.input[position] = isolated
+        count += 1
+    _splice(model, before, {})
     return count

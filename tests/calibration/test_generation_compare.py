@@ -204,8 +204,8 @@ def test_max_drop_on_generation(tiny_bundle, tmp_path):
     accuracy = Bundle.load(gpt2.path).variants["int8"]["accuracy"]
     assert accuracy["metric"] == "token_agreement"
     assert accuracy["accuracy_aware"]["excluded"] == record["excluded"]
-    # static int8 of the tiny BART loses a third of its tokens; a few nodes left in fp32, in
-    # the encoder and in the decoder (measured: the attention products), bring it back
+    # static int8 of the tiny BART loses a third of its tokens; a few nodes left in fp32
+    # (ranked across the encoder and the decoder; measured: decoder MatMuls) bring it back
     bart = _copy(tiny_bundle, tmp_path, "bart", "text2text-generation")
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(SENTENCES[:12]))
@@ -214,11 +214,13 @@ def test_max_drop_on_generation(tiny_bundle, tmp_path):
     assert record["rounds"][0]["drop"] > 0.15 >= record["drop"]
     excluded = record["excluded"]
     assert sorted(excluded) == ["decoder_model_merged", "encoder_model"]
-    assert excluded["encoder_model"] and excluded["decoder_model_merged"]
+    assert any(excluded.values())
     variant = Bundle.load(bart.path).variants["qdq"]
     assert variant["accuracy"]["accuracy_aware"]["excluded"] == excluded
     for graph, nodes in excluded.items():  # left float in the variant's graph
-        assert variant["recipe"]["graphs"][graph]["nodes_to_exclude"] == nodes
+        recorded = variant["recipe"]["graphs"][graph]  # a merged decoder's: per branch
+        assert set(nodes) == set(recorded.get("nodes_to_exclude", [])).union(
+            *(branch["nodes_to_exclude"] for branch in recorded.get("branches", {}).values()))
         model = onnx.load(str(Bundle.load(bart.path).graph_path(graph, "qdq")))
         graphs = [model.graph] + [a.g for n in model.graph.node for a in n.attribute
                                   if a.HasField("g")]

@@ -247,7 +247,8 @@ def test_recipe_makes_a_variant_close_to_fp32(model_type, task, recipe, tiny_bun
         else:
             # None: the recipe's own choice (a node list: none; int4's accuracy_level: ONNX
             # Runtime's default), recorded as chosen
-            expected = [] if default is None and option != "accuracy_level" else default
+            expected = ([] if default is None and option not in ("accuracy_level", "smooth_alpha")
+                        else default)
             assert record["options"][option] == expected
     if calibration is not None:
         assert record["calibration"] == {"path": str(calibration), "samples": len(CALIBRATION),
