@@ -203,6 +203,15 @@ def _large(model) -> bool:
         return True
 
 
+def _fits_protobuf(model) -> bool:
+    """Whether the graph, as loaded, is under protobuf's 2 GB (what ONNX's shape inference
+    takes in memory)."""
+    try:
+        return model.ByteSize() < 2**31 - 2**20
+    except Exception:  # protobuf refuses to size a message over 2 GB
+        return False
+
+
 def _save(model, target: Path, *, external: bool) -> None:
     """Write ``target``; weights of a large graph go to ``target`` + ``_data`` beside it (the
     name write_variant moves along with the graph)."""
@@ -727,7 +736,11 @@ def fp16(source: Path, target: Path, *, feeds=None, op_block_list: list[str] | N
     model = _load_source(recipe, source)
     extra = _names_option(recipe, "op_block_list", op_block_list, _op_types(model), "op type")
     external = _large(model)
-    index_nodes = [] if external else _index_arithmetic(model)
+    # The converter needs every tensor's type to put Casts around the ops kept fp32 (without
+    # it BERT-base's LayerNorms got fp16 inputs); ONNX's shape inference takes a message up to
+    # protobuf's 2 GB, weights included, so only a graph past that goes without.
+    infer = _fits_protobuf(model)
+    index_nodes = _index_arithmetic(model) if infer else []
     with _quiet_logging():
         from onnxruntime.transformers.float16 import (
             DEFAULT_OP_BLOCK_LIST,
@@ -737,7 +750,7 @@ def fp16(source: Path, target: Path, *, feeds=None, op_block_list: list[str] | N
         block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_FP32) | set(extra))
         converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
                                              node_block_list=index_nodes,
-                                             disable_shape_infer=external)
+                                             disable_shape_infer=not infer)
     _drop_duplicate_nodes(converted)
     _save(converted, Path(target), external=external)
     _check_loads(recipe, Path(target),

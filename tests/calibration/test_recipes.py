@@ -620,3 +620,15 @@ def test_a_graph_without_matmul(tmp_path):
     with pytest.raises(InputError, match="cannot read .*broken.onnx"):
         (tmp_path / "broken.onnx").write_bytes(b"not a graph")
         RECIPES["fp16"].make(tmp_path / "broken.onnx", tmp_path / "out.onnx")
+
+
+def test_fp16_of_a_graph_with_external_weights(tiny_bundle, tmp_path, monkeypatch):
+    """A graph over EXTERNAL_DATA_BYTES (BERT-base, 440 MB) is written with external weights;
+    the fp16 converter still needs every tensor's type to cast around the ops kept fp32
+    (before: BERT-base's fp16 variant did not load, LayerNorm bound to fp16 and fp32)."""
+    path = _copy(tiny_bundle("bert", "text-classification"), tmp_path)
+    monkeypatch.setattr(recipes, "EXTERNAL_DATA_BYTES", 1024)
+    name = variant_from_bundle(path, "fp16")
+    assert (path / "onnx" / f"model_{name}.onnx_data").is_file()  # the large-graph path
+    _check_graph("fp16", path / "onnx" / f"model_{name}.onnx", "bert")
+    _check_close("fp16", _compare(Bundle.load(path), name, _feeds(path)))
