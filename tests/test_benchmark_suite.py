@@ -111,3 +111,25 @@ def test_llm_benchmark_runs_on_tiny_models(tmp_path):
         assert all(len(row["tokens"]) == 5 and row["decode_tokens_per_s"] > 0 for row in rows)
     text = (tmp_path / "llm.md").read_text()
     assert "| edgeport-int4 |" in text and "decode tokens/s" in text
+
+
+def test_static_int8_benchmark_runs_on_tiny_models(tmp_path, monkeypatch):
+    """benchmarks/static_int8.py's code path (the real-size run is not part of the tests)."""
+    load_suite(monkeypatch)  # importable as `suite` too, as the script imports it
+    monkeypatch.setitem(sys.modules, "suite", sys.modules["benchmark_suite"])
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "static_int8.py"
+    spec = importlib.util.spec_from_file_location("benchmark_static_int8", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    names = ["bert-base-uncased", "vit-base-patch16-224"]
+    assert bench.main([str(tmp_path), "--tiny", "--models", *names]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["model"] for r in results] == names
+    for result in results:
+        variants = result["report"]["variants"]
+        assert sorted(variants) == sorted(bench.VARIANTS)
+        assert variants["qdq"]["recipe"]["options"]["method"] == "minmax"
+        assert variants["qdq-search"]["recipe"]["options"]["searched"]
+        assert variants["qdq"]["task"]["metric"] == "top1_agreement"
+    text = (tmp_path / "results.md").read_text()
+    assert "| **bert-base-uncased** fp32 |" in text and "| qdq-search |" in text

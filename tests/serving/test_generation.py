@@ -11,7 +11,6 @@ message, and the server keeps serving."""
 
 from __future__ import annotations
 
-import io
 import json
 import queue
 import shutil
@@ -26,7 +25,7 @@ pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not
 http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 
-from triton_server import runnable  # noqa: E402
+from triton_server import png_photos, runnable  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from serving import launch  # noqa: E402
@@ -118,14 +117,7 @@ def _items(kind: str) -> list:
     if kind in PROMPTS:
         return PROMPTS[kind]
     if kind == "caption":
-        from images import photos
-
-        out = []
-        for photo in photos()[:2]:
-            stream = io.BytesIO()
-            photo.save(stream, format="PNG")
-            out.append(stream.getvalue())
-        return out
+        return png_photos(2)
     from audio_samples import JFK
 
     return [JFK.read_bytes()]

@@ -24,7 +24,7 @@ pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not
 http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 
-from triton_server import runnable  # noqa: E402
+from triton_server import close, png_photos, runnable  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from runtime.errors import InputError  # noqa: E402
@@ -68,14 +68,7 @@ def _items(kind: str) -> list:
     if kind == "text":
         return ["I love this movie.", "Terrible, do not go.", "Ok."]
     if kind == "image":
-        from images import photos
-
-        out = []
-        for photo in photos()[:2]:
-            stream = io.BytesIO()
-            photo.save(stream, format="PNG")
-            out.append(stream.getvalue())
-        return out
+        return png_photos(2)
     from audio_samples import JFK
 
     return [JFK.read_bytes()]
@@ -84,16 +77,6 @@ def _items(kind: str) -> list:
 def _expected(pipe, items, **parameters):
     results = pipe(list(items), **parameters)
     return json.loads(json.dumps(results, default=jsonable))
-
-
-def _close(a, b):
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    if isinstance(a, float):
-        return abs(a - b) <= 1e-4 + 1e-4 * abs(b)
-    return a == b
 
 
 def _infer(server, protocol: str, model: str, items, parameters=None, datatype="BYTES",
@@ -120,10 +103,10 @@ def test_answers_equal_the_pipeline(server, runtime_pipeline, kind, protocol):
     items = _items(kind)
     got = _infer(server, protocol, kind, items)
     want = _expected(pipe, items)
-    assert _close(got, want), (got, want)
+    assert close(got, want), (got, want)
     if kind == "text":  # pipeline arguments as request parameters
         got = _infer(server, protocol, kind, items, parameters={"top_k": 2})
-        assert _close(got, _expected(pipe, items, top_k=2))
+        assert close(got, _expected(pipe, items, top_k=2))
         assert len(got[0]) == 2
 
 
@@ -139,7 +122,7 @@ def test_without_batching_a_request_is_a_list(server, runtime_pipeline, protocol
     reply = module.InferenceServerClient(url).infer("text_flat", [tensor])
     result = reply.as_numpy("result")
     assert result.shape == (2,)
-    assert _close([json.loads(item) for item in result], _expected(pipe, texts))
+    assert close([json.loads(item) for item in result], _expected(pipe, texts))
 
 
 def test_concurrent_clients(server, runtime_pipeline):
@@ -150,7 +133,7 @@ def test_concurrent_clients(server, runtime_pipeline):
             lambda pair: _infer(server, ("http", "grpc")[pair[0] % 2], "text", [pair[1]]),
             enumerate(texts)))
     for text, answer in zip(texts, answers):
-        assert _close(answer, _expected(pipe, [text]))
+        assert close(answer, _expected(pipe, [text]))
     # the dynamic batcher handed the model several requests at once: one pipeline call
     client = http.InferenceServerClient(server.http_url.removeprefix("http://"))
     stats = client.get_inference_statistics("text")["model_stats"][0]

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from document_checkpoints import document_images
 from images import photos
-from triton_server import runnable
+from triton_server import close, runnable
 
 from runtime.bundle import Bundle
 from runtime.errors import InputError
@@ -89,16 +89,6 @@ def _expected(pipe, items, **parameters) -> list:
     """The pipeline's answer for each item alone, as JSON."""
     return [json.loads(json.dumps(pipe(item, **parameters), default=jsonable))
             for item in items]
-
-
-def _close(a, b):
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    if isinstance(a, float):
-        return abs(a - b) <= 1e-4 + 1e-4 * abs(b)
-    return a == b
 
 
 # --- the decoding helper ------------------------------------------------------------------------
@@ -211,9 +201,9 @@ def test_answers_equal_the_pipeline(server, runtime_pipeline, model, protocol):
     items = _items(model)
     got = _infer(server, protocol, model, _columns(model, items))  # several items, one request
     want = _expected(pipe, items)
-    assert _close(got, want), (got, want)
+    assert close(got, want), (got, want)
     one = _infer(server, protocol, model, _columns(model, items[:1]))  # one item: a list of one
-    assert _close(one, want[:1]), (one, want[:1])
+    assert close(one, want[:1]), (one, want[:1])
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -224,10 +214,10 @@ def test_question_answering_parameters_and_one_item(server, runtime_pipeline, pr
     items = _items("qa")
     for top_k in (1, 2):
         got = _infer(server, protocol, "qa", _columns("qa", items[:1]), {"top_k": top_k})
-        assert _close(got, _expected(pipe, items[:1], top_k=top_k)), got
+        assert close(got, _expected(pipe, items[:1], top_k=top_k)), got
         assert len(got) == 1 and (isinstance(got[0], dict) if top_k == 1 else len(got[0]) == 2)
     got = _infer(server, protocol, "qa_flat", _columns("qa", items), batched=False)
-    assert _close(got, _expected(pipe, items)), got
+    assert close(got, _expected(pipe, items)), got
 
 
 def test_concurrent_requests(server, runtime_pipeline):
@@ -238,7 +228,7 @@ def test_concurrent_requests(server, runtime_pipeline):
                                _columns(job[1][0], [job[1][1]])), enumerate(jobs)))
     pipes = {model: runtime_pipeline(*MODELS[model]) for model in ("qa", "rl")}
     for (model, item), answer in zip(jobs, answers):
-        assert _close(answer, _expected(pipes[model], [item])), (model, answer)
+        assert close(answer, _expected(pipes[model], [item])), (model, answer)
     # the dynamic batcher handed the model several requests at once: one pipeline call
     _, client = _client(server, "http")
     stats = client.get_inference_statistics("qa")["model_stats"][0]
@@ -332,15 +322,6 @@ def _native_harness():
     return module
 
 
-class _Request:
-    def __init__(self, tensors, parameters=None):
-        self.output_tensors = tensors
-        self._parameters = json.dumps(parameters or {})
-
-    def parameters(self):
-        return self._parameters
-
-
 @pytest.mark.parametrize("model", list(MODELS))
 def test_native_entry_model_equals_the_pipeline(tiny_bundle, tmp_path, monkeypatch, model):
     """docqa (Donut) generates: its encoder and decoder run in graph models through BLS (the
@@ -351,8 +332,8 @@ def test_native_entry_model_equals_the_pipeline(tiny_bundle, tmp_path, monkeypat
     from serving.native import fill_native_repository
 
     harness = _native_harness()
-    _Tensor, check_repository, load_entry = (harness._Tensor, harness.check_repository,
-                                              harness.load_entry)
+    _Tensor, _Request = harness._Tensor, harness._Request
+    check_repository, load_entry = harness.check_repository, harness.load_entry
 
     bundle = Bundle.load(tiny_bundle(*MODELS[model]))
     written = fill_native_repository(bundle, tmp_path, name=model, max_batch=2)
@@ -374,12 +355,12 @@ def test_native_entry_model_equals_the_pipeline(tiny_bundle, tmp_path, monkeypat
 
     got = answer(_columns(model, items))
     want = _expected(pipeline(model=bundle), items)
-    assert _close(got, want), (got, want)
+    assert close(got, want), (got, want)
     assert calls and all(size <= 2 for _, size in calls)  # the graph model's max_batch_size
     graphs = {name for name, _ in calls}
     assert graphs == ({f"{model}_encoder_model", f"{model}_decoder_model_merged"}
                       if model == "docqa" else {f"{model}_model"})
-    assert _close(answer(_columns(model, items[:1])), want[:1])
+    assert close(answer(_columns(model, items[:1])), want[:1])
     columns = _columns(model, items)
     first = INPUTS[model][0]
     missing = answer({name: values for name, values in columns.items() if name != first})

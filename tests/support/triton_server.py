@@ -37,3 +37,29 @@ def needs_numpy1() -> bool:
 
     return (int(np.__version__.split(".")[0]) >= 2
             and not os.environ.get(launch.NUMPY1_VARIABLE))
+
+
+def close(a, b) -> bool:
+    """Two JSON results equal, floats within 1e-4 (absolute and relative)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(close(x, y)
+                                                                for x, y in zip(a, b))
+    if isinstance(a, float):
+        return isinstance(b, (int, float)) and abs(a - b) <= 1e-4 + 1e-4 * abs(b)
+    return a == b
+
+
+def png_photos(count: int = 2) -> list[bytes]:
+    """The first ``count`` real photos (tests/support/images.py) as PNG files' bytes."""
+    import io
+
+    from images import photos
+
+    out = []
+    for photo in photos()[:count]:
+        stream = io.BytesIO()
+        photo.save(stream, format="PNG")
+        out.append(stream.getvalue())
+    return out
