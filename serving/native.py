@@ -210,8 +210,8 @@ def write_native_repository(bundle, repo, *, name: str | None = None, variant: s
     """Write the native-flavor repository of ``bundle`` (a Bundle or its path) to the new
     folder ``repo`` (absent or empty), in a scratch folder beside it renamed into place. The
     entry model ``name`` (default: the bundle folder's name) has the python flavor's config
-    and contract. InputErrors for a bad name, variant or size, and for a bundle this flavor
-    cannot serve (generative bundles: see the module docstring)."""
+    and contract. InputErrors for a bad name, variant or size, and for a variant that lacks a
+    graph the pipeline runs."""
     bundle, name = checked_settings(bundle, name, max_batch, instances)
     checked = _check(bundle, variant)
     with new_repository(repo) as scratch:
