@@ -62,6 +62,14 @@ def _splice(model, before: Mapping[int, list], after: Mapping[int, list]) -> Non
     model.graph.node.extend(nodes)
 
 
+def _drop_unread(model, names: set[str]) -> None:
+    """Remove the initializers of ``names`` that no node reads any more (weights replaced by
+    their scaled copies)."""
+    read = {name for node in model.graph.node for name in node.input}
+    for tensor in [t for t in model.graph.initializer if t.name in names and t.name not in read]:
+        model.graph.initializer.remove(tensor)
+
+
 def matmul_inputs(model, exclude: Iterable[str] = ()) -> dict[str, list[int]]:
     """The activation inputs of the weight MatMuls not in ``exclude`` -> the indices of the
     MatMuls that read each (what ``scale_rows`` scales)."""
@@ -197,10 +205,7 @@ def smooth_channels(model, peaks: Mapping[str, np.ndarray], alpha: float = SMOOT
         node.input[1] = scaled.name
         count += 1
     _splice(model, before, {})
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [t for t in model.graph.initializer if t.name in replaced and t.name not in used]
-    for tensor in unused:  # the unscaled weights no node reads any more
-        model.graph.initializer.remove(tensor)
+    _drop_unread(model, replaced)
     return count
 
 
@@ -248,10 +253,7 @@ def smooth_matmuls(model, peaks: Mapping[str, np.ndarray],
             node.input[1] = scaled.name
         smoothed[x] = f"{stem}_x"
     _splice(model, before, {})
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [t for t in model.graph.initializer if t.name in replaced and t.name not in used]
-    for tensor in unused:  # the unscaled weights no node reads any more
-        model.graph.initializer.remove(tensor)
+    _drop_unread(model, replaced)
     return smoothed
 
 
