@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from optimum.exporters.onnx import onnx_export_from_model
-from segmenter_tracing import OUTPUTS, trace_without
+from segmenter_tracing import max_differences, trace_without
 from vision_more_checkpoints import _maskformer_config
 
 from exporter import bundle_from_checkpoint
@@ -39,15 +38,6 @@ def exported(model, tmp_path_factory):
                            preprocessors=[], custom_onnx_configs={"model": config})
     return ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
 
-
-def max_differences(session, model, batch, height, width) -> dict[str, float]:
-    pixel_values = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = model(pixel_values=pixel_values)
-    got = session.run(list(OUTPUTS), {"pixel_values": pixel_values.numpy()})
-    return {name: float(np.abs(value - getattr(expected, name).numpy()).max())
-            if value.shape == tuple(getattr(expected, name).shape) else float("inf")
-            for name, value in zip(OUTPUTS, got)}
 
 
 @pytest.mark.parametrize("batch,height,width", SIZES)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +24,14 @@ pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not
 http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 
-from triton_server import png_photos, runnable  # noqa: E402
+from triton_server import (  # noqa: E402
+    add_models,
+    png_photos,
+    served,
+    skip_unless_runnable,
+)
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from serving import launch  # noqa: E402
 from serving.native import write_native_repository  # noqa: E402
 from serving.python_repo import write_python_repository  # noqa: E402
 from serving.results import jsonable  # noqa: E402
@@ -84,20 +87,16 @@ PROMPTS = {"gen": ["Hello, my dog is", "The weather today"],
 
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory, stub_numpy):
-    reason = runnable()
-    if reason:
-        pytest.skip(f"the bundled tritonserver cannot run here: {reason}")
+    skip_unless_runnable()
     repo = tmp_path_factory.mktemp("triton-generation") / "repo"
     repo.mkdir()
-    for kind, key in BUNDLES.items():
-        one = write_python_repository(tiny_bundle(*key), repo.parent / f"one-{kind}", name=kind,
-                                      max_batch=4)
-        for model in one.iterdir():  # NAME, and NAME_stream for the streaming tasks
-            shutil.move(model, repo / model.name)
+    for kind, key in BUNDLES.items():  # NAME, and NAME_stream for the streaming tasks
+        add_models(repo, write_python_repository(tiny_bundle(*key), repo.parent / f"one-{kind}",
+                                                 name=kind, max_batch=4))
     for name, kind in NATIVE.items():
         one = write_native_repository(tiny_bundle(*BUNDLES[kind]), repo.parent / f"one-{name}",
                                       name=name, max_batch=4)
-        for model in one.iterdir():
+        for model in add_models(repo, one):
             config = (model / "config.pbtxt").read_text()
             if 'platform: "onnxruntime_onnx"' in config:  # a graph model: the stand-in
                 config = config.replace('backend: "onnxruntime"\nplatform: "onnxruntime_onnx"\n'
@@ -106,11 +105,7 @@ def server(tiny_bundle, tmp_path_factory, stub_numpy):
                 assert 'backend: "python"' in config
                 (model / "config.pbtxt").write_text(config)
                 (model / "1" / "model.py").write_text(GRAPH_STAND_IN)
-            shutil.move(model, repo / model.name)
-    running = launch.Server(repo).start()
-    yield running
-    running.stop()
-    assert running.process.poll() is not None
+    yield from served(repo)
 
 
 def _items(kind: str) -> list:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,13 @@ pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not
 http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 
-from triton_server import close, png_photos, runnable  # noqa: E402
+from triton_server import (  # noqa: E402
+    add_models,
+    close,
+    png_photos,
+    served,
+    skip_unless_runnable,
+)
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from runtime.errors import InputError  # noqa: E402
@@ -41,27 +46,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # the server's skip reason (tests/support/triton_server.py); the stub_numpy fixture is in
 # tests/serving/conftest.py
-_runnable = runnable
 
 
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory, stub_numpy):
-    reason = _runnable()
-    if reason:
-        pytest.skip(f"the bundled tritonserver cannot run here: {reason}")
+    skip_unless_runnable()
     repo = tmp_path_factory.mktemp("triton") / "repo"
     repo.mkdir()
     for kind, key in BUNDLES.items():
-        one = write_python_repository(tiny_bundle(*key), repo.parent / f"one-{kind}", name=kind,
-                                      max_batch=8)
-        shutil.move(one / kind, repo / kind)
-    unbatched = write_python_repository(tiny_bundle(*BUNDLES["text"]), repo.parent / "one-flat",
-                                        name="text_flat", max_batch=0)
-    shutil.move(unbatched / "text_flat", repo / "text_flat")
-    running = launch.Server(repo).start()
-    yield running
-    running.stop()
-    assert running.process.poll() is not None
+        add_models(repo, write_python_repository(tiny_bundle(*key), repo.parent / f"one-{kind}",
+                                                 name=kind, max_batch=8))
+    add_models(repo, write_python_repository(tiny_bundle(*BUNDLES["text"]),
+                                             repo.parent / "one-flat", name="text_flat",
+                                             max_batch=0))
+    yield from served(repo)
 
 
 def _items(kind: str) -> list:
@@ -215,9 +213,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_serve_stops_on_sigterm_without_orphans(tiny_bundle, stub_numpy, tmp_path):
-    reason = _runnable()
-    if reason:
-        pytest.skip(f"the bundled tritonserver cannot run here: {reason}")
+    skip_unless_runnable()
     ports = [launch.free_port() for _ in range(3)]
     # started outside the checkout: the backend imports edgeport as installed (editable here)
     process = subprocess.Popen(

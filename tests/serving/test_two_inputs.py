@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 from document_checkpoints import document_images
 from images import photos
-from triton_server import close, runnable
+from triton_server import add_models, close, served, skip_unless_runnable
 
 from runtime.bundle import Bundle
 from runtime.errors import InputError
@@ -151,10 +150,7 @@ def test_input_names_of_every_task():
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory, stub_numpy):
     pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not installed")
-    reason = runnable()
-    if reason:
-        pytest.skip(f"the bundled tritonserver cannot run here: {reason}")
-    from serving import launch
+    skip_unless_runnable()
     from serving.python_repo import write_python_repository
 
     repo = tmp_path_factory.mktemp("triton") / "repo"
@@ -162,13 +158,9 @@ def server(tiny_bundle, tmp_path_factory, stub_numpy):
     models = {**{model: (key, 8) for model, key in MODELS.items()},
               "qa_flat": (MODELS["qa"], 0)}
     for model, (key, max_batch) in models.items():
-        one = write_python_repository(tiny_bundle(*key), repo.parent / f"one-{model}",
-                                      name=model, max_batch=max_batch)
-        shutil.move(one / model, repo / model)
-    running = launch.Server(repo).start()
-    yield running
-    running.stop()
-    assert running.process.poll() is not None
+        add_models(repo, write_python_repository(tiny_bundle(*key), repo.parent / f"one-{model}",
+                                                 name=model, max_batch=max_batch))
+    yield from served(repo)
 
 
 def _client(server, protocol):

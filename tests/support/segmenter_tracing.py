@@ -3,6 +3,7 @@ patches: the tests that show each patch is needed."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnxruntime as ort
 import torch
 
@@ -29,3 +30,15 @@ def trace_without(model, patches, left_out: str, height: int, width: int, path):
                           input_names=["pixel_values"], output_names=list(OUTPUTS),
                           dynamic_axes={"pixel_values": dynamic}, opset_version=18, dynamo=False)
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def max_differences(session, model, batch, height, width) -> dict[str, float]:
+    """ONNX vs PyTorch on one random batch: max abs difference per output (inf on a shape
+    mismatch; ONNX Runtime's errors propagate)."""
+    pixel_values = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values)
+    got = session.run(list(OUTPUTS), {"pixel_values": pixel_values.numpy()})
+    return {name: float(np.abs(value - getattr(expected, name).numpy()).max())
+            if value.shape == tuple(getattr(expected, name).shape) else float("inf")
+            for name, value in zip(OUTPUTS, got)}

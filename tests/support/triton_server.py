@@ -63,3 +63,34 @@ def png_photos(count: int = 2) -> list[bytes]:
         photo.save(stream, format="PNG")
         out.append(stream.getvalue())
     return out
+
+
+def skip_unless_runnable() -> None:
+    """Skip the calling test (or fixture) with the reason the bundled server cannot run."""
+    import pytest
+
+    reason = runnable()
+    if reason:
+        pytest.skip(f"the bundled tritonserver cannot run here: {reason}")
+
+
+def add_models(repo: Path, written: Path) -> list[Path]:
+    """Move every model of the repository ``written`` into ``repo``; the moved folders."""
+    import shutil
+
+    moved = []
+    for model in sorted(written.iterdir()):
+        shutil.move(model, repo / model.name)
+        moved.append(repo / model.name)
+    return moved
+
+
+def served(repo: Path):
+    """A module fixture's body: the real server on ``repo``, stopped (and checked stopped)
+    when the module is done."""
+    from serving import launch
+
+    running = launch.Server(repo).start()
+    yield running
+    running.stop()
+    assert running.process.poll() is not None
