@@ -6,13 +6,15 @@ against fp32 (and PyTorch, for the real all-MiniLM-L6-v2), size and ONNX Runtime
 Models (benchmarks/suite.py builds them): all-MiniLM-L6-v2 (the real checkpoint),
 bert-base-uncased text classification and vit-base-patch16-224 image classification (their
 real configs, seeded random weights: their accuracy numbers say how far a variant moves the
-logits, not what a trained model keeps). Variants: dynamic-int8, fp16, static-int8 with
-min/max ranges (the default) and with ``method=search``. Text is calibrated on the accuracy
-tests' 32 calibration sentences and measured on the 58 others; images are calibrated on half
-of tests/calibration's 21 images and measured on the other half. Accuracy and latency come from
-`edgeport compare` (calibration.compare_variants: the task metric, the mean cosine of the
-outputs, the median latency per sample on ONNX Runtime's CPU provider). OUT_DIR gets
-results.md and results.json; checkpoints and bundles stay in OUT_DIR/models.
+logits, not what a trained model keeps). Variants: dynamic-int8, fp16, static-int8 with the
+per-MatMul search (the default), with ONNX Runtime's min/max ranges (what it was before the
+search), and with fp16 float parts (``float_type=fp16``, TensorRT's variant). Text is
+calibrated on the accuracy tests' 32 calibration sentences and measured on the 58 others;
+images are calibrated on half of tests/calibration's 21 images and measured on the other
+half. Accuracy and latency come from `edgeport compare` (calibration.compare_variants: the
+task metric, the mean cosine of the outputs, the median latency per sample on ONNX Runtime's
+CPU provider). OUT_DIR gets results.md and results.json; checkpoints and bundles stay in
+OUT_DIR/models.
 
 --tiny: the tests' tiny checkpoints (the smoke test; its numbers mean nothing).
 """
@@ -39,7 +41,8 @@ VARIANTS = {  # name: (recipe, options)
     "int8": ("dynamic-int8", {}),
     "fp16": ("fp16", {}),
     "qdq": ("static-int8", {}),
-    "qdq-search": ("static-int8", {"method": "search"}),
+    "qdq-minmax": ("static-int8", {"method": "minmax"}),
+    "qdq16": ("static-int8", {"float_type": "fp16"}),
 }
 
 

@@ -416,7 +416,7 @@ def _scale_outliers(model, feeds, exclude: list[str], scratch: Path) -> dict:
 
 # --- static-int8 ----------------------------------------------------------------------------------
 
-_METHODS = ("minmax", "entropy", "percentile", "search")
+_METHODS = ("search", "minmax", "entropy", "percentile")
 STATIC_INT8_OPS = ("MatMul", "Gemm")  # their inputs get Q/DQ (see static_int8)
 
 
@@ -476,9 +476,10 @@ def _check_feeds(recipe: str, feeds, inputs: Mapping[str, object]) -> list[Mappi
     return feeds
 
 
-def static_int8(source: Path, target: Path, *, feeds=None, method: str = "minmax",
+def static_int8(source: Path, target: Path, *, feeds=None, method: str = "search",
                 per_channel: bool = True, nodes_to_exclude: list[str] | None = None,
-                smooth_alpha: float | None = None, attention_matmuls: bool = False) -> dict:
+                smooth_alpha: float | None = None, attention_matmuls: bool = False,
+                float_type: str = "fp32") -> dict:
     """``quantize_static`` in QDQ form, calibrated on ``feeds``: the int8 TensorRT builds.
 
     Placement, as TensorRT fuses it (and NVIDIA's Model Optimizer places it in transformers):
@@ -492,21 +493,26 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "minmax
     Runtime's quantizer would hand every reader the dequantized tensor. The MatMuls of two
     activations (attention's Q @ K^T and P @ V) stay float unless ``attention_matmuls``.
 
-    ``method``: ``minmax`` (the default), ``entropy`` and ``percentile`` are ONNX Runtime's
-    range calibrators, with ``smooth_alpha`` one SmoothQuant strength for every input.
-    ``search`` (experimental) sets each weight MatMul's input by the error of its products on
-    the calibration data (``calibration.qdq_search``): the SmoothQuant strength that moves its
-    outlier channels into the weights and the clipping of its range, scored by two-fold cross
-    validation. It is the best on MiniLM (below) but not yet the default: on a tiny random
-    BERT question-answering model it moved the logits 0.24 of their range, against minmax's
-    0.04 (its last FFN's input peaks 20x higher on the test texts than on the calibration
-    texts in one channel, which the smoothing had shrunk), and it flips one of 21 photos on
-    a tiny random ViT where minmax flips none.
+    ``method``: ``search`` (the default) sets each weight MatMul's input by the error of its
+    products on the calibration data (``calibration.qdq_search``): the SmoothQuant strength
+    that moves its outlier channels into the weights and the clipping of its range, scored by
+    two-fold cross validation, the mildest setting kept where the plain range already does
+    well (so a model whose activations have no outliers gets min/max's ranges, and their
+    headroom). ``minmax``, ``entropy`` and ``percentile`` are ONNX Runtime's range
+    calibrators, with ``smooth_alpha`` one SmoothQuant strength for every input.
 
     Measured on all-MiniLM-L6-v2 calibrated on 32 sentences, 58 others held out, min (mean)
-    cosine of the sentence embeddings to fp32: minmax 0.890 (0.979), entropy 0.923 (0.980),
-    percentile 0.892 (0.980), search 0.986 (0.997); minmax as ONNX Runtime places Q/DQ (the
+    cosine of the sentence embeddings to fp32: search 0.988 (0.997), minmax 0.890 (0.979),
+    entropy 0.923 (0.980), percentile 0.892 (0.980); minmax as ONNX Runtime places Q/DQ (the
     products and the residual path quantized too) 0.553 (0.824); dynamic-int8 0.967 (0.992).
+
+    ``float_type``: what the rest runs in. ``fp32`` (the default), or ``fp16``: the float
+    parts, the scales and the MatMuls left out of int8 (``nodes_to_exclude``, ``--max-drop``)
+    in fp16 but the ops the fp16 recipe keeps in fp32 (LayerNorm, Softmax, ...), in opset 19
+    (fp16 scales), with fp32 inputs and outputs. TensorRT builds a QDQ graph strongly typed, its
+    precision from the graph: this is the TensorRT variant, int8 where quantized and fp16
+    elsewhere, as ``--int8 --fp16`` gives. (MiniLM: min cosine 0.984 against fp32's 0.986.)
+    ONNX Runtime's CPU provider casts most fp16 ops back to fp32 (4.7x slower on MiniLM).
 
     ONNX Runtime's CPU provider runs it, but slowly (x86 fuses only part of it; the other
     weights are dequantized at every run): on ONNX Runtime use dynamic-int8.
@@ -515,15 +521,17 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "minmax
     method = _choice(recipe, "method", method, _METHODS)
     per_channel = _flag(recipe, "per_channel", per_channel)
     attention_matmuls = _flag(recipe, "attention_matmuls", attention_matmuls)
+    float_type = _choice(recipe, "float_type", float_type, ("fp32", "fp16"))
     if smooth_alpha is not None:
         if isinstance(smooth_alpha, bool) or not isinstance(smooth_alpha, (int, float)) or not (
                 0 < smooth_alpha <= 1):
             raise InputError(f"The {recipe} recipe's smooth_alpha option is a number in (0, 1], "
                              f"got {smooth_alpha!r}. Note: e.g. --option smooth_alpha=0.5.")
         if method == "search":
-            raise InputError(f"The {recipe} recipe's search method picks the SmoothQuant "
-                             "strength of each MatMul itself. Note: give smooth_alpha with "
-                             "method=minmax, entropy or percentile, or leave it out.")
+            raise InputError(f"The {recipe} recipe's search method (the default) picks the "
+                             "SmoothQuant strength of each MatMul itself. Note: give "
+                             "smooth_alpha with method=minmax, entropy or percentile, or leave "
+                             "it out.")
     onnx = _onnx()
     model = _load_source(recipe, source)
     _need_matmuls(recipe, model, Path(source))
@@ -583,13 +591,20 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "minmax
                     "CalibStridedMinMax": 1,
                 },
             )
+            if float_type == "fp16":
+                converted, _ = _float16(onnx.load(str(written)))
+                written = scratch / "fp16" / Path(target).name
+                written.parent.mkdir()
+                _save(converted, written, external=external)
+                del converted
             _place(written, Path(target))
     _check_loads(recipe, Path(target), "exclude the failing node with nodes_to_exclude.")
     return {"method": method, "per_channel": per_channel, "nodes_to_exclude": exclude,
             "smooth_alpha": smooth_alpha, "searched": searched,
             "quantized": _quantized_nodes(Path(target)),
-            "attention_matmuls": attention_matmuls, "format": "QDQ", "activation_type": "int8",
-            "weight_type": "int8", "symmetric": True, "op_types": list(STATIC_INT8_OPS)}
+            "attention_matmuls": attention_matmuls, "float_type": float_type, "format": "QDQ",
+            "activation_type": "int8", "weight_type": "int8", "symmetric": True,
+            "op_types": list(STATIC_INT8_OPS)}
 
 
 def _activation_matmuls(model) -> list[str]:
@@ -736,6 +751,25 @@ def fp16(source: Path, target: Path, *, feeds=None, op_block_list: list[str] | N
     model = _load_source(recipe, source)
     extra = _names_option(recipe, "op_block_list", op_block_list, _op_types(model), "op type")
     external = _large(model)
+    converted, index_nodes = _float16(model, extra)
+    _save(converted, Path(target), external=external)
+    _check_loads(recipe, Path(target),
+                 "keep the op that fails in fp32 with op_block_list=['OpType'].")
+    return {"op_block_list": extra, "kept_fp32": sorted(set(FP16_KEEP_FP32) | set(extra)),
+            "index_nodes_kept_fp32": index_nodes, "keep_io_types": True}
+
+
+def _float16(model, extra: Iterable[str] = ()) -> tuple[object, int]:
+    """``model``'s float math in fp16 (``convert_float_to_float16``) but the ops of
+    FP16_KEEP_FP32 and ``extra`` and integer index arithmetic, with fp32 inputs and outputs.
+    A QDQ graph's scales become fp16 too (opset 19's QuantizeLinear and DequantizeLinear take
+    them; older opsets are raised to 19). Returns (the converted graph, the number of index
+    nodes kept fp32)."""
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        for opset in model.opset_import:
+            if opset.domain in ("", "ai.onnx") and opset.version < 19:
+                opset.version = 19
+        model.ir_version = max(model.ir_version, 9)  # opset 19's IR version
     # The converter needs every tensor's type to put Casts around the ops kept fp32 (without
     # it BERT-base's LayerNorms got fp16 inputs); ONNX's shape inference takes a message up to
     # protobuf's 2 GB, weights included, so only a graph past that goes without.
@@ -752,11 +786,7 @@ def fp16(source: Path, target: Path, *, feeds=None, op_block_list: list[str] | N
                                              node_block_list=index_nodes,
                                              disable_shape_infer=not infer)
     _drop_duplicate_nodes(converted)
-    _save(converted, Path(target), external=external)
-    _check_loads(recipe, Path(target),
-                 "keep the op that fails in fp32 with op_block_list=['OpType'].")
-    return {"op_block_list": extra, "kept_fp32": sorted(set(FP16_KEEP_FP32) | set(extra)),
-            "index_nodes_kept_fp32": len(index_nodes), "keep_io_types": True}
+    return converted, len(index_nodes)
 
 
 # --- int4 -----------------------------------------------------------------------------------------
@@ -1028,8 +1058,9 @@ RECIPES: dict[str, Recipe] = {
                         "row_scaling": False, "nodes_to_exclude": None},
                summary="int8 weights (per channel), activations quantized at run time"),
         Recipe("static-int8", static_int8, needs_calibration=True,
-               options={"method": "minmax", "per_channel": True, "nodes_to_exclude": None,
-                        "smooth_alpha": None, "attention_matmuls": False},
+               options={"method": "search", "per_channel": True, "nodes_to_exclude": None,
+                        "smooth_alpha": None, "attention_matmuls": False,
+                        "float_type": "fp32"},
                summary="QDQ int8 calibrated on data (symmetric int8: TensorRT's form)"),
         Recipe("fp16", fp16, options={"op_block_list": None},
                summary="float16, with LayerNorm, Softmax, Pow and graph I/O kept fp32"),

@@ -128,8 +128,10 @@ def test_static_int8_benchmark_runs_on_tiny_models(tmp_path, monkeypatch):
     for result in results:
         variants = result["report"]["variants"]
         assert sorted(variants) == sorted(bench.VARIANTS)
-        assert variants["qdq"]["recipe"]["options"]["method"] == "minmax"
-        assert variants["qdq-search"]["recipe"]["options"]["searched"]
+        assert variants["qdq"]["recipe"]["options"]["method"] == "search"
+        assert variants["qdq"]["recipe"]["options"]["searched"]
+        assert variants["qdq-minmax"]["recipe"]["options"]["method"] == "minmax"
+        assert variants["qdq16"]["recipe"]["options"]["float_type"] == "fp16"
         assert variants["qdq"]["task"]["metric"] == "top1_agreement"
     text = (tmp_path / "results.md").read_text()
-    assert "| **bert-base-uncased** fp32 |" in text and "| qdq-search |" in text
+    assert "| **bert-base-uncased** fp32 |" in text and "| qdq-minmax |" in text

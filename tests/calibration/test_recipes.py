@@ -270,7 +270,8 @@ def test_recipe_makes_a_variant_close_to_fp32(model_type, task, recipe, tiny_bun
 def test_static_calibration_methods(method, tiny_bundle, tmp_path):
     path = _copy(tiny_bundle("bert", "feature-extraction"), tmp_path)
     calibration = _calibration_file(Bundle.load(path), tmp_path)
-    minmax = variant_from_bundle(path, "static-int8", calibration=calibration, name="minmax")
+    minmax = variant_from_bundle(path, "static-int8", calibration=calibration, name="minmax",
+                                 method="minmax")
     name = variant_from_bundle(path, "static-int8", calibration=calibration, name=method,
                                method=method, samples=10, seed=3)
     bundle = Bundle.load(path)
@@ -575,7 +576,7 @@ def test_calibration_data_errors(bundle_copy, tmp_path):
     ("fp16", {"per_channel": True}, "fp16 recipe takes no option 'per_channel'"),
     ("static-int8", {"method": "entrpy"},
      "Unknown method 'entrpy' for the static-int8 recipe. Did you mean 'entropy'\\? Note: "
-     "known values are: entropy, minmax, percentile."),
+     "known values are: entropy, minmax, percentile, search."),
     ("static-int8", {"method": "foo"}, "Unknown method 'foo'.*Note: known values are"),
     ("dynamic-int8", {"weight_type": "int4"}, "Unknown weight_type 'int4'.*Did you mean"),
     ("dynamic-int8", {"per_channel": "no"}, "per_channel option takes true or false, got 'no'"),
