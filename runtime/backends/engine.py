@@ -286,6 +286,7 @@ class FakeEngine:
 BACKENDS = {
     "onnxruntime": "runtime.backends.engine:ort_engine_from_bundle",
     "tensorrt": "runtime.backends.tensorrt:engine_from_bundle",
+    "openvino": "runtime.backends.openvino:engine_from_bundle",
 }
 
 
@@ -306,6 +307,10 @@ def ort_engine_from_bundle(bundle, graph: str, variant: str, *, build_if_missing
     """ONNX Runtime's engine for the verified file of a graph in a variant (options go to
     OrtEngine; device "tensorrt" keeps its TensorRT provider's engine cache in the bundle's
     engines/onnxruntime). ``build_if_missing`` is TensorRT's: ONNX Runtime builds nothing."""
+    if options.pop("precision", None) is not None:
+        raise InputError("precision is a hint of the openvino backend; on onnxruntime the "
+                         "variant's graph sets the precision. Note: pick a variant (fp16, qdq) "
+                         "instead, or use backend='openvino'.")
     device = options.get("device", "cpu")
     if parse_device(device)[0] == "tensorrt" and options.get("providers") is None:
         options["providers"] = providers_for_device(device, cache_dir=inside(

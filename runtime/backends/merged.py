@@ -3,18 +3,23 @@
 cached steps. ``merged_branches`` cuts each branch out as a standalone graph (its outer-scope
 inputs made graph inputs, the weights it reads copied in): the quantizers (``calibration``) work
 on the branches, and TensorRT builds one plan per branch, since a TensorRT conditional needs
-both branches' outputs to have the same shapes, and the cache outputs of these do not.
+both branches' outputs to have the same shapes, and the cache outputs of these do not (nor does
+OpenVINO's CPU plugin run such an ``If``): ``BranchedEngine`` runs the engines of the two.
 
 The ``onnx`` package is imported only when a graph is read (it is not a dependency of the
-runtime: the quantize and tensorrt extras bring it).
+runtime: the quantize, tensorrt and openvino extras bring it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, MissingDependencyError
+import numpy as np
+
+from ..errors import EngineError, InputError, MissingDependencyError
+from .engine import Feed, TensorSpec
 
 CONDITION = "use_cache_branch"  # the merged decoder's input that picks the branch
 
@@ -148,3 +153,32 @@ def branch_graphs(path: str | Path) -> list[tuple[str, bool, object]]:
                 graph.output[index].name = outer
         results.append((name, attribute == "then_branch", standalone))
     return results
+
+
+class BranchedEngine:
+    """A merged decoder run as an engine per branch (TensorRT's plans, OpenVINO's compiled
+    models: neither runs the ``If`` itself, its branches' cache outputs differing in shape):
+    each call goes to the engine of the branch its ``use_cache_branch`` picks, as the graph's
+    ``If`` would. Both run on one device, so the cache one leaves there is the other's input."""
+
+    def __init__(self, engines: dict, *, inputs: Sequence[TensorSpec],
+                 outputs: Sequence[TensorSpec]):
+        self._engines = dict(engines)
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        self.device = self._engines[True].device
+
+    def _branch(self, feed: Feed):
+        if CONDITION not in feed:
+            raise EngineError(f"A merged decoder's feed needs {CONDITION!r} (true once the cache "
+                              "holds positions). Note: the feed has " f"{sorted(feed)}.")
+        return self._engines[bool(np.asarray(feed[CONDITION]).reshape(-1)[0])]
+
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        return self._branch(feed).run(feed)
+
+    def run_bound(self, feed: Feed, keep: set[str]) -> dict:
+        return self._branch(feed).run_bound(feed, keep)
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()

@@ -53,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "provider (default: cpu)")
     parser.add_argument("--backend", dest="engines", nargs="+", default=["onnxruntime"],
                         choices=BACKENDS, metavar="BACKEND",
-                        help="what runs each variant: onnxruntime (default) and/or tensorrt "
-                             "(with --device cuda; plans built when missing), side by side")
+                        help="what runs each variant: onnxruntime (default), tensorrt "
+                             "(with --device cuda; plans built when missing) and/or openvino "
+                             "(at OpenVINO's default precision for the device: bf16 on a CPU "
+                             "with avx512_bf16 or AMX), side by side")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the whole report as JSON to PATH")
 

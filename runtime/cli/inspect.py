@@ -1,4 +1,6 @@
-"""`edgeport inspect BUNDLE [--json]`: task, graphs with dim names, variants, sizes, validation."""
+"""`edgeport inspect BUNDLE [--json] [--backend openvino [--device D] [--precision P]]`: task,
+graphs with dim names, variants, sizes, validation; with ``--backend openvino``, the OpenVINO
+device, its name and the precision it runs at, and which variants run there."""
 
 from __future__ import annotations
 
@@ -12,6 +14,14 @@ from .command import json_for_stdout, terminal_safe
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle directory")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--backend", choices=["openvino"],
+                        help="also say where and at which precision this backend runs the "
+                             "bundle here, and which variants it runs")
+    parser.add_argument("--device", default="cpu",
+                        help="--backend openvino: cpu, gpu, gpu:N, npu or auto (default: cpu)")
+    parser.add_argument("--precision", choices=["f32", "bf16", "f16"],
+                        help="--backend openvino: the precision hint (default: OpenVINO's "
+                             "pick for the device)")
 
 
 # Everything printed here comes from the bundle's manifest, which someone else wrote: strings
@@ -33,8 +43,38 @@ def _dims(spec: dict) -> str:
     return f"{_text(spec['name'])}: {_text(spec['dtype'])}[{dims}]"
 
 
+def openvino_summary(bundle: Bundle, device: str, precision: str | None) -> dict:
+    """Where OpenVINO runs the bundle here: the device, its name, the precision (the hint, or
+    OpenVINO's pick for the device), and each variant's fate (runs, or why not)."""
+    from ..backends.openvino import DeviceFacts, check_variant
+    from ..backends.openvino.libs import import_openvino
+    from ..errors import InputError
+
+    ov = import_openvino()
+    facts = DeviceFacts.detect(ov, ov.Core(), device, precision)
+    variants = {}
+    for name in bundle.variants:
+        try:
+            check_variant(bundle, name)
+            variants[name] = "runs"
+        except InputError as exc:
+            variants[name] = "refused: " + str(exc).split(": ", 1)[-1].split(". Note:")[0]
+    return {"backend": "openvino", "device": device, "openvino_device": facts.device,
+            "device_name": facts.full_name, "precision": facts.precision,
+            "precision_is_default": facts.default, "openvino": facts.openvino,
+            "description": facts.describe(), "variants": variants}
+
+
 def main(args) -> int:
-    summary = Bundle.load(args.bundle).summary()
+    if args.backend is None and (args.precision is not None or args.device != "cpu"):
+        from ..errors import InputError
+
+        raise InputError("--device and --precision say where a backend runs: they go with "
+                         "--backend openvino.")
+    bundle = Bundle.load(args.bundle)
+    summary = bundle.summary()
+    if args.backend == "openvino":
+        summary["backend"] = openvino_summary(bundle, args.device, args.precision)
     if args.json:
         print(json_for_stdout(summary, indent=2))
         return 0
@@ -63,4 +103,9 @@ def main(args) -> int:
     versions = summary.get("exported_with") or {}
     if versions:
         print("exported    " + ", ".join(f"{_text(k)} {_text(v)}" for k, v in versions.items()))
+    backend = summary.get("backend")
+    if backend:
+        print(f"openvino    {_text(backend['description'])}")
+        for name, fate in backend["variants"].items():
+            print(f"  {_text(name):<10} {_text(fate)}")
     return 0

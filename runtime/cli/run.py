@@ -1,7 +1,8 @@
 """`edgeport run BUNDLE INPUT... [--json] [--output-dir DIR] [--device D] [--backend B]`: a
 bundle's pipeline on inputs (texts, or image or audio files for the vision and audio tasks, or
 trajectories in JSON for a Decision Transformer), from the shell, on the CPU or a GPU, through
-ONNX Runtime or TensorRT."""
+ONNX Runtime, TensorRT or OpenVINO (``--backend openvino [--device cpu|gpu|npu|auto]
+[--precision f32|bf16|f16]``)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="fp32", help="graph variant (default: fp32)")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N (a GPU by index), or tensorrt[:N] for ONNX "
-                             "Runtime's TensorRT provider (default: cpu)")
+                             "Runtime's TensorRT provider; with --backend openvino: cpu, gpu "
+                             "(an Intel iGPU), npu or auto (default: cpu)")
     parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS,
-                        help="what runs the graphs: onnxruntime (default), or tensorrt for the "
-                             "plans `edgeport build` wrote (with --device cuda)")
+                        help="what runs the graphs: onnxruntime (default), tensorrt for the "
+                             "plans `edgeport build` wrote (with --device cuda), or openvino")
+    parser.add_argument("--precision", choices=["f32", "bf16", "f16"],
+                        help="openvino: the precision hint (default: what OpenVINO picks for "
+                             "the device; `edgeport inspect BUNDLE --backend openvino` says "
+                             "which)")
     parser.add_argument("--build-if-missing", action="store_true",
                         help="tensorrt: build the plans first when absent or stale")
     parser.add_argument("--context",
@@ -82,6 +88,10 @@ def main(args) -> int:
     if args.build_if_missing and args.backend != "tensorrt":
         raise InputError("--build-if-missing builds TensorRT plans: it goes with --backend "
                          "tensorrt.")
+    if args.precision is not None and args.backend != "openvino":
+        raise InputError(f"--precision is OpenVINO's precision hint: it goes with --backend "
+                         f"openvino. Note: on {args.backend} the variant sets the precision "
+                         "(--variant fp16, qdq).")
     if args.context is not None:
         check_text(args.context, "--context")
     options = key_values(args.options)
@@ -90,7 +100,8 @@ def main(args) -> int:
     if args.output_dir is not None:  # before the slow part: a wrong folder fails at once
         output_folder(args.output_dir)
     pipe = pipeline(args.task, model=args.bundle, variant=args.variant, device=args.device,
-                    backend=args.backend, build_if_missing=args.build_if_missing)
+                    backend=args.backend, build_if_missing=args.build_if_missing,
+                    precision=args.precision)
     if reads_text(pipe):
         for text, where in inputs:
             check_text(text, where)

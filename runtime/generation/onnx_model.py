@@ -23,11 +23,12 @@ new positions into: ``past_key_values.X`` and ``present.X`` are bound to the sam
 OrtValue, whose capacity doubles when a sequence outgrows it, so no step copies the cache.
 
 With ``io_binding`` (the default when the decoder runs on CUDA, through ONNX Runtime or
-TensorRT) the cache stays where the graphs run: ``present.*`` come back on the device (ONNX
-Runtime OrtValues, or TensorRT DeviceArrays) and are bound as the next step's past without a
-copy to the host, and so do the encoder's hidden states, which every decoder step reads. Only the
-logits cross to the host; a beam search reorder gathers the cache rows on the GPU under TensorRT
-(through the host under ONNX Runtime).
+TensorRT, and on OpenVINO) the cache stays where the graphs run: ``present.*`` come back on
+the device (ONNX Runtime OrtValues, TensorRT DeviceArrays, OpenVINO tensors: OvArray) and are
+bound as the next step's past without a copy to the host, and so do the encoder's hidden
+states, which every decoder step reads. Only the logits cross to the host; a beam search
+reorder gathers the cache rows on the GPU under TensorRT (through the host under ONNX Runtime
+and OpenVINO).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class OnnxGenerationModel:
             raise EngineError("A shared cache buffer needs a decoder-only graph run by an "
                               "OrtEngine on the CPU.")
         self.shared_cache = bool(shared_cache)
-        if io_binding is None:
-            io_binding = (getattr(decoder, "device", ("cpu", 0))[0] == "cuda"
+        if io_binding is None:  # on OpenVINO too: the cache stays in its own tensors
+            io_binding = (getattr(decoder, "device", ("cpu", 0))[0] in ("cuda", "openvino")
                           and hasattr(decoder, "run_bound"))
         if io_binding and not hasattr(decoder, "run_bound"):
             raise EngineError("io_binding needs a decoder engine with run_bound (an OrtEngine "

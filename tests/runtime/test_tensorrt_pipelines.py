@@ -22,8 +22,8 @@ from onnx import TensorProto, helper
 import runtime.backends.tensorrt.engine as trt_engine
 from runtime import Bundle, EngineError, InputError, pipeline
 from runtime.backends.engine import TensorSpec, parse_device
-from runtime.backends.merged import is_merged_graph
-from runtime.backends.tensorrt.engine import BranchedEngine, DeviceArray, TrtEngine, block_size
+from runtime.backends.merged import BranchedEngine, is_merged_graph
+from runtime.backends.tensorrt.engine import DeviceArray, TrtEngine, block_size
 from runtime.backends.tensorrt.libs import Cuda, DeviceFacts, use_gpu
 from runtime.backends.tensorrt.plans import read_sidecar
 from runtime.cli import main

@@ -27,7 +27,7 @@ from ...bundle import Bundle
 from ...errors import ChecksumError, EngineError, GraphLoadError, InputError
 from ...files import read_bytes_file
 from ..engine import Feed, TensorSpec, check_feed, parse_device
-from ..merged import CONDITION, is_merged_graph
+from ..merged import BranchedEngine, is_merged_graph
 from .builder import engines_from_bundle
 from .libs import Cuda, DeviceFacts, import_cudart, import_tensorrt, use_gpu
 from .plans import BuildOptions, find_plan, missing_plan_message, plan_branches, read_sidecar
@@ -424,35 +424,6 @@ def engine_from_bundle(bundle: Bundle, graph: str = "model", variant: str = "fp3
     return BranchedEngine({when: _engine(bundle, graph, variant, facts, name, build_if_missing,
                                          **load) for when, name in branches.items()},
                           inputs=inputs, outputs=outputs)
-
-
-class BranchedEngine:
-    """A merged decoder run as the TensorRT plans of its two branches (a TensorRT conditional
-    cannot hold them: their cache outputs differ in shape): each call goes to the plan of the
-    branch its ``use_cache_branch`` picks, as the graph's ``If`` would. Both run on one GPU, so
-    the cache one leaves on the device is the other's input."""
-
-    def __init__(self, engines: dict[bool, TrtEngine], *, inputs: Sequence[TensorSpec],
-                 outputs: Sequence[TensorSpec]):
-        self._engines = dict(engines)
-        self.inputs, self.outputs = list(inputs), list(outputs)
-        self.device = self._engines[True].device
-
-    def _branch(self, feed: Feed) -> TrtEngine:
-        if CONDITION not in feed:
-            raise EngineError(f"A merged decoder's feed needs {CONDITION!r} (true once the cache "
-                              "holds positions). Note: the feed has " f"{sorted(feed)}.")
-        return self._engines[bool(np.asarray(feed[CONDITION]).reshape(-1)[0])]
-
-    def run(self, feed: Feed) -> dict[str, np.ndarray]:
-        return self._branch(feed).run(feed)
-
-    def run_bound(self, feed: Feed, keep: set[str]) -> dict:
-        return self._branch(feed).run_bound(feed, keep)
-
-    def close(self) -> None:
-        for engine in self._engines.values():
-            engine.close()
 
 
 def _engine(bundle, graph, variant, facts, branch, build_if_missing, *, inputs, outputs, device,
