@@ -171,7 +171,8 @@ def _need_matmuls(recipe: str, model, source: Path, ops=("MatMul", "Gemm")) -> l
     """The weight MatMuls (of ``ops``) the recipe quantizes; a clear error when there are none,
     saying where the graph's weights are instead (a convolutional network's are in Conv)."""
     types = {n.name: n.op_type for n in model.graph.node}
-    found = [name for name in _weight_matmuls(model) if types[name] in ops]
+    found = [name for name in [*_weight_matmuls(model), *_weight_convs(model)]
+             if types[name] in ops]
     if not found:
         elsewhere = collections.Counter(types[name] for name in
                                         [*_weight_matmuls(model), *_weight_convs(model)])
@@ -417,7 +418,7 @@ def _scale_outliers(model, feeds, exclude: list[str], scratch: Path) -> dict:
 # --- static-int8 ----------------------------------------------------------------------------------
 
 _METHODS = ("search", "minmax", "entropy", "percentile")
-STATIC_INT8_OPS = ("MatMul", "Gemm")  # their inputs get Q/DQ (see static_int8)
+STATIC_INT8_OPS = ("MatMul", "Gemm", "Conv")  # their inputs get Q/DQ (see static_int8)
 
 
 class _FeedReader:
@@ -479,7 +480,7 @@ def _check_feeds(recipe: str, feeds, inputs: Mapping[str, object]) -> list[Mappi
 def static_int8(source: Path, target: Path, *, feeds=None, method: str = "search",
                 per_channel: bool = True, nodes_to_exclude: list[str] | None = None,
                 smooth_alpha: float | None = None, attention_matmuls: bool = False,
-                float_type: str = "fp32") -> dict:
+                float_type: str = "fp32", convs: str = "auto") -> dict:
     """``quantize_static`` in QDQ form, calibrated on ``feeds``: the int8 TensorRT builds.
 
     Placement, as TensorRT fuses it (and NVIDIA's Model Optimizer places it in transformers):
@@ -506,6 +507,11 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "search
     entropy 0.923 (0.980), percentile 0.892 (0.980); minmax as ONNX Runtime places Q/DQ (the
     products and the residual path quantized too) 0.553 (0.824); dynamic-int8 0.967 (0.992).
 
+    ``convs``: which Convs get Q/DQ. ``auto`` (the default): the 2-D ones past the stem (a
+    CNN's body, DETR's backbone, SegFormer's patch embeddings), not the one reading the image
+    itself nor 1-D ones (a speech front end over the raw waveform: Wav2Vec2's character error
+    went from 0.11 to 0.57 with them in int8); ``all``; ``none``.
+
     ``float_type``: what the rest runs in. ``fp32`` (the default), or ``fp16``: the float
     parts, the scales and the MatMuls left out of int8 (``nodes_to_exclude``, ``--max-drop``)
     in fp16 but the ops the fp16 recipe keeps in fp32 (LayerNorm, Softmax, ...), in opset 19
@@ -522,6 +528,7 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "search
     per_channel = _flag(recipe, "per_channel", per_channel)
     attention_matmuls = _flag(recipe, "attention_matmuls", attention_matmuls)
     float_type = _choice(recipe, "float_type", float_type, ("fp32", "fp16"))
+    convs = _choice(recipe, "convs", convs, ("auto", "all", "none"))
     if smooth_alpha is not None:
         if isinstance(smooth_alpha, bool) or not isinstance(smooth_alpha, (int, float)) or not (
                 0 < smooth_alpha <= 1):
@@ -534,13 +541,13 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "search
                              "it out.")
     onnx = _onnx()
     model = _load_source(recipe, source)
-    _need_matmuls(recipe, model, Path(source))
+    _need_matmuls(recipe, model, Path(source), STATIC_INT8_OPS)
     exclude = _names_option(recipe, "nodes_to_exclude", nodes_to_exclude,
                             [n.name for n in model.graph.node if n.name], "node name")
     inputs = _graph_inputs(model)
     feeds = _check_feeds(recipe, feeds, inputs)
     external = _large(model)
-    skipped = list(exclude)
+    skipped = list(exclude) + _float_convs(model, convs)
     if not attention_matmuls:
         skipped += _activation_matmuls(model)
     with _quiet_logging(), _scratch(target) as prepared:
@@ -602,9 +609,22 @@ def static_int8(source: Path, target: Path, *, feeds=None, method: str = "search
     return {"method": method, "per_channel": per_channel, "nodes_to_exclude": exclude,
             "smooth_alpha": smooth_alpha, "searched": searched,
             "quantized": _quantized_nodes(Path(target)),
-            "attention_matmuls": attention_matmuls, "float_type": float_type, "format": "QDQ",
+            "attention_matmuls": attention_matmuls, "convs": convs, "float_type": float_type,
+            "format": "QDQ",
             "activation_type": "int8", "weight_type": "int8", "symmetric": True,
             "op_types": list(STATIC_INT8_OPS)}
+
+
+def _float_convs(model, convs: str) -> list[str]:
+    """The Convs static-int8 leaves float: all (``none``), none (``all``), or (``auto``) the
+    1-D ones and those reading a graph input."""
+    if convs == "all":
+        return []
+    inputs = {i.name for i in model.graph.input}
+    weights = {t.name: t for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and (
+        convs == "none" or n.input[0] in inputs
+        or (n.input[1] in weights and len(weights[n.input[1]].dims) < 4))]
 
 
 def _activation_matmuls(model) -> list[str]:
@@ -1060,7 +1080,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("static-int8", static_int8, needs_calibration=True,
                options={"method": "search", "per_channel": True, "nodes_to_exclude": None,
                         "smooth_alpha": None, "attention_matmuls": False,
-                        "float_type": "fp32"},
+                        "convs": "auto", "float_type": "fp32"},
                summary="QDQ int8 calibrated on data (symmetric int8: TensorRT's form)"),
         Recipe("fp16", fp16, options={"op_block_list": None},
                summary="float16, with LayerNorm, Softmax, Pow and graph I/O kept fp32"),

@@ -236,3 +236,45 @@ def test_minilm_static_int8_accuracy(minilm_static):
     assert cosines["search16"].min() >= 0.98, cosines["search16"].min()
     for name in cosines:  # every weight MatMul of the 6 layers in int8
         assert counts[name]["int8_weight_matmuls"] == 36, counts[name]
+
+
+def test_convolutions_in_int8(tiny_bundle, tmp_path, image_folder):
+    """A ResNet's Convs past the stem get Q/DQ on their inputs (per-tensor activations,
+    per-output-channel weights on axis 0), as TensorRT fuses them; the stem, reading the
+    image itself, stays float unless convs=all; its scores stay close to fp32's."""
+    from images import photos
+
+    path = shutil.copytree(tiny_bundle("resnet", "image-classification"), tmp_path / "bundle")
+    name = variant_from_bundle(path, "static-int8", calibration=image_folder)
+    graph = path / f"onnx/model_{name}.onnx"
+    check_tensorrt_placement(graph)
+    model = onnx.load(str(graph))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = {i.name for i in model.graph.input}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    stem = [n.name for n in convs if n.input[0] in inputs]
+    assert len(stem) == 1 and len(convs) > 2
+    for conv in convs:
+        if conv.name in stem:
+            assert conv.input[1] in initializers  # float weights
+            continue
+        weight = producer[conv.input[1]]
+        assert weight.op_type == "DequantizeLinear" and weight.input[0] in initializers
+        assert {a.name: a.i for a in weight.attribute}.get("axis", 1) == 0, conv.name
+        assert producer[conv.input[0]].op_type == "DequantizeLinear", conv.name
+    record = Bundle.load(path).variants[name]["recipe"]["options"]
+    assert record["quantized"]["int8"]["Conv"] == len(convs) - 1
+    assert record["quantized"]["float"] == stem and record["convs"] == "auto"
+    images = photos()
+    fp32, int8 = (pipeline("image-classification", model=path, variant=v, top_k=1000)(images)
+                  for v in ("fp32", name))
+    for a, b in zip(fp32, int8):
+        scores = {d["label"]: d["score"] for d in b}
+        assert max(abs(d["score"] - scores[d["label"]]) for d in a) < 0.05
+    for convs_option, expected in (("all", len(convs)), ("none", 0)):
+        other = variant_from_bundle(path, "static-int8", calibration=image_folder,
+                                    name=convs_option, convs=convs_option)
+        quantized = Bundle.load(path).variants[other]["recipe"]["options"]["quantized"]
+        assert quantized["int8"].get("Conv", 0) == expected, quantized
+
