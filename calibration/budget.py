@@ -132,6 +132,9 @@ def variant_within_budget(
     max_rounds: int = 8,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    precision: str | None = None,
     **recipe_options,
 ) -> dict:
     """Make a ``recipe`` variant whose task metric drops at most ``max_drop`` below fp32 on
@@ -140,8 +143,21 @@ def variant_within_budget(
     The drop is 1 - the metric (which is 1.0 when the variant agrees with fp32), or the metric
     itself for those where 0 is agreement (LOWER_IS_BETTER: depth AbsRel, WER).
     Records the excluded nodes and the rounds in the manifest; returns that record. An
-    InputError when the budget cannot be met within ``max_rounds`` growing rounds."""
-    from .compare import builtin_rows, compare_variants
+    InputError when the budget cannot be met within ``max_rounds`` growing rounds.
+
+    ``backend``, ``device`` and ``precision`` say where each round's variant is measured (and
+    timed), as ``compare_variants`` runs it: ``backend="openvino", precision="bf16"`` budgets
+    the drop of what OpenVINO runs, against fp32 on ONNX Runtime; the record's
+    ``measured_on`` says where. A recipe whose variants the backend refuses (dynamic-int8 on
+    OpenVINO) is refused before anything is quantized. The nodes to leave in fp32 are still
+    ranked on ONNX Runtime, which reads every intermediate tensor of the variant's graph: it
+    locates the error the quantization adds (``layers_backend``)."""
+    from .compare import (
+        builtin_rows,
+        check_runs_on,
+        compare_variants,
+        engine_options,
+    )
     from .quantize import variant_from_bundle
     from .variants import DEFAULT_NAMES, record_accuracy
 
@@ -156,6 +172,8 @@ def variant_within_budget(
     if recipe_options.get("source", "fp32") != "fp32":
         raise InputError("--max-drop starts from the fp32 graph; leave --from out.")
     name = name or DEFAULT_NAMES[recipe]
+    options = engine_options(backend, device, precision)
+    check_runs_on(bundle, options, recipe=recipe)  # before any quantizing work
     if data is None:  # measure on the calibration data when there is some
         data = recipe_options.get("calibration")
     if data is None:
@@ -196,7 +214,7 @@ def variant_within_budget(
                             nodes_to_exclude=as_option(nodes, graphs), **recipe_options)
         bundle = Bundle.load(bundle.path)
         report = compare_variants(bundle, data, variants=[name], samples=samples, seed=seed,
-                                  top=max(20, 2 * len(candidates)))
+                                  top=max(20, 2 * len(candidates)), **options)
         measured = report["variants"][name]
         metric = _metric_for(key, measured["task"]["metric"], bundle.task)
         drop = metric_drop(metric, measured["task"]["value"])
@@ -241,10 +259,12 @@ def variant_within_budget(
             attempt(excluded[:passed[0]])
         kept, measured, metric, drop = passed
         record = {"variant": name, "metric": metric, "max_drop": budget, "drop": drop,
-                  "excluded": as_option(excluded[:kept], chosen), "rounds": rounds}
+                  "excluded": as_option(excluded[:kept], chosen), "rounds": rounds,
+                  "measured_on": measured["measured_on"], "layers_backend": "onnxruntime"}
         accuracy = {"metric": metric, "value": measured["task"]["value"], "reference": "fp32",
-                    "speedup": measured["speedup"],
-                    "accuracy_aware": {k: record[k] for k in ("max_drop", "excluded", "rounds")}}
+                    "speedup": measured["speedup"], "measured_on": measured["measured_on"],
+                    "accuracy_aware": {k: record[k] for k in ("max_drop", "excluded", "rounds",
+                                                              "layers_backend")}}
         previous = Bundle.load(bundle.path).variants[name].get("accuracy") or {}
         record_accuracy(bundle, name, {**previous, **accuracy})
         return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runtime.backends.engine import BACKENDS
 from runtime.cli.command import terminal_safe
 from runtime.cli.run import key_values
 from runtime.errors import InputError
@@ -42,12 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --max-drop: the data the metric is measured on (default: "
                              "the calibration data, else built-in samples; image and audio "
                              "bundles: a folder of image or audio files)")
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS,
+                        help="with --max-drop: what runs the variant each round is measured "
+                             "on: onnxruntime (default), openvino or tensorrt (the reference "
+                             "stays fp32 on ONNX Runtime)")
+    parser.add_argument("--device", default="cpu",
+                        help="with --max-drop: the device the variant is measured on (cpu; "
+                             "openvino: cpu, gpu, npu or auto)")
+    parser.add_argument("--precision", choices=["f32", "bf16", "f16"],
+                        help="with --max-drop and --backend openvino: the precision hint the "
+                             "variant is measured at (default: what OpenVINO picks)")
 
 
 def main(args) -> int:
     from runtime.bundle import Bundle
 
     from .quantize import variant_from_bundle
+    from .report import runs_on
 
     def say(line):
         print(line, file=sys.stderr, flush=True)
@@ -65,15 +77,25 @@ def main(args) -> int:
         if args.source != "fp32":
             common["source"] = args.source
         record = variant_within_budget(args.bundle, args.recipe, args.max_drop, data=args.data,
-                                       **common)
+                                       backend=args.backend, device=args.device,
+                                       precision=args.precision, **common)
         name = record["variant"]
-        print(f"{record['metric']} drop {record['drop']:.4f} within {record['max_drop']} with "
-              f"{len(record['excluded'])} node(s) left in fp32 after {len(record['rounds'])} "
-              "round(s).")
+        print(terminal_safe(
+            f"{record['metric']} drop {record['drop']:.4f} within {record['max_drop']} on "
+            f"{runs_on(record['measured_on'])} with {len(record['excluded'])} node(s) left in "
+            f"fp32 after {len(record['rounds'])} round(s)."))
     else:
         if args.data is not None:
             raise InputError("--data goes with --max-drop. Note: for calibration data use "
                              "--calibration PATH.")
+        given = [flag for flag, value, default in (
+            ("--backend", args.backend, "onnxruntime"), ("--device", args.device, "cpu"),
+            ("--precision", args.precision, None)) if value != default]
+        if given:
+            raise InputError(f"{', '.join(given)} say where --max-drop measures the variant. "
+                             "Note: add --max-drop METRIC=VALUE, or leave them out (quantizing "
+                             "itself runs no backend; `edgeport compare BUNDLE --backend ...` "
+                             "measures a variant there).")
         name = variant_from_bundle(args.bundle, args.recipe, source=args.source, **common)
     bundle = Bundle.load(args.bundle)
     files = ", ".join(bundle.variants[name]["files"].values())

@@ -1,12 +1,14 @@
 """`edgeport compare BUNDLE [--data PATH] [--variants A B ...] [--reference fp32|pytorch]
-[--perplexity FILE]`: run variants against a reference on data, print a summary table (and
-the perplexity of each engine on FILE), write the reports."""
+[--backend B [--device D] [--precision P]] [--perplexity FILE]`: run variants (on a backend, at
+a precision) against a reference on data, print a summary table (and the perplexity of each
+engine on FILE), write the reports."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from runtime.backends.engine import BACKENDS
 from runtime.cli.command import json_for_stdout, terminal_safe
 
 
@@ -23,6 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the variants are measured against: the fp32 graph (default) "
                              "or the PyTorch checkpoint the bundle was exported from (needs "
                              "the export extra)")
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS,
+                        help="what runs the variants (and times them): onnxruntime (default), "
+                             "openvino or tensorrt; the reference stays fp32 on ONNX Runtime's "
+                             "CPU. Off onnxruntime, fp32 is a variant too (fp32 at bf16)")
+    parser.add_argument("--device", default="cpu",
+                        help="the variants' device: cpu (default), cuda[:N]; with --backend "
+                             "openvino: cpu, gpu (an Intel iGPU), npu or auto")
+    parser.add_argument("--precision", choices=["f32", "bf16", "f16"],
+                        help="openvino: the precision hint the variants run at (default: what "
+                             "OpenVINO picks for the device, bf16 on a CPU with bf16); the "
+                             "report says which ran")
     parser.add_argument("--samples", type=int, default=100, help="samples to run (100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample shuffle (0)")
     parser.add_argument("--runs", type=int, default=1,
@@ -55,7 +68,7 @@ def main(args) -> int:
     from runtime.bundle import Bundle
 
     from .compare import compare_variants, record_summaries
-    from .report import perplexity_table, summary_table, write_reports
+    from .report import measured_on_text, perplexity_table, summary_table, write_reports
 
     bundle = Bundle.load(args.bundle)
     report = compare_variants(
@@ -63,6 +76,7 @@ def main(args) -> int:
         samples=args.samples, seed=args.seed, runs=args.runs, layers=not args.no_layers,
         new_tokens=args.max_new_tokens, perplexity=args.perplexity,
         perplexity_window=args.window, perplexity_stride=args.stride,
+        backend=args.backend, device=args.device, precision=args.precision,
         progress=True,  # tqdm writes to stderr; stdout stays the table or the JSON
     )
     paths = write_reports(bundle, report, args.reports)
@@ -73,7 +87,8 @@ def main(args) -> int:
     else:  # names in the table come from the manifest: no terminal control characters
         data = report["data"]
         print(terminal_safe(f"{report['task']} on {data['samples']} samples ({data['source']}), "
-                            f"reference {report['reference']['name']}:\n", keep="\n"))
+                            f"reference {report['reference']['name']}; "
+                            f"{measured_on_text(report)}:\n", keep="\n"))
         print(terminal_safe(summary_table(report), keep="\n"))
         print()
         if report.get("perplexity"):

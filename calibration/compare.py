@@ -18,7 +18,14 @@ Text bundles have built-in samples; image and audio bundles need ``data`` (a fol
 or audio files): none are built in, and random noise is not what a model sees.
 
 The reference is the fp32 graph (``reference="fp32"``) or the PyTorch checkpoint the bundle was
-exported from (``reference="pytorch"``, needs the export extra). Every engine sees the same
+exported from (``reference="pytorch"``, needs the export extra). The reference always runs where
+its numbers are exact: fp32 on ONNX Runtime's CPU (or PyTorch). The variants run where they will
+be deployed: ``backend`` (onnxruntime, openvino, tensorrt), ``device`` and, on OpenVINO, a
+``precision`` hint (f32, bf16, f16; None: what OpenVINO picks for the device, bf16 on a CPU that
+has it), so that the accuracy and latency reported are those of what actually runs; each
+variant's ``measured_on`` says where it ran and at which precision (for OpenVINO the one it
+really ran at). Off the reference's engine the fp32 variant can be measured too ("fp32 at
+bf16": what the precision alone costs). Every engine sees the same
 batch-1 feeds, made by the bundle's own runtime preprocessing (``calibration.data``); on each
 sample the reference and the variants run in turn, so that only one sample's outputs are held at
 a time and every engine is timed under the same conditions.
@@ -41,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends.engine import Engine
+from runtime.backends.engine import Engine, backend_factory
 from runtime.bundle import Bundle
 from runtime.errors import (
     InputError,
@@ -220,9 +227,89 @@ def _positive_int(value, name: str, note: str) -> int:
     return int(value)
 
 
-def _choose_variants(bundle: Bundle, variants, reference: str) -> list[str]:
+# --- where the variants run ---------------------------------------------------------------------
+REFERENCE_ENGINE = {"backend": "onnxruntime", "device": "cpu"}
+
+
+def engine_options(backend: str = "onnxruntime", device: str = "cpu",
+                   precision: str | None = None) -> dict:
+    """The ``Bundle.engine`` options the variants run with, checked before any work is done:
+    an unknown backend, a precision hint on a backend that takes none, an OpenVINO device or
+    precision this machine lacks are each an InputError.
+
+    >>> engine_options("onnxruntime")
+    {'backend': 'onnxruntime', 'device': 'cpu'}
+    """
+    backend_factory(backend)  # an InputError naming the backends there are
+    options = {"backend": backend, "device": device}
+    if precision is not None:
+        if backend != "openvino":
+            raise InputError(
+                f"precision={precision!r} (--precision) is OpenVINO's precision hint; on "
+                f"{backend} the variant's graph sets the precision. Note: add --backend openvino "
+                "(backend='openvino'), or compare a variant made at that precision (fp16, qdq) "
+                "instead.")
+        options["precision"] = precision
+    if backend == "openvino":  # the device and the precision, checked against this machine
+        from runtime.backends.openvino.libs import DeviceFacts, import_openvino
+
+        ov = import_openvino()
+        DeviceFacts.detect(ov, ov.Core(), device, precision)
+    return options
+
+
+def check_runs_on(bundle: Bundle, options: Mapping, *, variant: str | None = None,
+                  recipe: str | None = None) -> None:
+    """An InputError, with the backend's reason and what to use instead, when the backend of
+    ``options`` refuses ``variant`` or every variant ``recipe`` makes (OpenVINO: dynamic-int8);
+    nothing otherwise."""
+    if options["backend"] != "openvino":
+        return
+    from runtime.backends.openvino.engine import REFUSED_RECIPES, check_variant
+
+    if variant is not None:
+        check_variant(bundle, variant)
+    if recipe in REFUSED_RECIPES:
+        why, instead = REFUSED_RECIPES[recipe]
+        raise InputError(f"A {recipe} variant does not run on OpenVINO: {why}. Note: "
+                         f"{instead}.")
+
+
+def measured_on(engine, options: Mapping) -> dict:
+    """Where an engine ran, for the report: backend, device, and the precision it ran at:
+    OpenVINO's from the compiled model's facts (``precision_default``: OpenVINO picked it for
+    the device; ``device_name``: the device's full name); None on the other backends, where
+    each op runs at its graph's own dtype."""
+    where = {"backend": options["backend"], "device": options["device"], "precision": None}
+    # a merged decoder's engine is one engine per branch, compiled alike
+    facts = getattr(engine, "facts", None) or next(
+        (getattr(e, "facts", None) for e in getattr(engine, "_engines", {}).values()), None)
+    if facts is not None:
+        where.update(precision=facts.precision, precision_default=facts.default,
+                     device_name=facts.full_name, openvino=facts.openvino)
+    return where
+
+
+def _choose_variants(bundle: Bundle, variants, reference: str, options: Mapping | None = None
+                     ) -> tuple[list[str], dict[str, str]]:
+    """The variants to run on ``options``' engine, and those left out of the default list
+    because that backend refuses them (name -> why). fp32 is a variant to run (and one of the
+    default ones) when the variants run elsewhere than the reference: on another backend or
+    device, or at a precision hint."""
+    options = REFERENCE_ENGINE if options is None else options
+    itself = reference == "fp32" and dict(options) == REFERENCE_ENGINE
+    skipped: dict[str, str] = {}
     if variants is None:
-        chosen = [name for name in bundle.variants if not (reference == "fp32" and name == "fp32")]
+        chosen = []
+        for name in bundle.variants:
+            if name == "fp32" and itself:
+                continue
+            try:
+                check_runs_on(bundle, options, variant=name)
+            except InputError as refusal:
+                skipped[name] = str(refusal)
+                continue
+            chosen.append(name)
     else:
         if isinstance(variants, str):
             variants = [variants]
@@ -236,20 +323,23 @@ def _choose_variants(bundle: Bundle, variants, reference: str) -> list[str]:
             if name not in bundle.variants:
                 raise InputError(f"The bundle {bundle.path} has no variant {name!r}. "
                                  + did_you_mean(name, bundle.variants))
-            if name == "fp32" and reference == "fp32":
+            if name == "fp32" and itself:
                 raise InputError(
                     "fp32 is the reference; comparing it with itself measures nothing. Note: "
-                    "leave fp32 out of the variants, or use --reference pytorch."
+                    "leave fp32 out of the variants, use --reference pytorch, or measure fp32 "
+                    "on another backend or precision (--backend openvino --precision bf16)."
                 )
+            check_runs_on(bundle, options, variant=name)  # before any data is read
             if name not in chosen:
                 chosen.append(name)
     if not chosen:
         raise InputError(
             f"The bundle {bundle.path} has no variants to compare: it holds only "
             f"{', '.join(bundle.variants)}. Note: make one with `edgeport quantize BUNDLE "
-            "--recipe RECIPE`, or compare fp32 with PyTorch (--reference pytorch)."
+            "--recipe RECIPE`, compare fp32 with PyTorch (--reference pytorch), or measure fp32 "
+            "on another backend or precision (--backend openvino --precision bf16)."
         )
-    return chosen
+    return chosen, skipped
 
 
 def compare_variants(
@@ -269,6 +359,9 @@ def compare_variants(
     perplexity: str | os.PathLike | None = None,
     perplexity_window: int | None = None,
     perplexity_stride: int | None = None,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    precision: str | None = None,
 ) -> dict:
     """Run the reference and each variant on the data; return the report (JSON-ready).
 
@@ -287,6 +380,16 @@ def compare_variants(
     bundles): the fp32 graph's, each variant's and (reference "pytorch") PyTorch's perplexity on
     it, over windows of ``perplexity_window`` tokens every ``perplexity_stride``
     (``calibration.perplexity``).
+
+    ``backend``, ``device`` and ``precision`` (OpenVINO's hint: f32, bf16, f16, None for its
+    default) say where the variants run and are timed; the reference stays fp32 on ONNX
+    Runtime's CPU (or PyTorch), the truth they are measured against. Off that engine, "fp32"
+    is a variant like the others (and one of the default ones): fp32 at bf16 on OpenVINO is
+    what bf16 alone costs. The default variants leave out those the backend refuses
+    (dynamic-int8 on OpenVINO: the report's ``skipped`` says why); one named is refused with
+    that reason before anything runs. The per-layer analysis runs each variant's graph on ONNX
+    Runtime (it reads every intermediate tensor): it locates the error the graph's
+    quantization adds, not the backend's precision (its ``backend`` says so).
 
     >>> report = compare_variants("bundle", variants=["int8"])     # doctest: +SKIP
     >>> report["variants"]["int8"]["latency_ms"]["median_ms"]       # doctest: +SKIP
@@ -330,13 +433,21 @@ def compare_variants(
         raise InputError("perplexity_window and perplexity_stride (--window, --stride) shape "
                          "the perplexity measurement. Note: pass a text file with perplexity "
                          "(--perplexity FILE), or leave them out.")
-    chosen = _choose_variants(bundle, variants, reference)
+    options = engine_options(backend, device, precision)
+    if text is not None and dict(options) != REFERENCE_ENGINE:
+        raise InputError(
+            f"perplexity (--perplexity) is measured on ONNX Runtime's CPU; the variants here run "
+            f"on {backend} {device}. Note: measure perplexity in a run of its own without "
+            "--backend, --device and --precision.")
+    chosen, skipped = _choose_variants(bundle, variants, reference, options)
 
     loaded, source = _load_data(bundle, data, samples, seed, progress)
     if generative:
         report = compare_generation(bundle, loaded, source, chosen=chosen, reference=reference,
                                     seed=seed, progress=progress, layers=layers, runs=runs,
-                                    layer_samples=layer_samples, top=top, new_tokens=new_tokens)
+                                    layer_samples=layer_samples, top=top, new_tokens=new_tokens,
+                                    options=options)
+        report["skipped"] = skipped
         if text is not None:
             report["perplexity"] = perplexity_section(bundle, text, chosen, reference=reference,
                                                       progress=progress)
@@ -348,7 +459,7 @@ def compare_variants(
 
     reference_engine: Engine = (TorchEngine(bundle) if reference == "pytorch"
                                 else bundle.engine("model", "fp32"))
-    engines = {name: bundle.engine("model", name) for name in chosen}
+    engines = {name: bundle.engine("model", name, **options) for name in chosen}
     output_names = [spec.name for spec in bundle.graph_specs("model")[1]]
     per_token = token_outputs(bundle)
 
@@ -395,8 +506,10 @@ def compare_variants(
         "data": {"source": source, "samples": len(feeds), "seed": seed},
         "task_metric": scorer.metric,
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1},
+        "measured_on": {**options, "precision": precision},
         "variants": {},
-        "versions": versions(),
+        "skipped": skipped,
+        "versions": versions(backend),
     }
     for name in chosen:
         outputs = {out: stats[name][out].summary() for out in output_names}
@@ -411,6 +524,7 @@ def compare_variants(
             # The worst output's SQNR; None when every output is identical to the reference.
             "sqnr_db": min(sqnrs) if sqnrs else None,
             "outputs": outputs,
+            "measured_on": measured_on(engines[name], options),
             "layers": None,
         }
 
@@ -421,6 +535,7 @@ def compare_variants(
         for name in chosen:
             if report["variants"][name]["layers"]:
                 report["variants"][name]["layers"]["sample_indices"] = worst
+                report["variants"][name]["layers"]["backend"] = "onnxruntime"
     return json_ready(report)
 
 
@@ -440,6 +555,7 @@ def summary_of(report: Mapping, name: str) -> dict:
         "speedup": variant["speedup"],
         "samples": report["data"]["samples"],
         "data": report["data"]["source"],
+        "measured_on": variant.get("measured_on"),
         "report": "reports/accuracy.json",
         "created": report["created"],
     }

@@ -173,9 +173,10 @@ class TorchGenerationModel:
 class _Runner:
     """One engine of the comparison: the bundle's pipeline over a MeasuredModel."""
 
-    def __init__(self, bundle: Bundle, variant: str, *, torch: bool = False):
-        """``torch``: the checkpoint's PyTorch model generates, through the same pipeline."""
-        self.pipe = pipeline_from_bundle(bundle, variant=variant)
+    def __init__(self, bundle: Bundle, variant: str, *, torch: bool = False, **options):
+        """``torch``: the checkpoint's PyTorch model generates, through the same pipeline;
+        ``options``: where the graphs run (``Bundle.engine``'s backend, device, precision)."""
+        self.pipe = pipeline_from_bundle(bundle, variant=variant, **options)
         self.model = MeasuredModel(TorchGenerationModel(bundle) if torch else self.pipe.model)
         self.pipe.model = self.model
         # a multilingual translator (mBART) translates between its tokenizer's saved languages
@@ -215,10 +216,15 @@ class _Runner:
 
 def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[str],
                        reference: str, seed: int, progress: bool, layers: bool, runs: int,
-                       layer_samples: int, top: int, new_tokens: int) -> dict:
+                       layer_samples: int, top: int, new_tokens: int,
+                       options: Mapping | None = None) -> dict:
     """The report of ``compare_variants`` for a generative bundle (see the module docstring);
     ``loaded`` holds the texts, or the signals of a speech recognition bundle
-    (``calibration.data.Samples``)."""
+    (``calibration.data.Samples``); ``options``: where the variants run (the reference runs on
+    ONNX Runtime's CPU, or PyTorch), ``compare.engine_options``."""
+    from .compare import REFERENCE_ENGINE, measured_on
+
+    options = dict(REFERENCE_ENGINE if options is None else options)
     texts, sources = list(loaded.inputs), loaded.sources()  # names (files) and what is run
     speech = loaded.signals is not None  # Whisper: measured by its transcripts' WER
     # image-to-text: the texts' CER; document questions: the share of answers kept
@@ -226,7 +232,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     answering = reading and bundle.task == "document-question-answering"
     decoder_only = bundle.manifest.get("family") == "decoder"
     runners = {None: _Runner(bundle, "fp32", torch=reference == "pytorch")}
-    runners.update({name: _Runner(bundle, name) for name in chosen})
+    runners.update({name: _Runner(bundle, name, **options) for name in chosen})
     for runner in runners.values():
         runner.generate(sources[0], 2, 1)  # warm-up: first runs allocate and pick kernels
     tokens: dict = {name: [] for name in runners}
@@ -266,8 +272,9 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         "timing": {"runs_per_sample": runs, "warmup_runs": 1, "batch": 1,
                    "unit": "ms per generated token"},
         "generation": {"search": "greedy", "max_new_tokens": new_tokens},
+        "measured_on": {"precision": None, **options},
         "variants": {},
-        "versions": versions(),
+        "versions": versions(options["backend"]),
     })
     def transcript(ids) -> str:
         return tokenizer.decode(ids, skip_special_tokens=True)
@@ -319,6 +326,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
             "cosine": output["cosine_mean"],
             "sqnr_db": output["sqnr_db"],
             "outputs": {FIRST_STEP: output},
+            "measured_on": measured_on(runners[name].pipe.engine, options),
             "layers": None,
         }
     if layers:
@@ -333,6 +341,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
         for name in chosen:
             if report["variants"][name]["layers"]:
                 report["variants"][name]["layers"]["sample_indices"] = worst
+                report["variants"][name]["layers"]["backend"] = "onnxruntime"
     return json_ready(report)
 
 

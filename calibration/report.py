@@ -108,17 +108,17 @@ def _summary_rows(report: Mapping) -> tuple[list[str], list[list[str]]]:
     metric = report["task_metric"]
     unit = _latency_unit(report)
     header = ["variant", "recipe", metric, "cosine", "SQNR dB", f"latency median {unit}",
-              f"latency p90 {unit}", "size MB", "speedup"]
+              f"latency p90 {unit}", "size MB", "speedup", "runs on"]
     ref = report["reference"]
     rows = [[f"{ref['name']} (reference)", "-", "-", "-", "-",
              _num(ref["latency_ms"]["median_ms"], 3), _num(ref["latency_ms"]["p90_ms"], 3),
-             _mb(ref.get("bytes")), "1.00x"]]
+             _mb(ref.get("bytes")), "1.00x", _reference_runs_on(report)]]
     for name, variant in report["variants"].items():
         recipe = (variant.get("recipe") or {}).get("name", "?")
         rows.append([name, recipe, _num(variant["task"]["value"]), _num(variant["cosine"], 6),
                      _variant_sqnr(variant), _num(variant["latency_ms"]["median_ms"], 3),
                      _num(variant["latency_ms"]["p90_ms"], 3), _mb(variant["bytes"]),
-                     _speedup(variant["speedup"])])
+                     _speedup(variant["speedup"]), runs_on(variant.get("measured_on"))])
     return header, rows
 
 
@@ -223,6 +223,7 @@ def markdown_report(report: Mapping) -> str:
                                          else ""),
         f"- data: {data['source']}, {data['samples']} samples, seed {data['seed']}",
         f"- timing: {_timing_text(report)}",
+        f"- measured on: {measured_on_text(report)}",
         f"- created: {report['created']}; "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         "",
@@ -253,9 +254,12 @@ def markdown_report(report: Mapping) -> str:
             if task["flips"]:
                 more = " ..." if len(task["flips"]) > 50 else ""
                 lines += ["", f"All changed samples: {task['flips'][:50]}{more}"]
+        elsewhere = (variant.get("measured_on") or {}).get("backend", "onnxruntime") \
+            != "onnxruntime"  # the per-layer analysis runs the graph on ONNX Runtime
         for suffix, layers in _layer_parts(variant.get("layers")):
             lines += ["", f"### Where the error enters{suffix} ({layers['tensors_compared']} "
-                      f"tensors compared on {layers['samples']} samples)", ""]
+                      f"tensors compared on {layers['samples']} samples"
+                      + (", the graph run on ONNX Runtime" if elsewhere else "") + ")", ""]
             if layers["top"]:
                 lines += [_md_table(["rank", "node #", "node", "op", "relative error",
                                      "growth"], [
@@ -602,6 +606,7 @@ def html_report(report: Mapping) -> str:
         + "</p>",
         f'<p class="meta">data: {_esc(data["source"])}, {data["samples"]} samples, seed '
         f"{data['seed']} &middot; {_esc(_timing_text(report))}</p>",
+        f'<p class="meta">measured on: {_esc(measured_on_text(report))}</p>',
         f'<p class="meta">bundle <code>{_esc(report["bundle"])}</code> &middot; '
         f"{_esc(report['created'])} &middot; "
         + _esc(", ".join(f"{k} {v}" for k, v in report["versions"].items())) + "</p>",
@@ -719,13 +724,57 @@ def variant_bytes(bundle: Bundle, name: str) -> int:
     return sum(bundle.file(f, what=f"variants.{name}").stat().st_size for f in files)
 
 
-def versions() -> dict:
+def versions(backend: str = "onnxruntime") -> dict:
+    """edgeport's, ONNX Runtime's and numpy's versions, and the variants' ``backend``'s where
+    it is another (OpenVINO's)."""
     import onnxruntime
 
     from runtime.version import __version__
 
-    return {"edgeport": __version__, "onnxruntime": onnxruntime.__version__,
-            "numpy": np.__version__}
+    found = {"edgeport": __version__, "onnxruntime": onnxruntime.__version__,
+             "numpy": np.__version__}
+    if backend == "openvino":
+        from runtime.backends.openvino.libs import import_openvino, openvino_version
+
+        found["openvino"] = openvino_version(import_openvino())
+    return found
+
+
+def runs_on(where: Mapping | None) -> str:
+    """Where a variant ran, in a few words (a report's ``measured_on``).
+
+    >>> runs_on({"backend": "openvino", "device": "cpu", "precision": "bf16",
+    ...          "precision_default": True})
+    'openvino cpu bf16 (default)'
+    >>> runs_on({"backend": "onnxruntime", "device": "cpu", "precision": None})
+    'onnxruntime cpu'
+    >>> runs_on(None)
+    'onnxruntime cpu'
+    """
+    where = where or {"backend": "onnxruntime", "device": "cpu"}
+    text = f"{where['backend']} {where['device']}"
+    if where.get("precision"):
+        text += f" {where['precision']}" + (" (default)" if where.get("precision_default")
+                                            else "")
+    return text
+
+
+def _reference_runs_on(report: Mapping) -> str:
+    return "pytorch cpu" if report["reference"]["name"] == "pytorch" else "onnxruntime cpu"
+
+
+def measured_on_text(report: Mapping) -> str:
+    """Where the reference and the variants ran, in one sentence."""
+    variants = [runs_on(v.get("measured_on")) for v in report["variants"].values()]
+    text = (f"reference on {_reference_runs_on(report)}; variants on "
+            f"{', '.join(dict.fromkeys(variants)) or '-'}")
+    where = next((v.get("measured_on") for v in report["variants"].values()
+                  if (v.get("measured_on") or {}).get("device_name")), None)
+    if where:
+        text += f" ({where['device_name']})"
+    if report.get("skipped"):
+        text += f"; not run there: {', '.join(report['skipped'])}"
+    return text
 
 
 def json_ready(value):
