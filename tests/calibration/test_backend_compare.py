@@ -11,18 +11,16 @@ import json
 import re
 import shutil
 
-import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
 
 ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+from noisy_variants import noisy_variant  # noqa: E402
 
 from calibration import variant_from_bundle  # noqa: E402
 from calibration.budget import variant_within_budget  # noqa: E402
 from calibration.compare import compare_variants  # noqa: E402
 from calibration.report import markdown_report, summary_table  # noqa: E402
-from calibration.variants import staging_for, write_variant  # noqa: E402
 from runtime import Bundle, InputError  # noqa: E402
 from runtime.cli import main  # noqa: E402
 
@@ -45,20 +43,9 @@ def _copy(tiny_bundle, tmp_path, model_type, task) -> Bundle:
 
 
 def _noisy(bundle: Bundle, scale: float) -> Bundle:
-    """A "noisy" variant: the fp32 graph with seeded noise on the classifier's weight (the
-    last Gemm or MatMul that reads a weight), a float graph both backends run at f32."""
-    model = onnx.load(str(bundle.graph_path("model", "fp32")))
-    weights = {t.name: t for t in model.graph.initializer}
-    node = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")
-            and any(i in weights for i in n.input)][-1]
-    name = next(i for i in node.input if i in weights)
-    array = numpy_helper.to_array(weights[name])
-    noise = np.random.default_rng(0).standard_normal(array.shape).astype(array.dtype)
-    weights[name].CopyFrom(numpy_helper.from_array(array + scale * array.std() * noise, name))
-    with staging_for(bundle) as staging:
-        onnx.save(model, str(staging / "model.onnx"))
-        return write_variant(bundle, "noisy", {"model": staging / "model.onnx"},
-                             {"name": "noise"})
+    """A "noisy" variant: seeded noise on the classifier's weight (the last Gemm or MatMul
+    that reads a weight), a float graph both backends run at f32."""
+    return noisy_variant(bundle, scale, ops=("Gemm", "MatMul"), last=True)
 
 
 @pytest.fixture

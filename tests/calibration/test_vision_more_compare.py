@@ -6,39 +6,21 @@ MaskFormer (its semantic maps without Mask2Former's upscaling) and ImageGPT (col
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
+from noisy_variants import noisy_variant
 
 from calibration.compare import compare_variants
 from calibration.quantize import variant_from_bundle
 from calibration.report import write_reports
-from calibration.variants import staging_for, write_variant
 from runtime import Bundle, pipeline
 
 FEATURES = "image-feature-extraction"
 
 
-def _noisy(bundle: Bundle, scale: float = 1.0) -> Bundle:
-    """A variant whose first MatMul weight has seeded noise (``scale`` x its std)."""
-    model = onnx.load(str(bundle.graph_path("model", "fp32")))
-    weights = {t.name: t for t in model.graph.initializer}
-    node = next(n for n in model.graph.node if n.op_type == "MatMul"
-                and any(i in weights for i in n.input))
-    name = next(i for i in node.input if i in weights)
-    array = numpy_helper.to_array(weights[name])
-    noise = np.random.default_rng(0).standard_normal(array.shape).astype(array.dtype)
-    weights[name].CopyFrom(numpy_helper.from_array(array + scale * array.std() * noise, name))
-    with staging_for(bundle) as staging:
-        onnx.save(model, str(staging / "model.onnx"))
-        return write_variant(bundle, "noisy", {"model": staging / "model.onnx"},
-                             {"name": "noise"})
-
-
 def test_image_features_int8_and_compare(vision_bundle, image_folder):
     bundle = Bundle.load(vision_bundle("vit", FEATURES))
     variant_from_bundle(bundle, "dynamic-int8", name="int8")
-    bundle = _noisy(Bundle.load(bundle.path))
+    bundle = noisy_variant(Bundle.load(bundle.path))
     report = compare_variants(bundle, image_folder, samples=8, layers=False)
     assert report["task_metric"] == "embedding_cosine_min"
     int8 = report["variants"]["int8"]["task"]
