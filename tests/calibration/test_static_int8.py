@@ -131,22 +131,30 @@ def test_fp16_float_parts(tiny_bundle, tmp_path):
     path = shutil.copytree(tiny_bundle("bert", "text-classification"), tmp_path / "bundle")
     calibration = _calibration(tmp_path)
     plain = variant_from_bundle(path, "static-int8", calibration=calibration, name="qdq32")
+    left_out = [n.name for n in onnx.load(str(path / "onnx/model.onnx")).graph.node
+                if n.op_type == "MatMul" and "intermediate" in n.name][0]
     half = variant_from_bundle(path, "static-int8", calibration=calibration, name="qdq16",
-                               float_type="fp16")
+                               float_type="fp16", nodes_to_exclude=[left_out])
     graph = path / f"onnx/model_{half}.onnx"
     counts = check_tensorrt_placement(graph, float_type=onnx.TensorProto.FLOAT16)
-    assert counts["int8_weight_matmuls"] >= 12 and not counts["float_weight_matmuls"], counts
+    assert counts["int8_weight_matmuls"] >= 11 and counts["float_weight_matmuls"] == [left_out]
     model = onnx.load(str(graph))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
     types = {v.name: v.type.tensor_type.elem_type for v in [
         *onnx.shape_inference.infer_shapes(model).graph.value_info, *model.graph.input]}
+    types.update((t.name, t.data_type) for t in model.graph.initializer)
     for node in model.graph.node:
         if node.op_type == "MatMul":
             assert {types.get(i) for i in node.input} == {onnx.TensorProto.FLOAT16}, node.name
         if node.op_type in ("LayerNormalization", "Softmax"):
             assert types.get(node.input[0]) == onnx.TensorProto.FLOAT, node.name
     record = Bundle.load(path).variants[half]["recipe"]["options"]
-    assert record["float_type"] == "fp16" and record["quantized"]["int8"]["MatMul"] >= 12
+    assert record["float_type"] == "fp16" and record["quantized"]["int8"]["MatMul"] >= 11
+    # a MatMul left out of int8 (as --max-drop leaves them) runs fp16, its weight fp16
+    assert record["quantized"]["float"] == [left_out]
+    node = next(n for n in model.graph.node if n.name == left_out)
+    weights = {t.name: t for t in model.graph.initializer}
+    assert weights[node.input[1]].data_type == onnx.TensorProto.FLOAT16
     texts = SENTENCES[:12]
     scores = [[{d["label"]: d["score"] for d in row} for row in pipeline(
         "text-classification", model=path, variant=v, top_k=None)(texts)] for v in (plain, half)]
