@@ -236,6 +236,9 @@ def test_a_named_gpu_is_used_for_the_plan_and_the_engines(fake_gpus, tiny_bundle
         pipeline(model=bundle, device="cuda", backend="tensorrt")
     with pytest.raises(InputError, match=r"no GPU cuda:2 here: CUDA sees 2 GPU\(s\)"):
         pipeline(model=bundle, device="cuda:2", backend="tensorrt")
+    with pytest.raises(InputError, match="precision is a hint of the openvino backend; a "
+                                         "TensorRT plan runs at the precisions its variant"):
+        pipeline(model=bundle, device="cuda:1", backend="tensorrt", precision="bf16")
 
 
 @pytest.mark.parametrize("device, message", [

@@ -392,12 +392,17 @@ def _dtype(trt, engine, name: str) -> str:
 def engine_from_bundle(bundle: Bundle, graph: str = "model", variant: str = "fp32", *,
                        device: str = "cuda", build_if_missing: bool = False, threads=None,
                        providers=None, session_options=None, trt=None,
-                       cuda: Cuda | None = None) -> TrtEngine | BranchedEngine:
+                       cuda: Cuda | None = None, precision: str | None = None
+                       ) -> TrtEngine | BranchedEngine:
     """The TensorRT engine of ``graph`` in ``variant`` on GPU ``device`` (``cuda:N``), from the
     bundle's plan for that GPU and this TensorRT version (a merged decoder: its two branch
     plans, as a BranchedEngine). Without one (or with only plans for another GPU, TensorRT
     version or source graph) it raises an EngineError that says which and how to rebuild; with
     ``build_if_missing`` it builds one, with the shapes and options of the plan it replaces."""
+    if precision is not None:
+        raise InputError("precision is a hint of the openvino backend; a TensorRT plan runs at "
+                         "the precisions its variant's graph holds (strongly typed). Note: "
+                         "pick a variant (fp16, qdq) instead.")
     kind, index = parse_device(device)
     if kind != "cuda":
         raise InputError(f"The tensorrt backend runs on device 'cuda' (or 'cuda:N'), not "
