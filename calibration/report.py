@@ -242,6 +242,8 @@ def markdown_report(report: Mapping) -> str:
         lines += ["", f"## {name}", "",
                   f"{task['metric']} **{_num(task['value'])}** "
                   f"({', '.join(_task_details(variant))})", ""]
+        if quantized_text(variant):
+            lines[-1:-1] = ["", quantized_text(variant)]
         rows = [[out, _sci(o["max_abs"]), _sci(o["mean_abs"]), _num(o["cosine_mean"], 6),
                  _num(o["cosine_min"], 6), _sqnr(o)] for out, o in variant["outputs"].items()]
         lines += [_md_table(["output", "max abs", "mean abs", "cosine mean", "cosine min",
@@ -632,6 +634,25 @@ def html_report(report: Mapping) -> str:
     return "\n".join(parts) + "\n"
 
 
+def quantized_text(variant: Mapping) -> str:
+    """What a static-int8 variant runs in int8 and what it leaves float (its recipe's record),
+    in words; "" for a recipe that records none.
+
+    >>> quantized_text({"recipe": {"options": {"quantized": {
+    ...     "int8": {"MatMul": 36, "Conv": 2}, "float": ["/pooler/dense/Gemm"]}}}})
+    'int8: 36 MatMul, 2 Conv; left float: /pooler/dense/Gemm'
+    """
+    record = ((variant.get("recipe") or {}).get("options") or {}).get("quantized")
+    if not isinstance(record, Mapping) or not record.get("int8"):
+        return ""
+    text = "int8: " + ", ".join(f"{count} {op}" for op, count in record["int8"].items())
+    kept = list(record.get("float") or [])
+    if kept:
+        more = f" and {len(kept) - 10} more" if len(kept) > 10 else ""
+        text += f"; left float: {', '.join(kept[:10])}{more}"
+    return text
+
+
 def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
     task = variant["task"]
     recipe = variant.get("recipe") or {}
@@ -640,6 +661,7 @@ def _variant_html(name: str, variant: Mapping, colour: str) -> list[str]:
              + (f" <code>{_esc(recipe.get('options'))}</code>" if recipe.get("options") else "")
              + f" &middot; files {_esc(', '.join(variant['files'].values()))} &middot; "
              f"{_mb(variant['bytes'])} MB</p>",
+             *([f"<p>{_esc(quantized_text(variant))}</p>"] if quantized_text(variant) else []),
              f'<p>{_esc(task["metric"])} '
              f'<b class="{_cell_class(task["value"], task["metric"])}">'
              f"&nbsp;{_num(task['value'])}&nbsp;</b> ({_esc(', '.join(_task_details(variant)))})"

@@ -19,7 +19,9 @@ from onnx import numpy_helper
 from sentences import CALIBRATION_SENTENCES, SENTENCES
 
 from calibration import qdq_search
+from calibration.compare import compare_variants
 from calibration.quantize import variant_from_bundle
+from calibration.report import markdown_report
 from runtime import Bundle, InputError, pipeline
 
 FUSED = ("MatMul", "Gemm", "Conv")
@@ -160,6 +162,11 @@ def test_fp16_float_parts(tiny_bundle, tmp_path):
         "text-classification", model=path, variant=v, top_k=None)(texts)] for v in (plain, half)]
     for a, b in zip(*scores):
         assert max(abs(a[k] - b[k]) for k in a) < 0.02, (a, b)
+    # the accuracy report says what runs in int8 and what was left float
+    report = compare_variants(path, variants=[half], samples=4, layers=False)
+    text = markdown_report(report)
+    assert f"int8: {record['quantized']['int8']['MatMul']} MatMul" in text
+    assert f"left float: {left_out}" in text
     with pytest.raises(InputError, match="Unknown float_type 'bf16'"):
         variant_from_bundle(path, "static-int8", calibration=calibration, float_type="bf16")
 
