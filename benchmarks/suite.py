@@ -2,6 +2,7 @@
 beside transformers with `edgeport bench`'s code, into one results table.
 
     python benchmarks/suite.py OUT_DIR [--models NAME ...] [--quick] [--tiny]
+                               [--backend onnxruntime openvino:bf16 ...]
 
 No weights can be downloaded here, and speed does not depend on their values: each model is its
 real config (written out below) with seeded random weights, saved with an offline tokenizer or
@@ -14,8 +15,12 @@ fresh process. OUT_DIR gets results.md (a summary table, then every model's own 
 results.json (every report); checkpoints and bundles stay in OUT_DIR/models and are reused by
 the next run.
 
---quick: fewer timed calls. --tiny: the tests' tiny checkpoints instead of real sizes (the
-smoke test runs this; its numbers mean nothing). Needs the export and quantize extras.
+--backend: what runs each variant, as `edgeport bench --backend` takes it (default
+onnxruntime; "onnxruntime openvino:f32 openvino:bf16" adds OpenVINO's rows at each precision;
+dynamic-int8 is not run on OpenVINO; benchmarks/openvino_bench.py has OpenVINO beside the peer,
+optimum-intel). --quick: fewer timed calls. --tiny: the tests' tiny checkpoints instead of
+real sizes (the smoke test runs this; its numbers mean nothing). Needs the export and quantize
+extras.
 """
 
 from __future__ import annotations
@@ -261,12 +266,15 @@ def say(line: str) -> None:
 
 
 def run_suite(out: Path, models: list[Model], *, tiny: bool, iterations: int, warmup: int,
-              cold_starts: int, threads: int | None) -> dict:
+              cold_starts: int, threads: int | None,
+              engines: tuple[str, ...] = ("onnxruntime",)) -> dict:
     """Every model's report (or why it was skipped), written to ``out`` as it comes. The
     other models' results of an earlier run into ``out`` with the same settings stay, so one
     model can be run again on its own."""
     settings = {"tiny": tiny, "iterations": iterations, "warmup": warmup,
                 "cold_starts": cold_starts, "threads": threads}
+    if list(engines) != ["onnxruntime"]:
+        settings["engines"] = list(engines)
     entries = {entry["name"]: entry for entry in earlier_results(out, settings)}
     results = {"settings": settings, "models": []}
     for model in models:
@@ -279,8 +287,8 @@ def run_suite(out: Path, models: list[Model], *, tiny: bool, iterations: int, wa
                 entry["report"] = benchmark(
                     bundle, task=model.pipeline_task, variants=["fp32", int8],
                     reference=reference_from_bundle, iterations=iterations, warmup=warmup,
-                    cold_starts=cold_starts, threads=threads, progress=progress,
-                    **model.settings)
+                    cold_starts=cold_starts, threads=threads, engines=engines,
+                    progress=progress, **model.settings)
             finally:
                 progress.close()
         except Exception as exc:  # noqa: BLE001 - one model's failure is reported, not fatal
@@ -376,13 +384,17 @@ def main(argv=None) -> int:
     parser.add_argument("--cold-starts", type=int, default=1,
                         help="fresh processes per backend (default 1; 0 skips them)")
     parser.add_argument("--threads", type=int, help="intra-op threads of both sides")
+    parser.add_argument("--backend", dest="engines", nargs="+", default=["onnxruntime"],
+                        metavar="BACKEND", help="what runs each variant, as `edgeport bench "
+                        "--backend` takes it: onnxruntime (default), openvino, openvino:f32, "
+                        "openvino:bf16, tensorrt")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = [model for model in MODELS if not args.models or model.name in args.models]
     results = run_suite(args.out, chosen, tiny=args.tiny,
                         iterations=args.iterations or (5 if args.quick else 20),
                         warmup=1 if args.quick else 3, cold_starts=args.cold_starts,
-                        threads=args.threads)
+                        threads=args.threads, engines=tuple(args.engines))
     say(f"wrote {args.out / 'results.md'} and {args.out / 'results.json'}")
     return 1 if any("skipped" in entry for entry in results["models"]) else 0
 

@@ -135,3 +135,61 @@ def test_static_int8_benchmark_runs_on_tiny_models(tmp_path, monkeypatch):
         assert variants["qdq"]["task"]["metric"] == "top1_agreement"
     text = (tmp_path / "results.md").read_text()
     assert "| **bert-base-uncased** fp32 |" in text and "| qdq-minmax |" in text
+
+
+def test_openvino_benchmark_runs_on_a_tiny_model(tmp_path, monkeypatch):
+    """benchmarks/openvino_bench.py's code path: every side timed, the accuracy of each against
+    PyTorch, the CPU recorded (the real-size run is not part of the tests; the peer's row only
+    where optimum-intel is installed, else the reason)."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    load_suite(monkeypatch)
+    monkeypatch.setitem(sys.modules, "suite", sys.modules["benchmark_suite"])
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "openvino_bench.py"
+    spec = importlib.util.spec_from_file_location("benchmark_openvino", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = [str(tmp_path), "--tiny", "--models", "bert-base-uncased", "--iterations", "2",
+            "--warmup", "1"]
+    assert bench.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    machine = results["machine"]
+    assert machine["openvino"] and machine["openvino_cpu"]["default_precision"] in (
+        "f32", "bf16", "f16")
+    assert machine["cpu_flags"] is not None and machine["lscpu_model_name"]
+    [result] = results["models"]
+    peer = bench.peer_missing() is None
+    assert result["peer"] == ("run" if peer else bench.peer_missing())
+    names = [run["backend"] for run in result["report"]["runs"]]
+    edgeport = ["fp32", "int8", "qdq", "fp32 (openvino f32)", "qdq (openvino f32)",
+                "fp32 (openvino bf16)", "qdq (openvino bf16)"]
+    assert names == [*edgeport, *(["optimum-intel"] if peer else []), "transformers"]
+    assert all(run["calls"] == 2 and run["sequence"] == 128 for run in result["report"]["runs"])
+    accuracy = result["accuracy"]
+    assert sorted(accuracy) == sorted(edgeport + (["optimum-intel"] if peer else []))
+    for name in ("fp32", "fp32 (openvino f32)"):  # the same math as PyTorch's, in f32
+        assert accuracy[name]["agreement"] == 1.0 and accuracy[name]["max_abs_diff"] < 1e-4
+    for name, score in accuracy.items():
+        assert 0.99 < score["min_cosine"] <= 1.0 + 1e-9, name
+    assert accuracy["fp32 (openvino bf16)"]["max_abs_diff"] > 1e-5  # bf16 is not f32
+    text = (tmp_path / "results.md").read_text()
+    assert "| fp32 (openvino bf16) |" in text and "Not run: int8 (openvino f32)" in text
+    assert "x transformers" in text and ("optimum-intel (" in text) == peer
+
+
+def test_suite_gains_openvino_rows(tmp_path, monkeypatch):
+    """--backend as `edgeport bench` takes it: OpenVINO's rows named by their precision, the
+    dynamic-int8 variant left out of them with the reason."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    suite = load_suite(monkeypatch)
+    assert suite.main([str(tmp_path), "--tiny", "--quick", "--iterations", "1",
+                       "--cold-starts", "0", "--models", "bert-base-uncased",
+                       "--backend", "onnxruntime", "openvino:f32"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["settings"]["engines"] == ["onnxruntime", "openvino:f32"]
+    [entry] = results["models"]
+    report = entry["report"]
+    assert [b["name"] for b in report["backends"]] == ["fp32", "int8", "fp32 (openvino f32)",
+                                                      "transformers"]
+    assert [e["backend"] for e in report["not_run"]] == ["int8 (openvino f32)"]
+    assert "| bert-base-uncased | text-classification | fp32 (openvino f32) |" in (
+        tmp_path / "results.md").read_text()

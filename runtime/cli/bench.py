@@ -1,5 +1,6 @@
-"""`edgeport bench BUNDLE [--variants ...] [--backend onnxruntime tensorrt]
-[--against transformers] [--batch ...] [--sequence ...] [--iterations N] [--json PATH]`:
+"""`edgeport bench BUNDLE [--variants ...] [--backend onnxruntime tensorrt openvino[:PRECISION]]
+[--precision f32|bf16|f16] [--against transformers] [--batch ...] [--sequence ...]
+[--iterations N] [--json PATH]`:
 latency per stage, throughput, memory, size and cold start of a bundle's pipeline
 (``runtime.cli.timing``) on each backend, beside transformers on request."""
 
@@ -52,11 +53,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda or cuda:N, or tensorrt[:N] for ONNX Runtime's TensorRT "
                              "provider (default: cpu)")
     parser.add_argument("--backend", dest="engines", nargs="+", default=["onnxruntime"],
-                        choices=BACKENDS, metavar="BACKEND",
-                        help="what runs each variant: onnxruntime (default), tensorrt "
-                             "(with --device cuda; plans built when missing) and/or openvino "
-                             "(at OpenVINO's default precision for the device: bf16 on a CPU "
-                             "with avx512_bf16 or AMX), side by side")
+                        metavar="BACKEND",
+                        help=f"what runs each variant, side by side: {', '.join(BACKENDS)} "
+                             "(default: onnxruntime; tensorrt with --device cuda, plans built "
+                             "when missing); openvino:f32, openvino:bf16, openvino:f16 run "
+                             "OpenVINO at that precision (several in one run: openvino:f32 "
+                             "openvino:bf16); plain openvino at --precision, else at "
+                             "OpenVINO's default for the device (bf16 on a CPU with "
+                             "avx512_bf16 or AMX). Rows are named VARIANT (openvino "
+                             "PRECISION); dynamic-int8 variants are not run on OpenVINO")
+    parser.add_argument("--precision", choices=["f32", "bf16", "f16"],
+                        help="the precision hint of the openvino backends that name none "
+                             "(openvino only: on onnxruntime and tensorrt the variant sets the "
+                             "precision)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the whole report as JSON to PATH")
 
@@ -83,7 +92,8 @@ def main(args) -> int:
             batches=args.batch, sequences=args.sequence, seconds=args.seconds,
             max_new_tokens=args.max_new_tokens, inputs=args.inputs, iterations=args.iterations,
             warmup=args.warmup, cold_starts=args.cold_starts, threads=args.threads,
-            device=args.device, engines=args.engines, progress=progress)
+            device=args.device, engines=args.engines, precision=args.precision,
+            progress=progress)
     finally:
         progress.close()
     print(markdown(report), end="")

@@ -50,6 +50,9 @@ from .bench_inputs import Workload, check_sequences, load_given, modality, workl
 
 STAGES = ("total", "preprocess", "inference", "postprocess", "engine")
 ROUNDS = 5
+# The CPU flags a report lists: the vector, bf16 and int8 instructions its speed depends on.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+             "amx_bf16", "amx_int8")
 # Bounds past which a setting is a typo rather than a benchmark.
 LIMITS = {"iterations": (1, 1_000_000), "warmup": (0, 100_000), "batch": (1, 4096),
           "cold_starts": (0, 100), "max_new_tokens": (1, 8192), "threads": (1, 1024)}
@@ -233,32 +236,108 @@ class Backend(Protocol):
 
 
 class EdgeportBackend:
-    """The runtime's pipeline on one variant of a bundle."""
+    """The runtime's pipeline on one variant of a bundle, on ``backend`` (at ``row``'s
+    precision: OpenVINO's)."""
 
     kind = "edgeport"
 
     def __init__(self, bundle: Bundle, variant: str, task: str | None = None, *,
                  threads: int | None = None, device: str = "cpu",
-                 backend: str = "onnxruntime"):
+                 backend: str = "onnxruntime", row: BackendRow | None = None):
         import onnxruntime
 
         from ..version import __version__
 
-        self.name = variant if backend == "onnxruntime" else f"{variant} ({backend})"
+        row = row or BackendRow(backend)
+        backend = row.backend
+        self.name = row.label(variant)
+        self.precision = row.precision  # what it runs at (OpenVINO's), None: the variant's
         self.pipe = pipeline_from_bundle(bundle, task, variant=variant, device=device,
                                          threads=threads, backend=backend,
-                                         build_if_missing=backend == "tensorrt")
+                                         build_if_missing=backend == "tensorrt",
+                                         precision=row.hint)
         self.clock = instrument(self.pipe)
         self.takes_batch_size = "batch_size" in self.pipe.parameters
         self.size_bytes = bundle.summary()["variants"][variant]["bytes"]
-        self.versions = {"edgeport": __version__, "onnxruntime": onnxruntime.__version__}
-        self.cold_start = ColdStart(
-            imports=["runtime"], factory="runtime.pipeline",
-            kwargs={"task": task, "model": str(bundle.path), "variant": variant,
-                    "device": device, "threads": threads, "backend": backend})
+        self.versions = {"edgeport": __version__, "onnxruntime": onnxruntime.__version__,
+                         **row.versions}
+        kwargs = {"task": task, "model": str(bundle.path), "variant": variant,
+                  "device": device, "threads": threads, "backend": backend}
+        if row.hint is not None:
+            kwargs["precision"] = row.hint
+        self.cold_start = ColdStart(imports=["runtime"], factory="runtime.pipeline",
+                                    kwargs=kwargs)
 
     def __call__(self, *args, **kwargs):
         return self.pipe(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    """What runs a variant: ``backend``, and for OpenVINO the precision hint given (``hint``,
+    None: OpenVINO's default for the device) and the precision it runs at (``precision``)."""
+
+    backend: str
+    hint: str | None = None
+    precision: str | None = None
+    versions: dict = field(default_factory=dict, compare=False)
+
+    def label(self, variant: str) -> str:
+        """The row's name: "fp32" on ONNX Runtime, "fp32 (tensorrt)", "fp32 (openvino bf16)"."""
+        if self.backend == "onnxruntime":
+            return variant
+        return f"{variant} ({' '.join(filter(None, (self.backend, self.precision)))})"
+
+
+def backend_rows(engines: Sequence[str], precision: str | None = None, device: str = "cpu"
+                 ) -> list[BackendRow]:
+    """The backends of ``engines``, each "BACKEND" or "openvino:PRECISION" (f32, bf16, f16);
+    ``precision`` is the hint of the openvino entries that name none. OpenVINO's rows say the
+    precision they run at (the hint, else the device's default, which this asks OpenVINO
+    for); two entries that run alike (``openvino`` and ``openvino:bf16`` where bf16 is the
+    default) are one row. An InputError for an unknown backend or precision, or a precision
+    given for a backend that takes none."""
+    from ..backends.engine import BACKENDS
+    from ..backends.openvino.libs import PRECISIONS
+
+    if precision is not None and precision not in PRECISIONS:
+        raise InputError(f"Unknown precision {precision!r}. "
+                         f"{did_you_mean(str(precision), PRECISIONS)}")
+    rows: dict[tuple, BackendRow] = {}
+    for entry in engines:
+        backend, colon, hint = str(entry).partition(":")
+        if backend not in BACKENDS:
+            raise InputError(f"Unknown backend {entry!r}. {did_you_mean(backend, BACKENDS)}")
+        if colon and backend != "openvino":
+            raise InputError(f"--backend {entry}: only openvino takes a precision ({backend}'s "
+                             "comes from the variant: fp32, fp16, int8, qdq). Note: write "
+                             f"--backend {backend}, and openvino:bf16 for OpenVINO at bf16.")
+        if colon and hint not in PRECISIONS:
+            raise InputError(f"--backend {entry}: unknown OpenVINO precision {hint!r}. "
+                             f"{did_you_mean(hint, PRECISIONS)}")
+        if backend != "openvino":
+            rows.setdefault((backend,), BackendRow(backend))
+            continue
+        row = _openvino_row(hint or precision, device)
+        rows.setdefault((backend, row.precision), row)
+    if precision is not None and not any(row.backend == "openvino" for row in rows.values()):
+        raise InputError(f"--precision {precision} is OpenVINO's precision hint, and no "
+                         "openvino backend is benched. Note: add --backend openvino (or name "
+                         "each precision, as in --backend onnxruntime openvino:f32 "
+                         "openvino:bf16); on onnxruntime and tensorrt the variant sets the "
+                         "precision (fp32, fp16, int8, qdq).")
+    return list(rows.values())
+
+
+def _openvino_row(hint: str | None, device: str) -> BackendRow:
+    """OpenVINO at ``hint`` on ``device``: the precision it runs at, checked on this machine
+    (a clear error when the device cannot run it), and OpenVINO's version."""
+    from ..backends.openvino.libs import DeviceFacts, import_openvino
+
+    ov = import_openvino()
+    facts = DeviceFacts.detect(ov, ov.Core(), device, hint)
+    return BackendRow("openvino", hint, facts.precision, {"openvino": facts.openvino,
+                                                          "device": facts.full_name})
 
 
 # A reference backend's maker: (bundle, task, generates=, threads=, device=) -> Backend.
@@ -374,6 +453,8 @@ def benchmark(
     threads: int | None = None,
     device: str = "cpu",
     engines: Sequence[str] = ("onnxruntime",),
+    precision: str | None = None,
+    peers: Sequence[ReferenceFactory] = (),
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict:
     """The report of one benchmark (a JSON-ready dict; ``markdown`` prints it).
@@ -387,7 +468,12 @@ def benchmark(
     timed ones, interleaved with the others; ``cold_starts`` fresh processes per backend.
     ``progress(done, total, what)`` is told of every call. ``engines``: the backends that run
     each variant (``["onnxruntime", "tensorrt"]`` times both, TensorRT's plans built when
-    missing; its rows are named "VARIANT (tensorrt)").
+    missing; its rows are named "VARIANT (tensorrt)"); "openvino:bf16" runs OpenVINO at a
+    precision hint (``precision``: the hint of plain "openvino"), its rows named "VARIANT
+    (openvino bf16)" after the precision they run at (``backend_rows``). A variant a backend
+    refuses (dynamic-int8 on OpenVINO) is left out of that backend's rows, with the reason
+    in the report's ``not_run``. ``peers``: makers (as ``reference``) of other backends timed
+    beside, before the reference (optimum-intel's OVModel in transformers.pipeline).
     """
     _check_settings(iterations=iterations, warmup=warmup, batches=batches,
                     cold_starts=cold_starts, threads=threads, max_new_tokens=max_new_tokens)
@@ -397,18 +483,27 @@ def benchmark(
         if variant not in bundle.variants:
             raise InputError(f"The bundle {bundle.path} has no variant {variant!r}. "
                              + did_you_mean(variant, bundle.variants))
-    backends: list[Backend] = [EdgeportBackend(bundle, variant, task, threads=threads,
-                                               device=device, backend=engine)
-                               for engine in dict.fromkeys(engines) for variant in variants]
+    backends: list[Backend] = []
+    not_run = []
+    for row in backend_rows(engines, precision, device):
+        for variant in variants:
+            refused = _refusal(bundle, variant, row.backend)
+            if refused:
+                not_run.append({"backend": row.label(variant), "reason": refused})
+                continue
+            backends.append(EdgeportBackend(bundle, variant, task, threads=threads,
+                                            device=device, row=row))
+    if not backends:
+        raise InputError(" ".join(entry["reason"] for entry in not_run))
     pipe = backends[0].pipe
     settings = _input_settings(pipe, bundle, sequences=sequences, seconds=seconds,
                                max_new_tokens=max_new_tokens, inputs=inputs)
     given = load_given(pipe, inputs) if inputs else None
     cells = workloads(pipe, pipe.task, batches=sorted(set(batches)), given=given,
                       **{k: settings[k] for k in ("sequences", "seconds", "max_new_tokens")})
-    if reference is not None:
-        backends.append(reference(bundle, task or bundle.task, generates=pipe.generates,
-                                  threads=threads, device=device))
+    for maker in [*peers, *([reference] if reference is not None else [])]:
+        backends.append(maker(bundle, task or bundle.task, generates=pipe.generates,
+                              threads=threads, device=device))
     total = sum(planned_calls(len(backends), len(cell.batches), iterations)
                 + len(backends) * warmup for cell in cells) + len(backends) * cold_starts
     ticker = _Ticker(total, progress)
@@ -431,12 +526,28 @@ def benchmark(
         "settings": {**settings, "batches": sorted(set(batches)), "iterations": iterations,
                      "warmup": warmup, "cold_starts": cold_starts, "threads": threads,
                      "device": device, "engines": list(dict.fromkeys(engines)),
+                     "precision": precision,
                      "inputs": "given" if inputs else "generated",
                      "reference": backends[-1].kind if reference is not None else None},
         "backends": backend_records,
         "runs": runs,
+        "not_run": not_run,
         "ratios": _ratios(runs, backend_records) if reference is not None else [],
     }
+
+
+def _refusal(bundle: Bundle, variant: str, backend: str) -> str | None:
+    """Why ``backend`` does not run ``variant`` (OpenVINO and a dynamic-int8 variant), or
+    None."""
+    if backend != "openvino":
+        return None
+    from ..backends.openvino import check_variant
+
+    try:
+        check_variant(bundle, variant)
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 def _check_settings(**given) -> None:
@@ -520,7 +631,8 @@ def _backend_record(backend: Backend, cells: list[Workload], cold_starts: int,
     """Name, size, versions, and the cold start (median of ``cold_starts`` fresh processes,
     each making the first call of every cell)."""
     record = {"name": backend.name, "kind": backend.kind, "size_bytes": backend.size_bytes,
-              "versions": backend.versions, "cold_start": None}
+              "versions": backend.versions, "precision": getattr(backend, "precision", None),
+              "cold_start": None}
     if cold_starts:
         calls = [cell.arguments(cell.batches[0], backend.takes_batch_size) for cell in cells]
         results = []
@@ -595,17 +707,20 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def _machine() -> dict:
-    """What the numbers were measured on."""
-    processor = platform.processor() or platform.machine()
+    """What the numbers were measured on; ``cpu_flags``: which of CPU_FLAGS (what bf16 and
+    int8 speed depend on) the CPU has (None: not known here)."""
+    processor, named, flags = platform.processor() or platform.machine(), False, None
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                processor = line.partition(":")[2].strip()
-                break
+            if line.startswith("model name") and not named:
+                processor, named = line.partition(":")[2].strip(), True
+            elif line.startswith("flags") and flags is None:
+                have = set(line.partition(":")[2].split())
+                flags = [flag for flag in CPU_FLAGS if flag in have]
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"platform": platform.platform(), "processor": processor, "cpus": os.cpu_count(),
-            "cpus_usable": usable, "python": platform.python_version(),
+            "cpus_usable": usable, "cpu_flags": flags, "python": platform.python_version(),
             "numpy": np.__version__}
 
 
@@ -619,7 +734,9 @@ def markdown(report: dict) -> str:
     lines = [
         f"### {report['model_type']} {report['task']} ({report['bundle']})",
         "",
-        f"{machine['processor']}, {machine['cpus_usable'] or machine['cpus']} CPUs, "
+        f"{machine['processor']}, {machine['cpus_usable'] or machine['cpus']} CPUs"
+        + (f" ({' '.join(machine['cpu_flags']) or 'no avx2'})" if machine.get("cpu_flags")
+           is not None else "") + ", "
         f"load average {_number(load['start'])} -> {_number(load['end'])}; "
         f"{settings['iterations']} timed calls after {settings['warmup']} warm-up, "
         f"{settings['inputs']} inputs" + (f", {settings['max_new_tokens']} new tokens (greedy)"
@@ -644,6 +761,8 @@ def markdown(report: dict) -> str:
                     _number(gen["tokens_per_s"]) if gen else "-"]
         rows.append(row)
     lines += _table(header, rows)
+    lines += ["", *(f"Not run: {entry['backend']}: {entry['reason']}"
+                    for entry in report.get("not_run", []))] if report.get("not_run") else []
     header = ["backend", "size", "peak RSS", "import s", "load s", "first result s",
               "to first result s"]
     rows = []

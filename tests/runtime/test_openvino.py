@@ -497,7 +497,7 @@ def test_cli_run_inspect_and_bench_on_openvino(quantized_bert, capsys):
                  "--variants", "qdq", "--iterations", "2", "--warmup", "1",
                  "--cold-starts", "0"]) == 0
     table = capsys.readouterr().out
-    assert "| qdq | 1 | 128 |" in table and "| qdq (openvino) | 1 | 128 |" in table
+    assert "| qdq | 1 | 128 |" in table and f"| qdq (openvino {picked}) | 1 | 128 |" in table
 
 
 @pytest.mark.parametrize("arguments, message", [
