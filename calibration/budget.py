@@ -152,12 +152,8 @@ def variant_within_budget(
     OpenVINO) is refused before anything is quantized. The nodes to leave in fp32 are still
     ranked on ONNX Runtime, which reads every intermediate tensor of the variant's graph: it
     locates the error the quantization adds (``layers_backend``)."""
-    from .compare import (
-        builtin_rows,
-        check_runs_on,
-        compare_variants,
-        engine_options,
-    )
+    from .compare import builtin_rows, compare_variants
+    from .engines import check_runs_on, engine_options
     from .quantize import variant_from_bundle
     from .variants import DEFAULT_NAMES, record_accuracy
 

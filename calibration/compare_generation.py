@@ -47,6 +47,7 @@ from runtime.pipeline import pipeline_from_bundle
 
 from . import metrics
 from .data import GREEDY, graph_feeds, progress_bar
+from .engines import REFERENCE_ENGINE, measured_on
 from .layers import add_layers
 from .numeric import OutputStats
 from .reference import torch_model
@@ -221,8 +222,7 @@ def compare_generation(bundle: Bundle, loaded, source: str, *, chosen: Sequence[
     """The report of ``compare_variants`` for a generative bundle (see the module docstring);
     ``loaded`` holds the texts, or the signals of a speech recognition bundle
     (``calibration.data.Samples``); ``options``: where the variants run (the reference runs on
-    ONNX Runtime's CPU, or PyTorch), ``compare.engine_options``."""
-    from .compare import REFERENCE_ENGINE, measured_on
+    ONNX Runtime's CPU, or PyTorch), ``engines.engine_options``."""
 
     options = dict(REFERENCE_ENGINE if options is None else options)
     texts, sources = list(loaded.inputs), loaded.sources()  # names (files) and what is run
