@@ -4,6 +4,7 @@ pipelines for them."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -84,6 +85,26 @@ def runtime_pipeline(tiny_bundle):
         return pipeline(task_name or task, model=tiny_bundle(model_type, task), **defaults)
 
     return make
+
+
+SHORT_TEXTS = ["a fine day", "not good at all", "the cat sat on the mat", "what a lovely film",
+               "terrible service and cold food", "the train was late again", "I love it",
+               "meh, it was fine I guess"]
+
+
+@pytest.fixture(scope="session")
+def quantized_tiny_bert(tiny_bundle, tmp_path_factory):
+    """The tiny BERT classifier with a static-int8 ("qdq") and a dynamic-int8 ("int8")
+    variant made by edgeport's recipes; its calibration texts beside it (calibration.txt).
+    Shared: copy it before changing it."""
+    from calibration import variant_from_bundle
+
+    folder = tmp_path_factory.mktemp("quantized-bert")
+    path = shutil.copytree(tiny_bundle("bert", "text-classification"), folder / "bundle")
+    (folder / "calibration.txt").write_text("\n".join(SHORT_TEXTS * 2))
+    variant_from_bundle(path, "static-int8", calibration=folder / "calibration.txt", samples=16)
+    variant_from_bundle(path, "dynamic-int8")
+    return path
 
 
 @pytest.fixture(scope="session")

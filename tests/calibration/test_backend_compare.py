@@ -17,7 +17,6 @@ ov = pytest.importorskip("openvino", reason="the openvino extra is not installed
 
 from noisy_variants import noisy_variant  # noqa: E402
 
-from calibration import variant_from_bundle  # noqa: E402
 from calibration.budget import variant_within_budget  # noqa: E402
 from calibration.compare import compare_variants  # noqa: E402
 from calibration.report import markdown_report, summary_table  # noqa: E402
@@ -119,16 +118,9 @@ def test_fp32_at_bf16_is_recorded_as_bf16_and_measured(tiny_bundle, tmp_path, da
     assert "openvino cpu bf16 (default)" in summary_table(by_default)
 
 
-@pytest.fixture(scope="module")
-def quantized_bert(tiny_bundle, tmp_path_factory):
-    """The tiny BERT classifier with a static-int8 ("qdq") and a dynamic-int8 ("int8")
-    variant made by edgeport's recipes, and the calibration texts."""
-    folder = tmp_path_factory.mktemp("backend-compare")
-    path = shutil.copytree(tiny_bundle("bert", "text-classification"), folder / "bundle")
-    (folder / "calibration.txt").write_text("\n".join(CALIBRATION))
-    variant_from_bundle(path, "static-int8", calibration=folder / "calibration.txt", samples=16)
-    variant_from_bundle(path, "dynamic-int8")
-    return path
+@pytest.fixture
+def quantized_bert(quantized_tiny_bert):
+    return quantized_tiny_bert
 
 
 def test_qdq_variant_is_measured_on_openvino(quantized_bert, tmp_path):

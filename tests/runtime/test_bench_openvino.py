@@ -17,21 +17,12 @@ ov = pytest.importorskip("openvino", reason="the openvino extra is not installed
 from runtime.cli import main  # noqa: E402
 from runtime.cli.timing import CPU_FLAGS, EdgeportBackend, backend_rows  # noqa: E402
 
-CALIBRATION = ["a fine day", "not good at all", "the cat sat on the mat", "what a lovely film",
-               "terrible service and cold food", "the train was late again"] * 2
 
-
-@pytest.fixture(scope="module")
-def bert_variants(tiny_bundle, tmp_path_factory):
-    """The tiny BERT classifier with "qdq" (static-int8) and "int8" (dynamic-int8)."""
-    from calibration import variant_from_bundle
-
-    folder = tmp_path_factory.mktemp("bench-openvino")
-    path = shutil.copytree(tiny_bundle("bert", "text-classification"), folder / "bundle")
-    (folder / "calibration.txt").write_text("\n".join(CALIBRATION))
-    variant_from_bundle(path, "static-int8", calibration=folder / "calibration.txt", samples=12)
-    variant_from_bundle(path, "dynamic-int8")
-    return path
+@pytest.fixture
+def bert_variants(quantized_tiny_bert, tmp_path):
+    """The tiny BERT classifier with "qdq" (static-int8) and "int8" (dynamic-int8), a copy
+    (OpenVINO's compiled-model cache goes into the bundle)."""
+    return shutil.copytree(quantized_tiny_bert, tmp_path / "bundle")
 
 
 def test_openvino_precisions_side_by_side(bert_variants, tmp_path, capsys):
