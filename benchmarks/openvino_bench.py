@@ -8,10 +8,9 @@ Models (benchmarks/suite.py builds and exports them): bert-base-uncased text cla
 (its real config, seeded random weights: its accuracy numbers say how far a backend moves the
 logits, not what a trained model keeps) and all-MiniLM-L6-v2 feature extraction (the real
 checkpoint). Each bundle gets dynamic-int8 ("int8", suite.py's), optimize ("opt": ONNX
-Runtime's fused Attention and LayerNorms, which OpenVINO's ONNX reader maps to its own; on
-BERT-base at bf16 its graph compiles to 72 Transposes and 52 Reorders against the plain
-export's 108 and 76) and static-int8 ("qdq", calibrated on the accuracy tests' 32 calibration
-sentences, as benchmarks/static_int8.py).
+Runtime's fused Attention and LayerNorms, which OpenVINO's ONNX reader maps to its own) and
+static-int8 ("qdq", calibrated on the accuracy tests' 32 calibration sentences, as
+benchmarks/static_int8.py).
 
 Timed with `edgeport bench`'s code (``runtime.cli.timing.benchmark``), every side interleaved in
 one run, the pipeline called as users call it, batch 1, generated texts of 128 tokens:
@@ -23,8 +22,11 @@ precision), and transformers.pipeline on PyTorch. Accuracy, per edgeport row and
 the model's outputs against PyTorch's on the accuracy tests' 58 held-out sentences, one at a
 time (classification: argmax agreement, the smallest logit cosine and the largest logit
 difference; feature extraction: the smallest and mean cosine of mean-pooled sentence
-embeddings). OUT_DIR gets results.md and results.json, with the CPU model, its bf16 / int8 flags
-and the versions; checkpoints and bundles stay in OUT_DIR/models and are reused. No cold starts.
+embeddings). Then, per OpenVINO row and the peer, where the engine time goes: OpenVINO's own
+per-layer counters (PERF_COUNT) over 20 calls, the share of the weight MatMuls and the rate they
+run at (what bounds every side on a CPU, and the targets). OUT_DIR gets results.md and
+results.json, with the CPU model, its bf16 / int8 flags and the versions; checkpoints and
+bundles stay in OUT_DIR/models and are reused. No cold starts.
 
 The peer is left out, with the reason printed and recorded, when optimum-intel cannot be
 imported (`pip install --no-deps optimum-intel==1.27.0` fits this project's pins: the newest
@@ -202,6 +204,74 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+# --- where the engine time goes -----------------------------------------------------------------
+PROFILE_RUNS = 20
+
+
+def weight_matmul_flops(path: Path, tokens: int) -> int:
+    """The multiply-adds of the graph's weight MatMuls and Gemms (a constant weight of rank 2)
+    at ``tokens`` tokens, times 2: every one counted over every token (the pooler and the
+    classifier, which read one, are under 1% of BERT-base's)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    shapes = {init.name: list(init.dims) for init in graph.initializer}
+    flops = 0
+    for node in graph.node:
+        weight = shapes.get(node.input[1]) if node.op_type in ("MatMul", "Gemm") else None
+        if weight is not None and len(weight) == 2:
+            flops += 2 * tokens * weight[0] * weight[1]
+    return flops
+
+
+def layer_profile(model, precision: str, threads: int | None, tokens: int, flops: int) -> dict:
+    """OpenVINO's own per-layer counters (PERF_COUNT) of ``model`` (a path or an ov.Model)
+    compiled for the CPU as the engine compiles it: the engine time per call, the time in the
+    weight MatMuls (FullyConnected layers, at whatever precision they run) and the rate they
+    run at, and the layer types that take the most (name, kernel, ms)."""
+    import openvino
+
+    config = {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
+              "INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = openvino.Core().compile_model(model, "CPU", config)
+    feed = {port.get_any_name(): np.full((1, tokens), 1 if "mask" in port.get_any_name()
+                                         else 0, np.int64) for port in compiled.inputs}
+    request = compiled.create_infer_request()
+    spent: dict[tuple[str, str], float] = {}
+    for call in range(3 + PROFILE_RUNS):
+        request.infer(feed)
+        if call >= 3:  # warm-up calls pick kernels and allocate
+            for layer in request.profiling_info:
+                key = (layer.node_type, layer.exec_type)
+                spent[key] = spent.get(key, 0.0) + layer.real_time.total_seconds() * 1e3
+    spent = {key: ms / PROFILE_RUNS for key, ms in spent.items()}
+    total = sum(spent.values())
+    matmuls = sum(ms for (kind, _), ms in spent.items() if kind.startswith("FullyConnected"))
+    threads_used = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    return {"engine_ms": total, "weight_matmul_ms": matmuls,
+            "weight_matmul_share": matmuls / total if total else None,
+            "gflops_per_thread": flops / (matmuls * 1e-3) / 1e9 / threads_used if matmuls
+            else None, "threads": threads_used,
+            "top": [[kind, kernel, ms] for (kind, kernel), ms in
+                    sorted(spent.items(), key=lambda item: -item[1])[:4]]}
+
+
+def profiles(bundle: Bundle, rows: list, peer, threads: int | None) -> dict[str, dict]:
+    """``layer_profile`` of each OpenVINO row (name, variant, BackendRow) and of the peer's
+    model, at 128 tokens; the FLOPs are the fp32 graph's weight MatMuls'."""
+    tokens = SETTINGS["sequences"][0]
+    flops = weight_matmul_flops(bundle.graph_path("model", "fp32"), tokens)
+    found = {name: layer_profile(str(bundle.graph_path("model", variant)), row.precision,
+                                 threads, tokens, flops)
+             for name, variant, row in rows if row.backend == "openvino"}
+    if peer is not None:
+        found[peer.name] = layer_profile(peer.model.model, peer.precision, threads, tokens,
+                                         flops)
+    return found
+
+
 # --- the run ------------------------------------------------------------------------------------
 def run_model(model, out: Path, *, tiny: bool, iterations: int, warmup: int,
               threads: int | None, peer_reason: str | None) -> dict:
@@ -247,8 +317,10 @@ def run_model(model, out: Path, *, tiny: bool, iterations: int, warmup: int,
                         threads)
     if made:
         report["peer_precision"] = made[0].precision
+    say(f"{model.name}: OpenVINO's per-layer counters")
+    profiled = profiles(bundle, rows, made[0] if made else None, threads)
     return {"model": model.name, "task": bundle.task, "report": report, "accuracy": measured,
-            "peer": "run" if made else peer_reason}
+            "profile": profiled, "peer": "run" if made else peer_reason}
 
 
 def cpu() -> dict:
@@ -303,6 +375,20 @@ def table(result: dict) -> list[str]:
     return lines
 
 
+def profile_table(result: dict) -> list[str]:
+    """Where OpenVINO's engine time goes, per OpenVINO row and the peer."""
+    lines = ["| side | engine ms | weight MatMuls ms | share | GFLOP/s per thread | "
+             "the most time (layer, kernel, ms) |", "|---|---:|---:|---:|---:|---|"]
+    for name, found in result["profile"].items():
+        rate = found["gflops_per_thread"]
+        lines.append(
+            f"| {name} | {found['engine_ms']:.1f} | {found['weight_matmul_ms']:.1f} | "
+            f"{found['weight_matmul_share']:.0%} | {rate:.0f} | "
+            + ", ".join(f"{kind} {kernel} {ms:.1f}" for kind, kernel, ms in found["top"]) + " |"
+            if rate else f"| {name} | {found['engine_ms']:.1f} | - | - | - | - |")
+    return lines
+
+
 def targets(result: dict) -> list[str]:
     """The issue's targets for BERT-base, reached or not, on this CPU."""
     runs = {run["backend"]: run["latency_ms"]["total"]["median"]
@@ -314,6 +400,11 @@ def targets(result: dict) -> list[str]:
         speedup = runs["transformers"] / runs[name]
         line = (f"- {name}: {speedup:.2f}x transformers (target {target:.0f}x: "
                 f"{'reached' if speedup >= target else 'not reached'})")
+        found = result.get("profile", {}).get(name)
+        if speedup < target and found:  # what the target asks of the engine, and what it has
+            line += (f"; the target needs {runs['transformers'] / target:.1f} ms end to end, "
+                     f"and the weight MatMuls alone take {found['weight_matmul_ms']:.1f} ms "
+                     f"of the engine's {found['engine_ms']:.1f} here")
         if PEER in runs:
             ratio = runs[PEER] / runs[name]
             line += (f"; {ratio:.2f}x optimum-intel ("
@@ -350,6 +441,10 @@ def results_markdown(results: dict) -> str:
             lines += ["", f"optimum-intel not run: {result['peer']}"]
         lines += [f"Not run: {entry['backend']}: {entry['reason'].split(':')[0]}"
                   for entry in result["report"]["not_run"]]
+        lines += ["", "Where OpenVINO's engine time goes (its per-layer counters, "
+                  f"{PROFILE_RUNS} calls at 128 tokens; GFLOP/s: the weight MatMuls' "
+                  "multiply-adds x 2 over their time, per inference thread):", "",
+                  *profile_table(result)]
         if result["model"] == "bert-base-uncased":
             lines += ["", *targets(result)]
     lines += ["", "## Every report (`edgeport bench`'s tables)", ""]

@@ -61,13 +61,20 @@ def check_runs_on(bundle: Bundle, options: Mapping, *, variant: str | None = Non
 def measured_on(engine, options: Mapping) -> dict:
     """Where an engine ran, for the report: backend, device, and the precision it ran at:
     OpenVINO's from the compiled model's facts (``precision_default``: OpenVINO picked it for
-    the device; ``device_name``: the device's full name); None on the other backends, where
-    each op runs at its graph's own dtype."""
+    the device; ``device_name``: the device's full name; ``dynamic_quantization_group_size``
+    where the device has the option); None on the other backends, where each op runs at its
+    graph's own dtype."""
     where = {"backend": options["backend"], "device": options["device"], "precision": None}
     # a merged decoder's engine is one engine per branch, compiled alike
-    facts = getattr(engine, "facts", None) or next(
-        (getattr(e, "facts", None) for e in getattr(engine, "_engines", {}).values()), None)
-    if facts is not None:
+    engine = engine if hasattr(engine, "facts") else next(
+        (e for e in getattr(engine, "_engines", {}).values() if hasattr(e, "facts")), None)
+    if engine is not None:
+        facts = engine.facts
         where.update(precision=facts.precision, precision_default=facts.default,
                      device_name=facts.full_name, openvino=facts.openvino)
+        # OpenVINO's CPU quantizes the activations of MatMuls with int4/int8 weights (an int4
+        # variant's) to int8 in groups of this many at run time; 0: it does not
+        group = engine.property("DYNAMIC_QUANTIZATION_GROUP_SIZE")
+        if group is not None:
+            where["dynamic_quantization_group_size"] = int(group)
     return where

@@ -13,6 +13,12 @@ Each window runs in one pass (prefill, empty cache: positions from 0), and the `
 its positions are read; the log-softmax is computed in float64 by numpy for every engine alike,
 so that the numbers differ only by what the engines compute.
 
+The variants can run on another backend or precision (``backend="openvino", precision="bf16"``):
+then fp32 on ONNX Runtime's CPU is measured too, as ``reference_fp32``, the base every
+``ratio_vs_fp32`` divides by, and fp32 on that backend is one of the variants; each variant
+records where it ran (``measured_on``), and those the backend refuses (dynamic-int8 on
+OpenVINO) are left out of the default list, with the reason, under ``skipped``.
+
 >>> section = perplexity_from_text("llama-bundle", text, window=64)   # doctest: +SKIP
 >>> q4 = section["variants"]["q4"]                                    # doctest: +SKIP
 >>> round(q4["perplexity"], 2), round(q4["ratio_vs_fp32"], 4)         # doctest: +SKIP
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -41,6 +47,7 @@ from runtime.tasks.generation import GenerationPipeline
 from runtime.text.tokenizer import TextTokenizer
 
 from .data import progress_bar
+from .engines import REFERENCE_ENGINE, check_runs_on, engine_options, measured_on
 from .reference import REFERENCES, torch_model
 from .report import json_ready
 
@@ -236,10 +243,12 @@ def measured(logits_of: Logits, text: PerplexityText, *, description: str = "",
             "windows": len(text.windows)}
 
 
-def graph_logits(bundle: Bundle, variant: str) -> Logits:
+def graph_logits(bundle: Bundle, variant: str, **options) -> Logits:
     """The logits of every position of a window from the bundle's decoder graph in ``variant``
-    (ONNX Runtime), fed in one pass with an empty cache."""
-    model = OnnxGenerationModel.from_bundle(bundle, variant)
+    (on ``options``' engine: ``Bundle.engine``'s backend, device, precision; default ONNX
+    Runtime's CPU), fed in one pass with an empty cache. The callable's ``engine`` is the
+    decoder's engine (``measured_on`` reads it)."""
+    model = OnnxGenerationModel.from_bundle(bundle, variant, **options)
     names = {spec.name for spec in model.decoder.inputs}
 
     def logits_of(ids: np.ndarray) -> np.ndarray:
@@ -249,8 +258,10 @@ def graph_logits(bundle: Bundle, variant: str) -> Logits:
         feed = {"input_ids": ids, "attention_mask": mask,
                 "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None, :],
                 **state.past}
-        return model.decoder.run({k: v for k, v in feed.items() if k in names})["logits"][0]
+        logits = model.decoder.run({k: v for k, v in feed.items() if k in names})["logits"]
+        return np.asarray(logits)[0]  # OpenVINO's engine returns its own array type
 
+    logits_of.engine = model.decoder
     return logits_of
 
 
@@ -274,27 +285,41 @@ def _ratio(value, base) -> float | None:
 
 
 def perplexity_section(bundle: Bundle, text: PerplexityText, variants: Sequence[str], *,
-                       reference: str = "fp32", progress: bool = False) -> dict:
+                       reference: str = "fp32", progress: bool = False,
+                       options: Mapping | None = None, skipped: Mapping | None = None) -> dict:
     """The ``perplexity`` section of a report: the fp32 graph, each of ``variants``, and
-    PyTorch where ``reference`` is "pytorch"; each variant's ratios to fp32's and PyTorch's."""
+    PyTorch where ``reference`` is "pytorch"; each variant's ratios to fp32's and PyTorch's.
+    ``options``: the engine the variants run on (``engine_options``'s), when not ONNX Runtime's
+    CPU; ``skipped``: variants left out because that backend refuses them (name -> why)."""
+    options = dict(REFERENCE_ENGINE if options is None else options)
+    elsewhere = options != REFERENCE_ENGINE
     pytorch = None
     if reference == "pytorch":
         pytorch = measured(torch_logits(bundle), text, description="perplexity: pytorch",
                            progress=progress)
-    names = ["fp32", *(name for name in variants if name != "fp32")]
+    base = None
+    if elsewhere:
+        base = measured(graph_logits(bundle, "fp32"), text, progress=progress,
+                        description="perplexity: fp32 (onnxruntime cpu)")
+        names = list(variants)
+    else:
+        names = ["fp32", *(name for name in variants if name != "fp32")]
     results = {}
     for name in dict.fromkeys(names):
-        results[name] = measured(graph_logits(bundle, name), text,
-                                 description=f"perplexity: {name}", progress=progress)
-    fp32 = results["fp32"]["perplexity"]
-    for result in results.values():
+        logits_of = graph_logits(bundle, name, **options)
+        results[name] = measured(logits_of, text, description=f"perplexity: {name}",
+                                 progress=progress)
+        results[name]["measured_on"] = measured_on(logits_of.engine, options)
+    fp32 = (base or results["fp32"])["perplexity"]
+    for result in [*results.values(), *([base] if base else [])]:
         result["ratio_vs_fp32"] = _ratio(result["perplexity"], fp32)
         result["ratio_vs_pytorch"] = _ratio(result["perplexity"],
                                             pytorch and pytorch["perplexity"])
     return json_ready({
         "source": text.source, "tokens": len(text.ids), "scored": text.scored,
         "window": text.window, "stride": text.stride, "windows": len(text.windows),
-        "reference": reference, "pytorch": pytorch, "variants": results,
+        "reference": reference, "pytorch": pytorch, "reference_fp32": base,
+        "variants": results, "skipped": dict(skipped or {}),
     })
 
 
@@ -307,6 +332,9 @@ def perplexity_from_text(
     window: int | None = None,
     stride: int | None = None,
     progress: bool = False,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    precision: str | None = None,
 ) -> dict:
     """Perplexity of the bundle's fp32 graph, its variants (``variants``; default: all) and,
     with ``reference="pytorch"``, of the checkpoint it was exported from, on ``text``.
@@ -315,7 +343,8 @@ def perplexity_from_text(
     fewer); ``stride`` how far windows start apart (default half the window). Returns the
     report's ``perplexity`` section: per engine ``perplexity``, ``nll_mean`` (nats per token),
     ``tokens`` (scored) and ``windows``; per variant ``ratio_vs_fp32`` and ``ratio_vs_pytorch``
-    (None without PyTorch).
+    (None without PyTorch). ``backend``, ``device``, ``precision``: where the variants run (see
+    the module's docstring; ``precision`` is OpenVINO's hint).
 
     >>> section = perplexity_from_text("gpt2-bundle", text, reference="pytorch")  # doctest: +SKIP
     >>> pytorch, fp32 = section["pytorch"], section["variants"]["fp32"]  # doctest: +SKIP
@@ -325,14 +354,24 @@ def perplexity_from_text(
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     if reference not in REFERENCES:
         raise InputError(f"Unknown reference {reference!r}. " + did_you_mean(reference, REFERENCES))
+    options = engine_options(backend, device, precision)
+    skipped = {}
     if variants is None:
-        variants = list(bundle.variants)
-    elif isinstance(variants, str):
-        variants = [variants]
-    for name in variants:
-        if name not in bundle.variants:
-            raise InputError(f"The bundle {bundle.path} has no variant {name!r}. "
-                             + did_you_mean(name, bundle.variants))
+        variants = []
+        for name in bundle.variants:
+            try:
+                check_runs_on(bundle, options, variant=name)
+            except InputError as refusal:
+                skipped[name] = str(refusal)
+                continue
+            variants.append(name)
+    else:
+        variants = [variants] if isinstance(variants, str) else list(variants)
+        for name in variants:
+            if name not in bundle.variants:
+                raise InputError(f"The bundle {bundle.path} has no variant {name!r}. "
+                                 + did_you_mean(name, bundle.variants))
+            check_runs_on(bundle, options, variant=name)
     measured_text = perplexity_text(bundle, text, window=window, stride=stride)
     return perplexity_section(bundle, measured_text, variants, reference=reference,
-                              progress=progress)
+                              progress=progress, options=options, skipped=skipped)

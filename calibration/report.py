@@ -140,7 +140,9 @@ def summary_table(report: Mapping) -> str:
 
 
 def _perplexity_rows(section: Mapping) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the perplexity table: PyTorch (when measured), fp32, the variants."""
+    """Header and rows of the perplexity table: PyTorch (when measured), fp32, the variants;
+    where the variants ran elsewhere than ONNX Runtime's CPU, fp32 there (the base of "vs fp32")
+    and each variant named with where it ran."""
     header = ["engine", "perplexity", "NLL nats/token", "vs fp32", "vs pytorch",
               "tokens scored", "windows"]
     rows = []
@@ -148,7 +150,12 @@ def _perplexity_rows(section: Mapping) -> tuple[list[str], list[list[str]]]:
         measured = section["pytorch"]
         rows.append(["pytorch", _num(measured["perplexity"], 3), _num(measured["nll_mean"], 5),
                      "-", "-", measured["tokens"], measured["windows"]])
-    for name, measured in section["variants"].items():
+    named = list(section["variants"].items())
+    if section.get("reference_fp32"):
+        named = [("fp32 (onnxruntime cpu)", section["reference_fp32"]),
+                 *((f"{name} ({runs_on(measured.get('measured_on'))})", measured)
+                   for name, measured in named)]
+    for name, measured in named:
         rows.append([name, _num(measured["perplexity"], 3), _num(measured["nll_mean"], 5),
                      _num(measured["ratio_vs_fp32"]), _num(measured["ratio_vs_pytorch"]),
                      measured["tokens"], measured["windows"]])
@@ -158,10 +165,13 @@ def _perplexity_rows(section: Mapping) -> tuple[list[str], list[list[str]]]:
 def _perplexity_note(section: Mapping) -> str:
     """What the perplexity was measured on, in one sentence."""
     source = section.get("source") or "the text given"
-    return (f"on {source}: {section['tokens']} tokens ({section['scored']} scored), windows of "
+    note = (f"on {source}: {section['tokens']} tokens ({section['scored']} scored), windows of "
             f"{section['window']} tokens every {section['stride']} ({section['windows']} "
             "windows); exp of the mean negative log-likelihood per token, lower is better; "
             "vs: the ratio of perplexities")
+    if section.get("skipped"):
+        note += f"; not run there: {', '.join(section['skipped'])}"
+    return note
 
 
 def perplexity_table(report: Mapping) -> str:

@@ -172,9 +172,16 @@ def test_openvino_benchmark_runs_on_a_tiny_model(tmp_path, monkeypatch):
     for name, score in accuracy.items():
         assert 0.99 < score["min_cosine"] <= 1.0 + 1e-9, name
     assert accuracy["fp32 (openvino bf16)"]["max_abs_diff"] > 1e-5  # bf16 is not f32
+    profiled = result["profile"]  # OpenVINO's counters: every OpenVINO row and the peer
+    assert sorted(profiled) == sorted(name for name in accuracy if "openvino" in name
+                                      or name == "optimum-intel")
+    for name, found in profiled.items():
+        assert 0 < found["weight_matmul_ms"] < found["engine_ms"], name
+        assert found["gflops_per_thread"] > 0 and found["top"], name
     text = (tmp_path / "results.md").read_text()
     assert "| fp32 (openvino bf16) |" in text and "Not run: int8 (openvino f32)" in text
     assert "x transformers" in text and ("optimum-intel (" in text) == peer
+    assert "| fp32 (openvino f32) | " in text.split("Where OpenVINO's engine time goes")[1]
 
 
 def test_suite_gains_openvino_rows(tmp_path, monkeypatch):

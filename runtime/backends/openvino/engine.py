@@ -155,6 +155,14 @@ class OvEngine:
                 "dims. Note: OpenVINO tensors are not cast; pass a numpy array instead.")
         return array
 
+    def property(self, name: str):
+        """The compiled model's property ``name`` (``INFERENCE_PRECISION_HINT``,
+        ``DYNAMIC_QUANTIZATION_GROUP_SIZE``, ...), or None where the device has no such
+        property."""
+        if name not in {str(key) for key in self.compiled.get_property("SUPPORTED_PROPERTIES")}:
+            return None
+        return self.compiled.get_property(name)
+
     def runtime_precisions(self) -> dict[str, set[str]]:
         """Layer type -> the precisions OpenVINO runs it at (``FullyConnected: {'i8'}`` for
         a static-int8 graph's MatMuls), read from the compiled model's runtime graph."""
