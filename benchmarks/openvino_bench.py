@@ -61,6 +61,9 @@ PEER = "optimum-intel"
 SETTINGS = {"batches": [1], "sequences": [128]}
 # The issue's targets on a CPU with bf16: BERT-base end to end, times transformers.pipeline.
 TARGETS = {"fp32 (openvino bf16)": 4.0, "qdq (openvino bf16)": 6.0}
+# Two sides that run the same OpenVINO kernels this close are level: runs on these machines
+# move a median by more.
+LEVEL = 0.03
 
 
 def say(line: str) -> None:
@@ -224,52 +227,67 @@ def weight_matmul_flops(path: Path, tokens: int) -> int:
     return flops
 
 
-def layer_profile(model, precision: str, threads: int | None, tokens: int, flops: int) -> dict:
+class LayerCounters:
     """OpenVINO's own per-layer counters (PERF_COUNT) of ``model`` (a path or an ov.Model)
-    compiled for the CPU as the engine compiles it: the engine time per call, the time in the
-    weight MatMuls (FullyConnected layers, at whatever precision they run) and the rate they
-    run at, and the layer types that take the most (name, kernel, ms)."""
-    import openvino
+    compiled for the CPU as the engine compiles it, one call at a time (``call``)."""
 
-    config = {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
-              "INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = openvino.Core().compile_model(model, "CPU", config)
-    feed = {port.get_any_name(): np.full((1, tokens), 1 if "mask" in port.get_any_name()
-                                         else 0, np.int64) for port in compiled.inputs}
-    request = compiled.create_infer_request()
-    spent: dict[tuple[str, str], float] = {}
-    for call in range(3 + PROFILE_RUNS):
-        request.infer(feed)
-        if call >= 3:  # warm-up calls pick kernels and allocate
-            for layer in request.profiling_info:
+    def __init__(self, model, precision: str, threads: int | None, tokens: int):
+        import openvino
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
+                  "INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = openvino.Core().compile_model(model, "CPU", config)
+        self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        self.feed = {port.get_any_name(): np.full((1, tokens), 1 if "mask" in
+                                                  port.get_any_name() else 0, np.int64)
+                     for port in compiled.inputs}
+        self.request = compiled.create_infer_request()
+        self.calls: list[dict[tuple[str, str], float]] = []  # (layer type, kernel) -> ms
+
+    def call(self, record: bool = True) -> None:
+        self.request.infer(self.feed)
+        if record:
+            spent: dict[tuple[str, str], float] = {}
+            for layer in self.request.profiling_info:
                 key = (layer.node_type, layer.exec_type)
                 spent[key] = spent.get(key, 0.0) + layer.real_time.total_seconds() * 1e3
-    spent = {key: ms / PROFILE_RUNS for key, ms in spent.items()}
-    total = sum(spent.values())
-    matmuls = sum(ms for (kind, _), ms in spent.items() if kind.startswith("FullyConnected"))
-    threads_used = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-    return {"engine_ms": total, "weight_matmul_ms": matmuls,
-            "weight_matmul_share": matmuls / total if total else None,
-            "gflops_per_thread": flops / (matmuls * 1e-3) / 1e9 / threads_used if matmuls
-            else None, "threads": threads_used,
-            "top": [[kind, kernel, ms] for (kind, kernel), ms in
-                    sorted(spent.items(), key=lambda item: -item[1])[:4]]}
+            self.calls.append(spent)
+
+    def summary(self, flops: int) -> dict:
+        """The engine time per call, the time in the weight MatMuls (FullyConnected layers,
+        at whatever precision they run) and the rate they run at, and the layer types that
+        take the most (name, kernel, ms); each the median over the calls."""
+        calls = self.calls
+        spent = {key: float(np.median([c.get(key, 0.0) for c in calls])) for key in calls[0]}
+        total = float(np.median([sum(c.values()) for c in calls]))
+        matmuls = float(np.median([sum(ms for (kind, _), ms in c.items()
+                                       if kind.startswith("FullyConnected")) for c in calls]))
+        return {"engine_ms": total, "weight_matmul_ms": matmuls,
+                "weight_matmul_share": matmuls / total if total else None,
+                "gflops_per_thread": (flops / (matmuls * 1e-3) / 1e9 / self.threads
+                                      if matmuls else None),
+                "threads": self.threads,
+                "top": [[kind, kernel, ms] for (kind, kernel), ms in
+                        sorted(spent.items(), key=lambda item: -item[1])[:4]]}
 
 
 def profiles(bundle: Bundle, rows: list, peer, threads: int | None) -> dict[str, dict]:
-    """``layer_profile`` of each OpenVINO row (name, variant, BackendRow) and of the peer's
-    model, at 128 tokens; the FLOPs are the fp32 graph's weight MatMuls'."""
+    """``LayerCounters`` of each OpenVINO row (name, variant, BackendRow) and of the peer's
+    model at 128 tokens, their calls interleaved (other work on the machine slows every side
+    alike), warmed up first; the FLOPs are the fp32 graph's weight MatMuls'."""
     tokens = SETTINGS["sequences"][0]
     flops = weight_matmul_flops(bundle.graph_path("model", "fp32"), tokens)
-    found = {name: layer_profile(str(bundle.graph_path("model", variant)), row.precision,
-                                 threads, tokens, flops)
+    sides = {name: LayerCounters(str(bundle.graph_path("model", variant)), row.precision,
+                                 threads, tokens)
              for name, variant, row in rows if row.backend == "openvino"}
     if peer is not None:
-        found[peer.name] = layer_profile(peer.model.model, peer.precision, threads, tokens,
-                                         flops)
-    return found
+        sides[peer.name] = LayerCounters(peer.model.model, peer.precision, threads, tokens)
+    for round_ in range(3 + PROFILE_RUNS):
+        for side in sides.values():
+            side.call(record=round_ >= 3)  # warm-up calls pick kernels and allocate
+    return {name: side.summary(flops) for name, side in sides.items()}
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -407,8 +425,9 @@ def targets(result: dict) -> list[str]:
                      f"of the engine's {found['engine_ms']:.1f} here")
         if PEER in runs:
             ratio = runs[PEER] / runs[name]
-            line += (f"; {ratio:.2f}x optimum-intel ("
-                     f"{'not behind' if ratio >= 1 else 'behind'} it)")
+            standing = ("ahead of it" if ratio > 1 + LEVEL else "behind it"
+                        if ratio < 1 - LEVEL else f"level with it, within {LEVEL:.0%}")
+            line += f"; {ratio:.2f}x optimum-intel ({standing})"
         lines.append(line)
     return lines
 
@@ -442,7 +461,8 @@ def results_markdown(results: dict) -> str:
         lines += [f"Not run: {entry['backend']}: {entry['reason'].split(':')[0]}"
                   for entry in result["report"]["not_run"]]
         lines += ["", "Where OpenVINO's engine time goes (its per-layer counters, "
-                  f"{PROFILE_RUNS} calls at 128 tokens; GFLOP/s: the weight MatMuls' "
+                  f"medians of {PROFILE_RUNS} calls at 128 tokens, the sides' calls interleaved, "
+                  "after the timed runs; GFLOP/s: the weight MatMuls' "
                   "multiply-adds x 2 over their time, per inference thread):", "",
                   *profile_table(result)]
         if result["model"] == "bert-base-uncased":

@@ -141,8 +141,8 @@ def summary_table(report: Mapping) -> str:
 
 def _perplexity_rows(section: Mapping) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the perplexity table: PyTorch (when measured), fp32, the variants;
-    where the variants ran elsewhere than ONNX Runtime's CPU, fp32 there (the base of "vs fp32")
-    and each variant named with where it ran."""
+    where the variants ran elsewhere than ONNX Runtime's CPU, fp32 on ONNX Runtime's CPU first
+    (the base of "vs fp32") and each variant named with where it ran."""
     header = ["engine", "perplexity", "NLL nats/token", "vs fp32", "vs pytorch",
               "tokens scored", "windows"]
     rows = []
