@@ -8,17 +8,18 @@ Models (benchmarks/suite.py builds and exports them): bert-base-uncased text cla
 (its real config, seeded random weights: its accuracy numbers say how far a backend moves the
 logits, not what a trained model keeps) and all-MiniLM-L6-v2 feature extraction (the real
 checkpoint). Each bundle gets dynamic-int8 ("int8", suite.py's), optimize ("opt": ONNX
-Runtime's fused Attention and LayerNorms, which OpenVINO's ONNX reader maps to its own) and
+Runtime's fused Attention and LayerNorms, which OpenVINO's ONNX reader maps to its own),
+int8-weights ("q8": 8-bit weights, activations quantized at run time, no calibration) and
 static-int8 ("qdq", calibrated on the accuracy tests' 32 calibration sentences, as
 benchmarks/static_int8.py).
 
 Timed with `edgeport bench`'s code (``runtime.cli.timing.benchmark``), every side interleaved in
 one run, the pipeline called as users call it, batch 1, generated texts of 128 tokens:
-edgeport's pipeline on ONNX Runtime (fp32, int8, opt, qdq) and on OpenVINO at f32 and at bf16
-(fp32, opt and qdq: int8 MatMuls, the rest at the precision; dynamic-int8 is refused there), the
-peer (optimum-intel's OVModelForSequenceClassification / OVModelForFeatureExtraction, exported with
-export=True from the same checkpoint folder, in transformers.pipeline, at its default
-precision), and transformers.pipeline on PyTorch. Accuracy, per edgeport row and the peer:
+edgeport's pipeline on ONNX Runtime (fp32, int8, opt, q8, qdq) and on OpenVINO at f32 and at
+bf16 (fp32, opt, q8 and qdq: int8 MatMuls, the rest at the precision; dynamic-int8 is refused
+there), the peer (optimum-intel's OVModelForSequenceClassification / OVModelForFeatureExtraction,
+exported with export=True from the same checkpoint folder, in transformers.pipeline, at its
+default precision), and transformers.pipeline on PyTorch. Accuracy, per edgeport row and the peer:
 the model's outputs against PyTorch's on the accuracy tests' 58 held-out sentences, one at a
 time (classification: argmax agreement, the smallest logit cosine and the largest logit
 difference; feature extraction: the smallest and mean cosine of mean-pooled sentence
@@ -309,7 +310,11 @@ def run_model(model, out: Path, *, tiny: bool, iterations: int, warmup: int,
         say(f"{model.name}: optimizing")
         variant_from_bundle(bundle.path, "optimize", name="opt")
         bundle = Bundle.load(bundle.path)
-    variants = ["fp32", int8, "opt", "qdq"]
+    if "q8" not in bundle.variants:  # int8 on OpenVINO without calibration data
+        say(f"{model.name}: quantizing (int8-weights)")
+        variant_from_bundle(bundle.path, "int8-weights", name="q8")
+        bundle = Bundle.load(bundle.path)
+    variants = ["fp32", int8, "opt", "q8", "qdq"]
     made = []
 
     def peer(*args, **kwargs):

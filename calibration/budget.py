@@ -45,11 +45,13 @@ METRIC_ALIASES = {
 }
 # The ops each recipe quantizes, whose nodes it can leave in fp32 (nodes_to_exclude): (op
 # types, only those with a weight). dynamic-int8 quantizes weight MatMuls and Gemms (ONNX
-# Runtime makes a Gemm a MatMul first) and the Gathers of embedding tables; int4 weight
-# MatMuls (and GPT-2's Conv1D Gemms, made MatMuls); static-int8 (QDQ) every MatMul and Gemm,
-# the attention products of two activations too, where a fixed range suits the scores least.
+# Runtime makes a Gemm a MatMul first) and the Gathers of embedding tables; int4 and
+# int8-weights weight MatMuls (and GPT-2's Conv1D Gemms, made MatMuls); static-int8 (QDQ) every
+# MatMul and Gemm, the attention products of two activations too, where a fixed range suits the
+# scores least.
 QUANTIZED_OPS = {"dynamic-int8": (("MatMul", "Gemm", "Gather"), True),
                  "int4": (("MatMul", "Gemm"), True),
+                 "int8-weights": (("MatMul", "Gemm"), True),
                  "static-int8": (("MatMul", "Gemm"), False)}
 
 
@@ -163,7 +165,7 @@ def variant_within_budget(
     if recipe not in RECIPES or "nodes_to_exclude" not in RECIPES[recipe].options:
         raise InputError(
             f"--max-drop needs a recipe that can leave nodes unquantized; {recipe!r} cannot. "
-            "Note: use dynamic-int8, static-int8 or int4."
+            "Note: use dynamic-int8, static-int8, int4 or int8-weights."
         )
     if recipe_options.get("source", "fp32") != "fp32":
         raise InputError("--max-drop starts from the fp32 graph; leave --from out.")

@@ -868,11 +868,37 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     setting): None or 1 fp32 (the weights are dequantized), 2 fp16, 3 bf16, 4 int8 (the
     activations quantized per block at run time: the fast path for LLM decoding on CPUs with
     int8 dot products, and the recommended CPU setting for LLMs)."""
-    recipe = "int4"
+    return _weight_only("int4", 4, source, target, block_size=block_size, symmetric=symmetric,
+                        accuracy_level=accuracy_level, nodes_to_exclude=nodes_to_exclude)
+
+
+def int8_weights(source: Path, target: Path, *, feeds=None, block_size: int = 32,
+                 symmetric: bool = True, accuracy_level: int | None = 4,
+                 nodes_to_exclude: list[str] | None = None) -> dict:
+    """Weight-only 8-bit: int4's form (MatMulNBits, a scale per block of ``block_size``) with
+    8-bit weights, a quarter of fp32's size, and no calibration data. Symmetric is the default:
+    at 8 bits a zero point adds nothing measurable. ``accuracy_level`` as int4's; the default 4
+    computes with int8 activations quantized per block at run time, as OpenVINO's CPU does
+    with these MatMuls by default (at accuracy_level 1 the weights are dequantized at every
+    call: 2.3x slower than fp32 on BERT-base). For OpenVINO, where dynamic-int8 does not run:
+    int8 MatMuls without calibration (benchmarks/openvino_bench.py, BERT-base: 3.3x
+    transformers at bf16, 1.14x optimum-intel; logits min cosine 0.9987 to PyTorch; MiniLM
+    embeddings 0.998, where dynamic-int8 keeps 0.967); on ONNX Runtime's CPU 1.1-1.3x fp32's
+    speed; and for LLMs whose int4 variant loses too much."""
+    return _weight_only("int8-weights", 8, source, target, block_size=block_size,
+                        symmetric=symmetric, accuracy_level=accuracy_level,
+                        nodes_to_exclude=nodes_to_exclude)
+
+
+def _weight_only(recipe: str, bits: int, source: Path, target: Path, *, block_size: int,
+                 symmetric: bool, accuracy_level: int | None,
+                 nodes_to_exclude: list[str] | None) -> dict:
+    """int4 and int8-weights: each weight MatMul (GPT-2's Conv1D Gemms made MatMuls first)
+    becomes MatMulNBits of ``bits`` bits, by ONNX Runtime's quantizer."""
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 16 or (
             block_size & (block_size - 1)):
         raise InputError(
-            f"The int4 recipe's block_size must be a power of two of at least 16, got "
+            f"The {recipe} recipe's block_size must be a power of two of at least 16, got "
             f"{block_size!r}. Note: 32 (the default) or 64 are usual; 128 makes a smaller file."
         )
     symmetric = _flag(recipe, "symmetric", symmetric)
@@ -890,10 +916,10 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     with _quiet_logging():
         from onnxruntime.quantization import matmul_nbits_quantizer as nbits
         config = nbits.DefaultWeightOnlyQuantConfig(block_size=block_size,
-                                                    is_symmetric=symmetric, bits=4,
+                                                    is_symmetric=symmetric, bits=bits,
                                                     accuracy_level=accuracy_level)
         quantizer = nbits.MatMulNBitsQuantizer(model, block_size=block_size,
-                                               is_symmetric=symmetric, bits=4,
+                                               is_symmetric=symmetric, bits=bits,
                                                accuracy_level=accuracy_level,
                                                nodes_to_exclude=exclude, algo_config=config)
         quantizer.process()
@@ -901,20 +927,20 @@ def int4(source: Path, target: Path, *, feeds=None, block_size: int = 32,
     quantized = sum(1 for n in converted.graph.node if n.op_type == "MatMulNBits")
     if not quantized:
         raise InputError(
-            f"The int4 recipe quantized no MatMul of {Path(source).name}: every weight MatMul was "
-            "excluded or unsupported. Note: exclude fewer nodes."
+            f"The {recipe} recipe quantized no MatMul of {Path(source).name}: every weight "
+            "MatMul was excluded or unsupported. Note: exclude fewer nodes."
         )
     _save(converted, Path(target), external=external)
     _check_loads(recipe, Path(target), "exclude the failing MatMul with nodes_to_exclude.")
     # What stayed float, said in the record: in a vision graph the Conv layers (a backbone, a
-    # patch embedding) keep their weights, and only the transformer's MatMuls are 4-bit.
+    # patch embedding) keep their weights, and only the transformer's MatMuls are quantized.
     by_name = {n.name: n.op_type for n in converted.graph.node}
     kept: dict[str, int] = {}
     for name in [*_weight_matmuls(converted), *_weight_convs(converted)]:
         kept[by_name[name]] = kept.get(by_name[name], 0) + 1
     return {"block_size": block_size, "symmetric": symmetric,
             "accuracy_level": accuracy_level, "nodes_to_exclude": exclude,
-            "bits": 4, "quantized_matmuls": quantized, "kept_float": kept,
+            "bits": bits, "quantized_matmuls": quantized, "kept_float": kept,
             "gemms_as_matmuls": len(gemms) - len([g for g in gemms if g.name in exclude])}
 
 
@@ -1088,6 +1114,10 @@ RECIPES: dict[str, Recipe] = {
                options={"block_size": 32, "symmetric": False, "accuracy_level": None,
                         "nodes_to_exclude": None},
                summary="weight-only 4-bit MatMulNBits (blockwise)"),
+        Recipe("int8-weights", int8_weights,
+               options={"block_size": 32, "symmetric": True, "accuracy_level": 4,
+                        "nodes_to_exclude": None},
+               summary="weight-only 8-bit MatMulNBits (blockwise): no calibration data"),
         Recipe("llm", llm, wants_checkpoint=True,
                options={"checkpoint": None, "precision": "int4", "block_size": 32,
                         "accuracy_level": 4},

@@ -33,11 +33,12 @@ DEFAULT_NAMES = {
     "static-int8": "qdq",
     "fp16": "fp16",
     "int4": "q4",
+    "int8-weights": "q8",
     "optimize": "opt",
     "llm": "llm",
 }
 # Recipes whose graphs hold quantized weights: nothing is quantized on top of them.
-QUANTIZED_RECIPES = ("dynamic-int8", "static-int8", "fp16", "int4")
+QUANTIZED_RECIPES = ("dynamic-int8", "static-int8", "fp16", "int4", "int8-weights")
 
 
 def check_variant_name(bundle: Bundle, name: str, *, overwrite: bool) -> None:

@@ -160,9 +160,9 @@ def test_openvino_benchmark_runs_on_a_tiny_model(tmp_path, monkeypatch):
     peer = bench.peer_missing() is None
     assert result["peer"] == ("run" if peer else bench.peer_missing())
     names = [run["backend"] for run in result["report"]["runs"]]
-    edgeport = ["fp32", "int8", "opt", "qdq", "fp32 (openvino f32)", "opt (openvino f32)",
-                "qdq (openvino f32)", "fp32 (openvino bf16)", "opt (openvino bf16)",
-                "qdq (openvino bf16)"]
+    edgeport = ["fp32", "int8", "opt", "q8", "qdq", "fp32 (openvino f32)", "opt (openvino f32)",
+                "q8 (openvino f32)", "qdq (openvino f32)", "fp32 (openvino bf16)",
+                "opt (openvino bf16)", "q8 (openvino bf16)", "qdq (openvino bf16)"]
     assert names == [*edgeport, *(["optimum-intel"] if peer else []), "transformers"]
     assert all(run["calls"] == 2 and run["sequence"] == 128 for run in result["report"]["runs"])
     accuracy = result["accuracy"]

@@ -50,7 +50,7 @@ CALIBRATION = [f"Calibration sentence {i} is about {topic}{'!' * (i % 3)}" + " a
 # recipe -> (structural mark of the new graph, numeric check against fp32)
 DEFAULTS = {name: recipe.options for name, recipe in RECIPES.items()}
 VARIANT = {"dynamic-int8": "int8", "static-int8": "qdq", "fp16": "fp16", "int4": "q4",
-           "optimize": "opt"}
+           "int8-weights": "q8", "optimize": "opt"}
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -133,6 +133,9 @@ def _check_close(recipe: str, distance: dict) -> None:
         assert distance["decisive_agreement"] == 1.0, distance
     elif recipe == "int4":
         assert distance["cosine"] >= 0.9, distance
+    elif recipe == "int8-weights":  # 8-bit weights and activations, per block of 32
+        assert distance["min_row_cosine"] >= 0.99, distance  # measured >= 0.997
+        assert distance["decisive_agreement"] == 1.0, distance
     else:
         raise AssertionError(f"no bound for {recipe}")
 
@@ -178,12 +181,13 @@ def _check_graph(recipe: str, path, model_type: str) -> None:
         for node in model.graph.node:
             if node.op_type in ("LayerNormalization", "Softmax"):
                 assert typed.get(node.output[0], elem) == elem, node.name
-    elif recipe == "int4":
+    elif recipe in ("int4", "int8-weights"):
         assert ops.get("MatMulNBits", 0) > 0 and not matmuls, ops
         for node in model.graph.node:
             if node.op_type == "MatMulNBits":
                 attrs = {a.name: a.i for a in node.attribute}
-                assert attrs["bits"] == 4 and attrs["block_size"] == 32
+                assert attrs["bits"] == (4 if recipe == "int4" else 8)
+                assert attrs["block_size"] == 32
     elif recipe == "optimize":
         assert ops.get("SkipLayerNormalization", 0) > 0, ops
         if model_type in ("bert", "roberta", "distilbert"):

@@ -35,7 +35,8 @@ REFUSED_RECIPES = {
         "its MatMulInteger/DynamicQuantizeLinear graph is not OpenVINO's int8 path: OpenVINO "
         "runs it through slow reference code (BERT-base: 105 ms, ONNX Runtime 25 ms), in f32",
         "for int8 on OpenVINO make a static-int8 variant (`edgeport quantize BUNDLE --recipe "
-        "static-int8 --calibration DATA`: QDQ, which OpenVINO runs as int8), or run this "
+        "static-int8 --calibration DATA`: QDQ, which OpenVINO runs as int8), or, without "
+        "calibration data, an int8-weights one (`--recipe int8-weights`), or run this "
         "variant with backend='onnxruntime'"),
 }
 
