@@ -60,7 +60,13 @@ from runtime.text.tokenizer import TextTokenizer
 from . import metrics
 from .compare_generation import NEW_TOKENS, compare_generation
 from .data import Samples, is_generative, load_samples, progress_bar
-from .engines import REFERENCE_ENGINE, check_runs_on, engine_options, measured_on
+from .engines import (
+    REFERENCE_ENGINE,
+    check_runs_on,
+    engine_options,
+    measured_on,
+    runnable,
+)
 from .layers import LAYER_SAMPLES, TOP_LAYERS, add_layers
 from .numeric import OutputStats, real_part, token_outputs
 from .perplexity import perplexity_section, perplexity_text, text_from_file
@@ -238,16 +244,8 @@ def _choose_variants(bundle: Bundle, variants, reference: str, options: Mapping 
     itself = reference == "fp32" and dict(options) == REFERENCE_ENGINE
     skipped: dict[str, str] = {}
     if variants is None:
-        chosen = []
-        for name in bundle.variants:
-            if name == "fp32" and itself:
-                continue
-            try:
-                check_runs_on(bundle, options, variant=name)
-            except InputError as refusal:
-                skipped[name] = str(refusal)
-                continue
-            chosen.append(name)
+        chosen, skipped = runnable(bundle, options, [name for name in bundle.variants
+                                                     if not (name == "fp32" and itself)])
     else:
         if isinstance(variants, str):
             variants = [variants]

@@ -58,6 +58,21 @@ def check_runs_on(bundle: Bundle, options: Mapping, *, variant: str | None = Non
                          f"{instead}.")
 
 
+def runnable(bundle: Bundle, options: Mapping, names) -> tuple[list[str], dict[str, str]]:
+    """Of the variants ``names``, those the backend of ``options`` runs, and those it refuses
+    (name -> why): a default list of variants leaves the refused ones out, and says so."""
+    runs: list[str] = []
+    refused: dict[str, str] = {}
+    for name in names:
+        try:
+            check_runs_on(bundle, options, variant=name)
+        except InputError as refusal:
+            refused[name] = str(refusal)
+            continue
+        runs.append(name)
+    return runs, refused
+
+
 def measured_on(engine, options: Mapping) -> dict:
     """Where an engine ran, for the report: backend, device, and the precision it ran at:
     OpenVINO's from the compiled model's facts (``precision_default``: OpenVINO picked it for

@@ -47,7 +47,13 @@ from runtime.tasks.generation import GenerationPipeline
 from runtime.text.tokenizer import TextTokenizer
 
 from .data import progress_bar
-from .engines import REFERENCE_ENGINE, check_runs_on, engine_options, measured_on
+from .engines import (
+    REFERENCE_ENGINE,
+    check_runs_on,
+    engine_options,
+    measured_on,
+    runnable,
+)
 from .reference import REFERENCES, torch_model
 from .report import json_ready
 
@@ -355,16 +361,9 @@ def perplexity_from_text(
     if reference not in REFERENCES:
         raise InputError(f"Unknown reference {reference!r}. " + did_you_mean(reference, REFERENCES))
     options = engine_options(backend, device, precision)
-    skipped = {}
+    skipped: dict[str, str] = {}
     if variants is None:
-        variants = []
-        for name in bundle.variants:
-            try:
-                check_runs_on(bundle, options, variant=name)
-            except InputError as refusal:
-                skipped[name] = str(refusal)
-                continue
-            variants.append(name)
+        variants, skipped = runnable(bundle, options, bundle.variants)
     else:
         variants = [variants] if isinstance(variants, str) else list(variants)
         for name in variants:

@@ -23,8 +23,8 @@ def test_exporter_and_calibration_api():
         "perplexity_from_text", "variant_from_bundle",
         "variant_within_budget", "write_reports",
     ])
-    assert sorted(calibration.RECIPES) == ["dynamic-int8", "fp16", "int4", "llm", "optimize",
-                                           "static-int8"]
+    assert sorted(calibration.RECIPES) == ["dynamic-int8", "fp16", "int4", "int8-weights", "llm",
+                                           "optimize", "static-int8"]
 
 
 def test_every_public_name_resolves():
