@@ -946,7 +946,9 @@ def _weight_only(recipe: str, bits: int, source: Path, target: Path, *, block_si
 
 # --- llm ------------------------------------------------------------------------------------------
 
-_LLM_PRECISIONS = ("int4", "fp32", "fp16")
+_LLM_PRECISIONS = ("int4", "int8", "fp32", "fp16")
+# llm precision -> the weight-only recipe that quantizes the built graph
+_LLM_WEIGHT_ONLY = {"int4": int4, "int8": int8_weights}
 
 
 def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: str = "int4",
@@ -954,7 +956,8 @@ def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: s
     """A decoder LM's graph rebuilt from its checkpoint with GroupQueryAttention (see
     ``exporter.llm``), validated against PyTorch in fp32; then, at ``precision`` "int4" (the
     default), its MatMuls 4-bit by the int4 recipe (``block_size``, ``accuracy_level``: 4 is
-    int8 activations, the fast CPU path); "fp16" is the GPU graph, its cache in float16.
+    int8 activations, the fast CPU path), at "int8" 8-bit by the int8-weights recipe (twice
+    int4's size, closer to fp32); "fp16" is the GPU graph, its cache in float16.
     ``source`` (the fp32 graph) is not read: the
     checkpoint is, which ``variant_from_bundle`` takes from the bundle's manifest."""
     recipe = "llm"
@@ -975,14 +978,14 @@ def llm(source: Path, target: Path, *, feeds=None, checkpoint=None, precision: s
         built = scratch / target.name
         record = build_llm_graph(checkpoint, built,
                                  precision="fp16" if precision == "fp16" else "fp32")
-        if precision != "int4":  # built under the target's name: its data file moves along
-            for name in (target.name, target.name + "_data"):
+        if precision not in _LLM_WEIGHT_ONLY:  # built under the target's name: its data
+            for name in (target.name, target.name + "_data"):  # file moves along
                 if (scratch / name).exists():
                     os.replace(scratch / name, target.with_name(name))
             _check_loads(recipe, target, "build the llm graph again")
         else:
-            record["int4"] = int4(built, target, block_size=block_size,
-                                  accuracy_level=accuracy_level)
+            record[precision] = _LLM_WEIGHT_ONLY[precision](
+                built, target, block_size=block_size, accuracy_level=accuracy_level)
     return {"precision": precision, "checkpoint": str(checkpoint), **record}
 
 
